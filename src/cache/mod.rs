@@ -1,0 +1,159 @@
+//! The content-addressed cache: a sled index of stage results over an object store, guarded
+//! by a process lock, with per-key work, checkpoint and log areas.
+//!
+//! Layout under the cache directory:
+//! `LOCK` (process lock), `index/` (sled), `objects/` (blobs), `outputs/` (readable views),
+//! `work/<key>/` (a running attempt), `checkpoints/<key>/` (resumable state),
+//! `logs/<pipeline>/` (stage logs), `runs/` (run journals), `tmp/`, `quarantine/`.
+
+pub mod digest;
+pub mod index;
+pub mod key;
+pub mod lock;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+pub use index::{Failure, Index, Latest, Record};
+pub use key::KeyMaterial;
+pub use lock::LockMode;
+pub use store::{ObjectKind, ObjectRef, Problem, Store};
+
+/// Errors from the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Another process holds the cache and `--no-wait` was given.
+    #[error("the cache {} is in use by another electra-pipe process ({holder}); try again when it finishes, or drop --no-wait to wait for it", cache.display())]
+    Busy {
+        /// The cache directory.
+        cache: PathBuf,
+        /// Who holds it.
+        holder: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The sled index failed.
+    #[error("cache index: {0}")]
+    Index(#[from] sled::Error),
+    /// A stage left something that cannot be stored as an output.
+    #[error("{0}")]
+    BadOutput(String),
+}
+
+impl CacheError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        CacheError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// An open, locked cache.
+pub struct Cache {
+    root: PathBuf,
+    /// The sled index.
+    pub index: Index,
+    /// The object store.
+    pub store: Store,
+    /// Data-input digests.
+    pub digester: digest::DataDigester,
+    _lock: lock::CacheLock,
+}
+
+const DIRS: &[&str] = &[
+    "objects",
+    "outputs",
+    "work",
+    "checkpoints",
+    "logs",
+    "runs",
+    "tmp",
+];
+
+impl Cache {
+    /// Opens the cache at `root`, creating it if needed, after taking its lock.
+    pub fn open(root: &Path, mode: LockMode) -> Result<Cache, CacheError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| CacheError::io(format!("creating cache {}", root.display()), e))?;
+        let root = crate::spec::absolute(root);
+        let lock = lock::acquire(
+            &root,
+            mode,
+            &|holder| {
+                tracing::warn!("the cache {} is in use ({holder}); waiting for it (use --no-wait to fail instead)", root.display())
+            },
+            &|holder| {
+                tracing::warn!("taking over the cache lock left by a process that died ({holder})")
+            },
+        )?;
+        for dir in DIRS {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path)
+                .map_err(|e| CacheError::io(format!("creating {}", path.display()), e))?;
+        }
+        // Whatever is in tmp/ belongs to a process that died: we hold the lock.
+        let tmp = root.join("tmp");
+        store::remove_any(&tmp)
+            .and_then(|()| std::fs::create_dir_all(&tmp))
+            .map_err(|e| CacheError::io(format!("clearing {}", tmp.display()), e))?;
+        let index = Index::open(&root.join("index"))?;
+        Ok(Cache {
+            digester: digest::DataDigester::new(index.stats.clone()),
+            store: Store::new(&root),
+            index,
+            root,
+            _lock: lock,
+        })
+    }
+
+    /// The cache directory (absolute).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The scratch area of an attempt at `key`.
+    pub fn work_dir(&self, key: &str) -> PathBuf {
+        self.root.join("work").join(key)
+    }
+
+    /// The checkpoint area of `key`, kept across crashes until the stage completes.
+    pub fn checkpoint_dir(&self, key: &str) -> PathBuf {
+        self.root.join("checkpoints").join(key)
+    }
+
+    /// The log file of an instance run under `key`.
+    pub fn log_path(&self, pipeline: &str, stage: &str, key: &str) -> PathBuf {
+        let safe: String = stage
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_=,.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.root
+            .join("logs")
+            .join(pipeline)
+            .join(format!("{safe}.{}.log", store::short(key)))
+    }
+
+    /// The directory of run journals.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+}
+
+/// Where run journals live for a cache directory, without opening (or locking) it.
+pub fn runs_dir(root: &Path) -> PathBuf {
+    root.join("runs")
+}

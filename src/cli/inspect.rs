@@ -1,0 +1,295 @@
+//! `graph`, `status` and `show`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use super::pipeline_cmd::load;
+use super::{Global, GraphFormat, Invalid, PipelineArgs};
+use crate::cache::{self, Cache, LockMode};
+use crate::run::journal::{self, Event};
+use crate::run::observer::human_seconds;
+
+/// `electra-pipe graph`.
+pub fn graph(
+    global: &Global,
+    args: &PipelineArgs,
+    format: GraphFormat,
+    by_stage: bool,
+) -> Result<ExitCode> {
+    let pipeline = load(global, args)?;
+    let mut nodes: Vec<(String, String)> = Vec::new();
+    let mut edges: BTreeSet<(String, String)> = BTreeSet::new();
+    let node_of = |i: usize| {
+        let instance = &pipeline.instances[i];
+        if by_stage {
+            instance.stage.clone()
+        } else {
+            instance.name.clone()
+        }
+    };
+    for (i, instance) in pipeline.instances.iter().enumerate() {
+        let node = node_of(i);
+        if !nodes.iter().any(|(n, _)| *n == node) {
+            let cells = pipeline
+                .instances
+                .iter()
+                .filter(|x| x.stage == instance.stage)
+                .count();
+            let label = if by_stage && cells > 1 {
+                format!("{} ×{cells}", instance.kind.name())
+            } else {
+                instance.kind.name().to_owned()
+            };
+            nodes.push((node.clone(), label));
+        }
+        for &d in &instance.deps {
+            edges.insert((node_of(d), node.clone()));
+        }
+    }
+    match format {
+        GraphFormat::Dot => {
+            println!(
+                "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box];",
+                pipeline.name
+            );
+            for (node, label) in &nodes {
+                println!(
+                    "  {:?} [label=\"{}\\n({label})\"];",
+                    node,
+                    node.replace('"', "\\\"")
+                );
+            }
+            for (a, b) in &edges {
+                println!("  {a:?} -> {b:?};");
+            }
+            println!("}}");
+        }
+        GraphFormat::Mermaid => {
+            println!("flowchart LR");
+            let id: BTreeMap<&str, usize> = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.as_str(), i))
+                .collect();
+            for (i, (node, label)) in nodes.iter().enumerate() {
+                println!("  n{i}[\"{} ({label})\"]", node.replace('"', "#quot;"));
+            }
+            for (a, b) in &edges {
+                println!("  n{} --> n{}", id[a.as_str()], id[b.as_str()]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+/// `electra-pipe status`.
+pub fn status(global: &Global) -> Result<ExitCode> {
+    let runs = cache::runs_dir(&global.cache);
+    let (run_id, entries) = journal::read_latest(&runs).with_context(|| {
+        format!(
+            "no run journal in {} (has a pipeline run with this --cache?)",
+            runs.display()
+        )
+    })?;
+    let mut header = None;
+    let mut states: BTreeMap<String, (String, Option<String>, Option<f64>)> = BTreeMap::new();
+    let mut progress: BTreeMap<String, (u64, Option<u64>, String)> = BTreeMap::new();
+    let mut end = None;
+    let (first_t, last_t) = (
+        entries.first().map_or(0.0, |e| e.t),
+        entries.last().map_or(0.0, |e| e.t),
+    );
+    for entry in &entries {
+        match &entry.event {
+            Event::RunStart {
+                pipeline,
+                file,
+                pid,
+                jobs,
+                stages,
+                ..
+            } => {
+                for s in stages {
+                    states.insert(s.clone(), ("pending".into(), None, None));
+                }
+                header = Some((pipeline.clone(), file.clone(), *pid, *jobs, stages.len()));
+            }
+            Event::Stage {
+                name,
+                state,
+                detail,
+                seconds,
+                log,
+            } => {
+                let detail = match (state.as_str(), log) {
+                    ("failed", Some(log)) => Some(format!(
+                        "{} (log: {})",
+                        detail.clone().unwrap_or_default(),
+                        log.display()
+                    )),
+                    _ => detail.clone(),
+                };
+                states.insert(name.clone(), (state.clone(), detail, *seconds));
+            }
+            Event::Progress {
+                name,
+                done,
+                total,
+                message,
+            } => {
+                progress.insert(name.clone(), (*done, *total, message.clone()));
+            }
+            Event::RunEnd { ok, interrupted } => end = Some((*ok, *interrupted)),
+        }
+    }
+    let Some((pipeline, file, pid, jobs, total)) = header else {
+        return Err(Invalid(format!("the journal of run {run_id} has no start record")).into());
+    };
+    let condition = match end {
+        Some((true, _)) => "finished successfully".to_owned(),
+        Some((false, true)) => "interrupted".to_owned(),
+        Some((false, false)) => "finished with failures".to_owned(),
+        None if process_alive(pid) => format!("running (pid {pid})"),
+        None => format!("stopped without finishing (pid {pid} is gone)"),
+    };
+    let now = if end.is_none() && process_alive(pid) {
+        journal::now()
+    } else {
+        last_t
+    };
+    println!(
+        "run {run_id} of pipeline `{pipeline}` ({file}): {condition}, {} elapsed",
+        human_seconds(now - first_t)
+    );
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (state, _, _) in states.values() {
+        *counts.entry(state.as_str()).or_default() += 1;
+    }
+    let order = [
+        "done",
+        "cached",
+        "running",
+        "retrying",
+        "failed",
+        "blocked",
+        "cancelled",
+        "pending",
+    ];
+    let parts: Vec<String> = order
+        .iter()
+        .filter_map(|s| counts.get(s).map(|n| format!("{n} {s}")))
+        .collect();
+    println!("  {total} stages: {}", parts.join(", "));
+    let durations: Vec<f64> = states
+        .values()
+        .filter(|(s, _, _)| s == "done")
+        .filter_map(|(_, _, d)| *d)
+        .collect();
+    let remaining =
+        counts.get("pending").copied().unwrap_or(0) + counts.get("running").copied().unwrap_or(0);
+    if end.is_none() && !durations.is_empty() && remaining > 0 {
+        let mean = durations.iter().sum::<f64>() / durations.len() as f64;
+        println!(
+            "  ETA ≈ {} (mean stage time {} × {remaining} left / {jobs} jobs)",
+            human_seconds(mean * remaining as f64 / jobs.max(1) as f64),
+            human_seconds(mean)
+        );
+    }
+    for (name, (state, detail, _)) in &states {
+        match state.as_str() {
+            "running" | "retrying" => {
+                let p = progress.get(name).map_or_else(String::new, |(d, t, m)| {
+                    format!(
+                        " — {d}{} {m}",
+                        t.map_or_else(String::new, |t| format!("/{t}"))
+                    )
+                });
+                println!("  running  {name}{p}");
+            }
+            "failed" => println!("  FAILED   {name}: {}", detail.clone().unwrap_or_default()),
+            _ => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `electra-pipe show`.
+pub fn show(
+    global: &Global,
+    stage: &str,
+    pipeline: Option<&str>,
+    log_lines: usize,
+) -> Result<ExitCode> {
+    let cache = Cache::open(&global.cache, LockMode::Wait)?;
+    let matches: Vec<_> = cache
+        .index
+        .all_latest()?
+        .into_iter()
+        .filter(|(p, name, _)| {
+            pipeline.is_none_or(|want| want == p)
+                && (name == stage || name.starts_with(&format!("{stage}[")))
+        })
+        .collect();
+    if matches.is_empty() {
+        return Err(Invalid(format!(
+            "no results for stage `{stage}` in the cache {}",
+            cache.root().display()
+        ))
+        .into());
+    }
+    for (pipeline, name, latest) in matches {
+        println!("{name}  (pipeline `{pipeline}`)");
+        println!("  key       {}", latest.key);
+        match cache.index.record(&latest.key)? {
+            Some(record) => {
+                println!("  kind      {} v{}", record.kind, record.kind_version);
+                println!(
+                    "  ran       {} → {} ({}) on {} by electra-pipe {}",
+                    record.started,
+                    record.finished,
+                    human_seconds(record.duration_secs),
+                    record.host,
+                    record.electra_pipe_version
+                );
+                println!("  run       {}", record.run_id);
+                for (k, v) in &record.metrics {
+                    println!("  metric    {k} = {v}");
+                }
+                for (output, object) in &record.outputs {
+                    println!(
+                        "  output    {output} ({:?}, {} bytes): {}",
+                        object.kind,
+                        object.bytes,
+                        cache.store.output_path(object, output).display()
+                    );
+                }
+                print_log(&record.log, log_lines);
+            }
+            None => match cache.index.failure(&pipeline, &name)? {
+                Some(failure) => {
+                    println!("  FAILED    at {}: {}", failure.when, failure.error);
+                    print_log(&failure.log, log_lines);
+                }
+                None => println!("  (no stored result for its current key; `plan` says why)"),
+            },
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_log(path: &std::path::Path, lines: usize) {
+    println!("  log       {}", path.display());
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let all: Vec<&str> = text.lines().collect();
+        for line in &all[all.len().saturating_sub(lines)..] {
+            println!("    | {line}");
+        }
+    }
+}

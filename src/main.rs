@@ -1,0 +1,5 @@
+//! The `electra-pipe` command.
+
+fn main() -> std::process::ExitCode {
+    electra_pipe::cli::main()
+}

@@ -1,0 +1,52 @@
+//! Executors run one stage attempt somewhere. `local` runs it in this process, on its own
+//! thread; a cluster executor (Slurm) will submit it as a job instead.
+
+use std::fs::OpenOptions;
+use std::sync::Mutex;
+
+use electra_pipe_api::{Metrics, Params, StageContext, StageError};
+
+use crate::spec::Instance;
+
+/// Runs stage attempts.
+pub trait Executor: Send + Sync {
+    /// The name used as `executor:` in pipeline files.
+    fn name(&self) -> &'static str;
+    /// Runs one attempt of `instance` with runtime `params` (references resolved to paths),
+    /// leaving its outputs in `ctx.out_dir`.
+    fn execute(
+        &self,
+        instance: &Instance,
+        params: &Params,
+        ctx: &StageContext<'_>,
+    ) -> Result<Metrics, StageError>;
+}
+
+/// Runs stages in-process; their `tracing` events go to the stage's log file.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalExecutor;
+
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn execute(
+        &self,
+        instance: &Instance,
+        params: &Params,
+        ctx: &StageContext<'_>,
+    ) -> Result<Metrics, StageError> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ctx.log_path)
+            .map_err(|e| StageError::io(format!("opening log {}", ctx.log_path.display()), e))?;
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(Mutex::new(log))
+            .with_ansi(false)
+            .with_target(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || instance.kind.run(params, ctx))
+    }
+}

@@ -1,0 +1,6 @@
+//! Running a pipeline: executors, the scheduler, the live display and the run journal.
+
+pub mod executor;
+pub mod journal;
+pub mod observer;
+pub mod scheduler;

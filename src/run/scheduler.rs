@@ -1,0 +1,517 @@
+//! The scheduler: walks the DAG, reuses verified cached results, runs the rest in parallel
+//! (up to `jobs`, within the CPU budget), retries failures, blocks the descendants of what
+//! failed while every other branch goes on, and stops cleanly when cancelled.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use electra_pipe_api::{CancelToken, StageContext, StageError};
+use serde_json::Value;
+
+use super::executor::Executor;
+use super::observer::{Observer, StageProgress};
+use crate::cache::store::remove_any;
+use crate::cache::{Cache, CacheError, Failure, KeyMaterial, ObjectRef, Record};
+use crate::evaluate::{abbreviate, evaluate, Check, Reason, Verdict};
+use crate::spec::Pipeline;
+
+/// How to run.
+pub struct RunOptions {
+    /// Most stages running at once.
+    pub jobs: usize,
+    /// CPUs the running stages may occupy together.
+    pub cpus: usize,
+    /// Instances to re-run even when cached.
+    pub forced: HashSet<usize>,
+    /// This run's id (journal name, recorded in results).
+    pub run_id: String,
+}
+
+/// What happened in a run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Instances that ran and succeeded.
+    pub ran: usize,
+    /// Instances reused from the cache.
+    pub cached: usize,
+    /// Instances that failed: name, error, log.
+    pub failed: Vec<(String, String, PathBuf)>,
+    /// Instances blocked by a failure upstream: name, the failed one.
+    pub blocked: Vec<(String, String)>,
+    /// Instances not finished because the run was interrupted.
+    pub not_finished: usize,
+    /// Whether the run was interrupted.
+    pub interrupted: bool,
+}
+
+#[derive(Clone)]
+enum State {
+    Pending,
+    Running,
+    Finished(BTreeMap<String, ObjectRef>),
+    Failed,
+    Blocked,
+}
+
+/// An instance about to run.
+struct Task {
+    index: usize,
+    key: String,
+    material: KeyMaterial,
+    why: String,
+    /// Reference slots and the paths they resolve to.
+    inputs: Vec<(String, PathBuf)>,
+}
+
+enum Outcome {
+    Done(Record),
+    Failed(String, PathBuf),
+    Cancelled,
+}
+
+/// What workers share.
+struct Shared<'a> {
+    pipeline: &'a Pipeline,
+    cache: &'a Cache,
+    executors: &'a HashMap<String, Arc<dyn Executor>>,
+    observer: &'a Observer,
+    cancel: &'a CancelToken,
+    run_id: &'a str,
+}
+
+/// Runs `pipeline` to completion (or cancellation).
+pub fn run(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    executors: &HashMap<String, Arc<dyn Executor>>,
+    options: &RunOptions,
+    observer: &Observer,
+    cancel: &CancelToken,
+) -> Result<Summary, CacheError> {
+    let n = pipeline.instances.len();
+    let mut position = vec![0; n];
+    for (pos, &i) in pipeline.dag.order.iter().enumerate() {
+        position[i] = pos;
+    }
+    let mut state = vec![State::Pending; n];
+    let mut waiting_on: Vec<usize> = pipeline.instances.iter().map(|i| i.deps.len()).collect();
+    let mut to_evaluate: VecDeque<usize> = pipeline
+        .dag
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| waiting_on[i] == 0)
+        .collect();
+    let mut queue: BinaryHeap<Reverse<(usize, usize)>> = BinaryHeap::new();
+    let mut tasks: HashMap<usize, Task> = HashMap::new();
+    let mut in_flight: HashMap<String, usize> = HashMap::new();
+    let mut parked: HashMap<String, Vec<usize>> = HashMap::new();
+    let (mut running, mut cpus_used) = (0usize, 0usize);
+    let mut summary = Summary::default();
+    let shared = Shared {
+        pipeline,
+        cache,
+        executors,
+        observer,
+        cancel,
+        run_id: &options.run_id,
+    };
+    let (tx, rx) = mpsc::channel::<(usize, String, Outcome)>();
+
+    std::thread::scope(|scope| -> Result<(), CacheError> {
+        loop {
+            let stopping = cancel.is_cancelled();
+            while let (false, Some(i)) = (stopping, to_evaluate.pop_front()) {
+                let outputs_of = |d: usize| match &state[d] {
+                    State::Finished(o) => Some(o.clone()),
+                    _ => None,
+                };
+                let eval = evaluate(
+                    pipeline,
+                    i,
+                    &outputs_of,
+                    cache,
+                    options.forced.contains(&i),
+                    Check::Verify,
+                )?;
+                let instance = &pipeline.instances[i];
+                match eval.verdict {
+                    Verdict::Cached(record) => {
+                        if cache
+                            .index
+                            .latest(&pipeline.name, &instance.name)?
+                            .is_none_or(|l| l.key != eval.key)
+                        {
+                            cache.index.set_latest(
+                                &pipeline.name,
+                                &instance.name,
+                                &eval.key,
+                                &eval.material,
+                            )?;
+                        }
+                        summary.cached += 1;
+                        observer.cached(&instance.name);
+                        release(
+                            pipeline,
+                            i,
+                            record.outputs,
+                            &mut state,
+                            &mut waiting_on,
+                            &mut to_evaluate,
+                        );
+                    }
+                    Verdict::MissingInput(path) => {
+                        let error = format!(
+                            "input {path} does not exist (is the data directory right? set it with --data DIR or ELECTRA_PIPE_DATA; it is {})",
+                            pipeline.data_dir.display()
+                        );
+                        observer.failed(&instance.name, &error, 0.0, &PathBuf::from("-"));
+                        summary
+                            .failed
+                            .push((instance.name.clone(), error, PathBuf::from("-")));
+                        block(pipeline, i, &mut state, observer, &mut summary);
+                    }
+                    Verdict::Run(reasons) => {
+                        if in_flight.contains_key(&eval.key) {
+                            parked.entry(eval.key).or_default().push(i);
+                            continue;
+                        }
+                        let why = reasons
+                            .iter()
+                            .map(Reason::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        let inputs = resolve_inputs(pipeline, cache, i, &state);
+                        in_flight.insert(eval.key.clone(), i);
+                        tasks.insert(
+                            i,
+                            Task {
+                                index: i,
+                                key: eval.key,
+                                material: eval.material,
+                                why,
+                                inputs,
+                            },
+                        );
+                        queue.push(Reverse((position[i], i)));
+                    }
+                }
+            }
+            while let (false, Some(&Reverse((_, i)))) = (stopping, queue.peek()) {
+                let cpus = pipeline.instances[i].cpus.min(options.cpus);
+                if running >= options.jobs || (running > 0 && cpus_used + cpus > options.cpus) {
+                    break;
+                }
+                queue.pop();
+                let task = tasks.remove(&i).expect("queued tasks exist");
+                state[i] = State::Running;
+                running += 1;
+                cpus_used += cpus;
+                let tx = tx.clone();
+                let shared = &shared;
+                scope.spawn(move || {
+                    let key = task.key.clone();
+                    let outcome = attempt(shared, &task);
+                    let _ = tx.send((task.index, key, outcome));
+                });
+            }
+            if running == 0 && (stopping || (queue.is_empty() && to_evaluate.is_empty())) {
+                break;
+            }
+            let (i, key, outcome) = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(message) => message,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            running -= 1;
+            cpus_used -= pipeline.instances[i].cpus.min(options.cpus);
+            in_flight.remove(&key);
+            if let Some(twins) = parked.remove(&key) {
+                to_evaluate.extend(twins);
+            }
+            let name = &pipeline.instances[i].name;
+            match outcome {
+                Outcome::Done(record) => {
+                    summary.ran += 1;
+                    observer.done(name, record.duration_secs);
+                    release(
+                        pipeline,
+                        i,
+                        record.outputs,
+                        &mut state,
+                        &mut waiting_on,
+                        &mut to_evaluate,
+                    );
+                }
+                Outcome::Failed(error, log) => {
+                    summary.failed.push((name.clone(), error, log));
+                    state[i] = State::Failed;
+                    block(pipeline, i, &mut state, observer, &mut summary);
+                }
+                Outcome::Cancelled => {
+                    state[i] = State::Pending;
+                    observer.cancelled(name);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    summary.interrupted = cancel.is_cancelled();
+    summary.not_finished = state
+        .iter()
+        .filter(|s| matches!(s, State::Pending | State::Running))
+        .count();
+    Ok(summary)
+}
+
+/// Marks `i` finished with `outputs` and queues dependents that are now ready.
+fn release(
+    pipeline: &Pipeline,
+    i: usize,
+    outputs: BTreeMap<String, ObjectRef>,
+    state: &mut [State],
+    waiting_on: &mut [usize],
+    to_evaluate: &mut VecDeque<usize>,
+) {
+    state[i] = State::Finished(outputs);
+    for &d in &pipeline.dag.dependents[i] {
+        waiting_on[d] -= 1;
+        if waiting_on[d] == 0 && matches!(state[d], State::Pending) {
+            to_evaluate.push_back(d);
+        }
+    }
+}
+
+/// Marks every descendant of the failed `i` blocked.
+fn block(
+    pipeline: &Pipeline,
+    i: usize,
+    state: &mut [State],
+    observer: &Observer,
+    summary: &mut Summary,
+) {
+    state[i] = State::Failed;
+    let failed = &pipeline.instances[i].name;
+    for d in pipeline.dag.descendants(i) {
+        if matches!(state[d], State::Pending) {
+            state[d] = State::Blocked;
+            let name = &pipeline.instances[d].name;
+            observer.blocked(name, failed);
+            summary.blocked.push((name.clone(), failed.clone()));
+        }
+    }
+}
+
+/// The paths that an instance's reference slots stand for.
+fn resolve_inputs(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    i: usize,
+    state: &[State],
+) -> Vec<(String, PathBuf)> {
+    pipeline.instances[i]
+        .refs
+        .iter()
+        .filter_map(|slot| {
+            let State::Finished(outputs) = &state[slot.target] else {
+                return None;
+            };
+            let object = outputs.get(&slot.output)?;
+            let mut path = cache.store.output_path(object, &slot.output);
+            if let Some(sub) = &slot.subpath {
+                path = path.join(sub);
+            }
+            Some((slot.pointer.clone(), path))
+        })
+        .collect()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Runs a task's attempts (1 + retries) and stores its outputs; returns what happened.
+fn attempt(shared: &Shared<'_>, task: &Task) -> Outcome {
+    let instance = &shared.pipeline.instances[task.index];
+    let cache = shared.cache;
+    let log = cache.log_path(&shared.pipeline.name, &instance.name, &task.key);
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut params = instance.params.clone();
+    for (pointer, path) in &task.inputs {
+        if let Some(v) = params.pointer_mut(pointer) {
+            *v = Value::String(path.to_string_lossy().into_owned());
+        }
+    }
+    let Some(executor) = shared.executors.get(&instance.executor) else {
+        return Outcome::Failed(
+            format!("executor `{}` is not available", instance.executor),
+            log,
+        );
+    };
+    shared.observer.running(&instance.name, &task.why, &log);
+    let attempts = instance.retries + 1;
+    let mut last_error = String::new();
+    let started_all = Instant::now();
+    for n in 1..=attempts {
+        if shared.cancel.is_cancelled() {
+            return Outcome::Cancelled;
+        }
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        append_log(
+            &log,
+            &format!(
+                "== electra-pipe: {} attempt {n}/{attempts} at {} (key {}, run {})\n== why: {}\n",
+                instance.name,
+                rfc3339(started),
+                task.key,
+                shared.run_id,
+                task.why
+            ),
+        );
+        match run_once(shared, task, executor.as_ref(), &params, &log) {
+            Ok((outputs, metrics)) => {
+                let duration = clock.elapsed().as_secs_f64();
+                let record = Record {
+                    key: task.key.clone(),
+                    pipeline: shared.pipeline.name.clone(),
+                    stage: instance.name.clone(),
+                    kind: instance.kind.name().to_owned(),
+                    kind_version: instance.kind.version(),
+                    outputs,
+                    metrics,
+                    started: rfc3339(started),
+                    finished: rfc3339(SystemTime::now()),
+                    duration_secs: duration,
+                    host: gethostname::gethostname().to_string_lossy().into_owned(),
+                    electra_pipe_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    log: log.clone(),
+                    run_id: shared.run_id.to_owned(),
+                };
+                if let Err(e) = cache.index.commit(&record, &task.material) {
+                    return Outcome::Failed(format!("storing the result: {e}"), log);
+                }
+                let _ = remove_any(&cache.work_dir(&task.key));
+                let _ = remove_any(&cache.checkpoint_dir(&task.key));
+                append_log(
+                    &log,
+                    &format!("== done in {duration:.3}s; outputs stored\n"),
+                );
+                return Outcome::Done(record);
+            }
+            Err(StageError::Cancelled) => {
+                append_log(
+                    &log,
+                    "== cancelled: the run was interrupted; nothing recorded\n",
+                );
+                let _ = remove_any(&cache.work_dir(&task.key));
+                return Outcome::Cancelled;
+            }
+            Err(error) => {
+                last_error = error.to_string();
+                append_log(&log, &format!("== failed: {last_error}\n"));
+                if shared.cancel.is_cancelled() {
+                    return Outcome::Cancelled;
+                }
+                if n < attempts {
+                    shared
+                        .observer
+                        .retrying(&instance.name, &last_error, n, attempts);
+                }
+            }
+        }
+    }
+    let failure = Failure {
+        key: task.key.clone(),
+        when: rfc3339(SystemTime::now()),
+        error: last_error.clone(),
+        log: log.clone(),
+    };
+    let _ = cache
+        .index
+        .set_failure(&shared.pipeline.name, &instance.name, &failure);
+    shared.observer.failed(
+        &instance.name,
+        &last_error,
+        started_all.elapsed().as_secs_f64(),
+        &log,
+    );
+    Outcome::Failed(last_error, log)
+}
+
+type Stored = (BTreeMap<String, ObjectRef>, BTreeMap<String, Value>);
+
+/// One attempt: a fresh work dir, the executor, then the outputs into the store.
+fn run_once(
+    shared: &Shared<'_>,
+    task: &Task,
+    executor: &dyn Executor,
+    params: &Value,
+    log: &std::path::Path,
+) -> Result<Stored, StageError> {
+    let instance = &shared.pipeline.instances[task.index];
+    let cache = shared.cache;
+    let work = cache.work_dir(&task.key);
+    let (scratch, out, checkpoints) = (
+        work.join("scratch"),
+        work.join("out"),
+        cache.checkpoint_dir(&task.key),
+    );
+    remove_any(&work).map_err(|e| StageError::io(format!("clearing {}", work.display()), e))?;
+    for dir in [&scratch, &out, &checkpoints] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StageError::io(format!("creating {}", dir.display()), e))?;
+    }
+    let progress = StageProgress {
+        observer: shared.observer,
+        name: &instance.name,
+    };
+    let ctx = StageContext {
+        stage_name: &instance.name,
+        work_dir: scratch,
+        out_dir: out.clone(),
+        checkpoint_dir: checkpoints,
+        log_path: log.to_owned(),
+        cpus: instance.cpus,
+        progress: &progress,
+        cancel: shared.cancel.clone(),
+    };
+    let metrics = executor.execute(instance, params, &ctx)?;
+    let mut outputs = BTreeMap::new();
+    for name in &instance.plan.outputs {
+        let path = out.join(name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Err(StageError::Failed(format!(
+                "the stage did not create its declared output `{name}`"
+            )));
+        }
+        let object = cache
+            .store
+            .import(&path, name)
+            .map_err(|e| StageError::Failed(format!("storing output `{name}`: {e}")))?;
+        outputs.insert(name.clone(), object);
+    }
+    Ok((outputs, metrics))
+}
+
+fn append_log(path: &std::path::Path, text: &str) {
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(text.as_bytes());
+    }
+}
+
+/// Names for the summary: up to three, then a count.
+pub fn names(items: &[(String, String)]) -> String {
+    abbreviate(&items.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>())
+}

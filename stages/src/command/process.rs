@@ -1,0 +1,116 @@
+//! Runs a `command` stage's shell script as a child process that can be cancelled.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use electra_pipe_api::{StageContext, StageError};
+
+use super::CommandParams;
+
+/// How long a cancelled command gets between SIGTERM and SIGKILL.
+const TERMINATE_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the command in `ctx.out_dir`, logging its output, and checks its declared outputs.
+pub(super) fn run(params: &CommandParams, ctx: &StageContext<'_>) -> Result<(), StageError> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&ctx.log_path)
+        .map_err(|e| StageError::io(format!("opening log {}", ctx.log_path.display()), e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| StageError::io("duplicating the log handle", e))?;
+
+    let mut command = Command::new("sh");
+    command
+        .arg("-e")
+        .arg("-c")
+        .arg(&params.cmd)
+        .current_dir(&ctx.out_dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .env("EP_STAGE", ctx.stage_name)
+        .env("EP_WORK_DIR", &ctx.work_dir)
+        .env("EP_CHECKPOINT_DIR", &ctx.checkpoint_dir)
+        .env("EP_CPUS", ctx.cpus.to_string())
+        .envs(&params.env)
+        .envs(
+            params
+                .inputs
+                .iter()
+                .map(|(name, paths)| (name, paths.paths().join("\n"))),
+        )
+        // Its own process group, so that cancelling reaches the whole pipeline of processes
+        // and a Ctrl-C on the terminal reaches the orchestrator first.
+        .process_group(0);
+    // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the shell if the
+    // orchestrator dies (kill -9), so no orphan keeps writing into a stage directory.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| StageError::io("starting `sh`", e))?;
+    let status = wait_or_cancel(child, ctx)?;
+    if !status.success() {
+        return Err(StageError::Failed(describe_failure(status)));
+    }
+    for output in &params.outputs {
+        if !ctx.out_dir.join(output).exists() {
+            return Err(StageError::Failed(format!(
+                "the command succeeded but did not create its declared output `{output}`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the child, polling with a growing interval so short commands return quickly;
+/// on cancellation terminates its process group.
+fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus, StageError> {
+    let mut pause = Duration::from_micros(100);
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| StageError::io("waiting for the command", e))?
+        {
+            return Ok(status);
+        }
+        if ctx.cancel.is_cancelled() {
+            terminate(&mut child);
+            return Err(StageError::Cancelled);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let group = -(child.id() as libc::pid_t);
+    // SAFETY: plain kill(2) on the child's own process group.
+    unsafe { libc::kill(group, libc::SIGTERM) };
+    let deadline = Instant::now() + TERMINATE_GRACE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(group, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+fn describe_failure(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("the command exited with status {code}"),
+        (None, Some(signal)) => format!("the command was killed by signal {signal}"),
+        _ => "the command failed".to_owned(),
+    }
+}
