@@ -39,11 +39,14 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
     to_json(&yaml, "")
 }
 
-/// Parses a `--set` value the way YAML would read it (`3`, `0.1`, `[1, 2]`, `text`).
+/// Parses a `--set` value the way YAML would read a flow value (`3`, `0.1`, `[1, 2]`,
+/// `{a: 1}`); anything else that is not a plain scalar is taken as literal text.
 pub fn parse_scalar(text: &str) -> Result<Value, YamlError> {
+    let flow = text.trim_start().starts_with(['[', '{']);
     match serde_yaml::from_str::<Yaml>(text) {
-        Ok(yaml) => to_json(&yaml, ""),
-        Err(_) => Ok(Value::String(text.to_owned())),
+        Ok(yaml) if flow || !matches!(yaml, Yaml::Sequence(_) | Yaml::Mapping(_) | Yaml::Tagged(_)) => to_json(&yaml, ""),
+        Err(err) if flow => Err(YamlError { location: None, path: None, message: format!("invalid YAML value: {err}") }),
+        _ => Ok(Value::String(text.to_owned())),
     }
 }
 
@@ -123,5 +126,8 @@ mod tests {
         assert_eq!(parse_scalar("3").unwrap(), json!(3));
         assert_eq!(parse_scalar("[1, 2]").unwrap(), json!([1, 2]));
         assert_eq!(parse_scalar("hello").unwrap(), json!("hello"));
+        assert_eq!(parse_scalar("?").unwrap(), json!("?"));
+        assert_eq!(parse_scalar("- a").unwrap(), json!("- a"));
+        assert!(parse_scalar("[1, 2").is_err());
     }
 }

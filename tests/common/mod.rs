@@ -1,0 +1,147 @@
+//! Helpers for the integration tests: the real binary, a temporary workspace with its own
+//! cache, and readers for the run journal.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real `electra-pipe` binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_electra-pipe"))
+}
+
+/// The shared real data directory (`../shared/data` beside the project).
+pub fn shared_data() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    assert!(dir.join("README.md").exists(), "the real data is expected at {}", dir.display());
+    dir.canonicalize().unwrap()
+}
+
+/// A scratch directory with a cache, a data directory and pipeline files.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        Workspace { dir }
+    }
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+    /// Writes a file relative to the workspace, returning its path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+    /// A command for the binary with this workspace's cache and data directory.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(self.path())
+            .env_remove("ELECTRA_PIPE_DATA")
+            .env_remove("ELECTRA_PIPE_CACHE")
+            .arg("--cache")
+            .arg(self.cache())
+            .arg("--data")
+            .arg(self.data())
+            .args(args);
+        cmd
+    }
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    /// Runs a pipeline and asserts success; returns the instances that ran (not cached).
+    pub fn run_ok(&self, pipeline: &Path, extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["run", pipeline.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert!(out.status.success(), "run failed:\n{}", text(&out));
+        self.ran_in_last_run()
+    }
+    /// Instance names with a `running` event in the latest run journal, sorted.
+    pub fn ran_in_last_run(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .journal()
+            .iter()
+            .filter(|e| e["event"] == "stage" && e["state"] == "running")
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+    /// The latest run journal's entries.
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let runs = self.cache().join("runs");
+        let id = std::fs::read_to_string(runs.join("latest")).unwrap();
+        std::fs::read_to_string(runs.join(format!("{}.jsonl", id.trim())))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+    /// The readable path of an instance's output, from `show`.
+    pub fn output_path(&self, stage: &str, output: &str) -> PathBuf {
+        let out = self.run(&["show", stage]);
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let needle = format!("output    {output} (");
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(&needle)).unwrap_or_else(|| panic!("no output {output} in:\n{stdout}"));
+        PathBuf::from(line.rsplit(": ").next().unwrap())
+    }
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!("status {:?}\n--- stdout\n{}\n--- stderr\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A diamond (source → left, right → join) with a matrix in the middle, all `command`
+/// stages. `${data}/input.txt` feeds the source.
+pub const DIAMOND: &str = r#"
+pipeline: diamond
+vars:
+  suffix: "!"
+stages:
+  source:
+    kind: command
+    params:
+      cmd: tr a-z A-Z < "$text" > upper.txt
+      inputs: { text: "${data}/input.txt" }
+      outputs: [upper.txt]
+  left:
+    kind: command
+    matrix:
+      n: [1, 2]
+    params:
+      cmd: head -c ${n} "$text" > head.txt
+      inputs: { text: "@source/upper.txt" }
+      outputs: [head.txt]
+  right:
+    kind: command
+    params:
+      cmd: |
+        mkdir -p out
+        rev "$text" > out/reversed.txt
+        echo "${suffix}" > out/suffix.txt
+      inputs: { text: "@source/upper.txt" }
+      outputs: [out]
+  join:
+    kind: command
+    params:
+      cmd: cat $heads "$rev/reversed.txt" > joined.txt
+      inputs:
+        heads: "@left[*]/head.txt"
+        rev: "@right/out"
+      outputs: [joined.txt]
+"#;
