@@ -36,7 +36,11 @@ stages:
 fn spawn_run(ws: &Workspace, pipeline: &std::path::Path, extra: &[&str]) -> Child {
     let mut args = vec!["run", pipeline.to_str().unwrap()];
     args.extend_from_slice(extra);
-    ws.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    ws.command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Waits until the latest journal says `stage` is running.
@@ -44,8 +48,18 @@ fn wait_running(ws: &Workspace, stage: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let running = ws.cache().join("runs/latest").exists()
-            && ws.journal().iter().any(|e| e["name"] == stage && e["state"] == "running");
-        if running && ws.cache().join("work").read_dir().map(|mut d| d.next().is_some()).unwrap_or(false) {
+            && ws
+                .journal()
+                .iter()
+                .any(|e| e["name"] == stage && e["state"] == "running");
+        if running
+            && ws
+                .cache()
+                .join("work")
+                .read_dir()
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        {
             std::thread::sleep(Duration::from_millis(300));
             return;
         }
@@ -63,7 +77,11 @@ fn results(ws: &Workspace) -> String {
 fn assert_verify_passes(ws: &Workspace) {
     let out = ws.run(&["cache", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("all intact"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("all intact"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -76,19 +94,39 @@ fn kill_9_mid_stage_then_rerun_resumes_from_the_checkpoint() {
     child.wait().unwrap();
 
     let ls = ws.run(&["cache", "ls"]);
-    assert!(String::from_utf8_lossy(&ls.stderr).contains("taking over the cache lock left by a process that died"), "{}", text(&ls));
+    assert!(
+        String::from_utf8_lossy(&ls.stderr)
+            .contains("taking over the cache lock left by a process that died"),
+        "{}",
+        text(&ls)
+    );
     let listed = results(&ws);
     assert!(listed.lines().any(|l| l.ends_with(" first")), "{listed}");
-    assert!(!listed.lines().any(|l| l.ends_with(" slow")), "an interrupted stage must leave no record:\n{listed}");
+    assert!(
+        !listed.lines().any(|l| l.ends_with(" slow")),
+        "an interrupted stage must leave no record:\n{listed}"
+    );
     assert_verify_passes(&ws);
 
     let out = ws.run(&["run", pipeline.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(ws.ran_in_last_run(), ["after", "slow"], "`first` is reused, `slow` re-runs");
+    assert_eq!(
+        ws.ran_in_last_run(),
+        ["after", "slow"],
+        "`first` is reused, `slow` re-runs"
+    );
     let result = std::fs::read_to_string(ws.output_path("slow", "result.txt")).unwrap();
-    assert_eq!(result, "first\nresumed\n", "the re-run resumed from its checkpoint");
-    let checkpoints = std::fs::read_dir(ws.cache().join("checkpoints")).unwrap().count();
-    assert_eq!(checkpoints, 0, "checkpoints are cleared once a stage completes");
+    assert_eq!(
+        result, "first\nresumed\n",
+        "the re-run resumed from its checkpoint"
+    );
+    let checkpoints = std::fs::read_dir(ws.cache().join("checkpoints"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        checkpoints, 0,
+        "checkpoints are cleared once a stage completes"
+    );
     assert_verify_passes(&ws);
 }
 
@@ -103,16 +141,32 @@ fn ctrl_c_stops_running_stages_and_records_nothing_half_done() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    assert!(started.elapsed() < Duration::from_secs(10), "stopping took {:?}", started.elapsed());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+        "{}",
+        text(&out)
+    );
     let journal = ws.journal();
-    assert!(journal.iter().any(|e| e["name"] == "slow" && e["state"] == "cancelled"));
-    assert!(journal.iter().any(|e| e["event"] == "run_end" && e["interrupted"] == true));
+    assert!(journal
+        .iter()
+        .any(|e| e["name"] == "slow" && e["state"] == "cancelled"));
+    assert!(journal
+        .iter()
+        .any(|e| e["event"] == "run_end" && e["interrupted"] == true));
     let listed = results(&ws);
     assert!(listed.lines().any(|l| l.ends_with(" first")), "{listed}");
     assert!(!listed.lines().any(|l| l.ends_with(" slow")), "{listed}");
     let status = ws.run(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("interrupted"), "{}", text(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("interrupted"),
+        "{}",
+        text(&status)
+    );
     assert_verify_passes(&ws);
 }
 
@@ -130,13 +184,27 @@ fn a_flipped_byte_is_reported_by_verify_and_recomputed_by_the_next_run() {
     let out = ws.run(&["cache", "verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("corrupt") && report.contains("output `upper.txt` of source"), "{report}");
+    assert!(
+        report.contains("corrupt") && report.contains("output `upper.txt` of source"),
+        "{report}"
+    );
 
     let out = ws.run(&["run", pipeline.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"), "the run says why it recomputes:\n{}", text(&out));
-    assert_eq!(ws.ran_in_last_run(), ["source"], "recomputed; its identical output keeps the rest cached");
-    assert_eq!(std::fs::read_to_string(ws.output_path("source", "upper.txt")).unwrap(), "HELLO WORLD\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("corrupt"),
+        "the run says why it recomputes:\n{}",
+        text(&out)
+    );
+    assert_eq!(
+        ws.ran_in_last_run(),
+        ["source"],
+        "recomputed; its identical output keeps the rest cached"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.output_path("source", "upper.txt")).unwrap(),
+        "HELLO WORLD\n"
+    );
     assert_verify_passes(&ws);
 }
 
@@ -151,13 +219,25 @@ fn a_second_process_waits_for_the_cache_or_refuses_with_no_wait() {
     wait_running(&ws, "s");
     let refused = ws.run(&["run", pipeline.to_str().unwrap(), "--no-wait"]);
     assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("is in use by another electra-pipe process"), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("is in use by another electra-pipe process"),
+        "{}",
+        text(&refused)
+    );
     let second = spawn_run(&ws, &pipeline, &[]);
     let first = first.wait_with_output().unwrap();
     let second = second.wait_with_output().unwrap();
     assert!(first.status.success(), "{}", text(&first));
     assert!(second.status.success(), "{}", text(&second));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("waiting for it"), "{}", text(&second));
-    assert!(ws.ran_in_last_run().is_empty(), "the second run found everything cached");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("waiting for it"),
+        "{}",
+        text(&second)
+    );
+    assert!(
+        ws.ran_in_last_run().is_empty(),
+        "the second run found everything cached"
+    );
     assert_verify_passes(&ws);
 }

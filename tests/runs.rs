@@ -20,9 +20,15 @@ fn diamond_with_matrix_produces_outputs_and_reruns_nothing() {
     let joined = std::fs::read_to_string(ws.output_path("join", "joined.txt")).unwrap();
     assert_eq!(joined, "HHEDLROW OLLEH\n");
     let right = ws.output_path("right", "out");
-    assert_eq!(std::fs::read_to_string(right.join("suffix.txt")).unwrap(), "!\n");
+    assert_eq!(
+        std::fs::read_to_string(right.join("suffix.txt")).unwrap(),
+        "!\n"
+    );
 
-    assert!(ws.run_ok(&pipeline, &[]).is_empty(), "a second run must execute nothing");
+    assert!(
+        ws.run_ok(&pipeline, &[]).is_empty(),
+        "a second run must execute nothing"
+    );
     let journal = ws.journal();
     assert_eq!(journal.iter().filter(|e| e["state"] == "cached").count(), 5);
 }
@@ -46,8 +52,15 @@ fn an_input_file_change_reruns_its_consumers() {
     ws.write("data/input.txt", "other text\n");
     let plan = ws.run(&["plan", pipeline.to_str().unwrap()]);
     let plan_text = String::from_utf8_lossy(&plan.stdout);
-    assert!(plan_text.contains("will run  source") && plan_text.contains("input changed: ${data}/input.txt"), "{plan_text}");
-    assert_eq!(ws.run_ok(&pipeline, &[]), ["join", "left[n=1]", "left[n=2]", "right", "source"]);
+    assert!(
+        plan_text.contains("will run  source")
+            && plan_text.contains("input changed: ${data}/input.txt"),
+        "{plan_text}"
+    );
+    assert_eq!(
+        ws.run_ok(&pipeline, &[]),
+        ["join", "left[n=1]", "left[n=2]", "right", "source"]
+    );
     let joined = std::fs::read_to_string(ws.output_path("join", "joined.txt")).unwrap();
     assert_eq!(joined, "OOTTXET REHTO\n");
 }
@@ -66,13 +79,27 @@ fn unchanged_outputs_stop_invalidation_early() {
 fn force_reruns_a_stage_or_one_cell() {
     let (ws, pipeline) = diamond();
     ws.run_ok(&pipeline, &[]);
-    assert_eq!(ws.run_ok(&pipeline, &["--force", "left[n=2]"]), ["left[n=2]"]);
-    assert_eq!(ws.run_ok(&pipeline, &["--force", "left"]), ["left[n=1]", "left[n=2]"]);
+    assert_eq!(
+        ws.run_ok(&pipeline, &["--force", "left[n=2]"]),
+        ["left[n=2]"]
+    );
+    assert_eq!(
+        ws.run_ok(&pipeline, &["--force", "left"]),
+        ["left[n=1]", "left[n=2]"]
+    );
     let plan = ws.run(&["plan", pipeline.to_str().unwrap(), "--force", "source"]);
-    assert!(String::from_utf8_lossy(&plan.stdout).contains("will run  source"), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("will run  source"),
+        "{}",
+        text(&plan)
+    );
     let bad = ws.run(&["run", pipeline.to_str().unwrap(), "--force", "lefty"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("did you mean `left`?"), "{}", text(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("did you mean `left`?"),
+        "{}",
+        text(&bad)
+    );
 }
 
 const FAILING: &str = r#"
@@ -99,35 +126,73 @@ fn a_failure_blocks_only_its_descendants_after_its_retries() {
     let out = ws.run(&["run", pipeline.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad: the command exited with status 3"), "{stderr}");
-    assert!(stderr.contains("blocked by these failures: after_bad"), "{stderr}");
-    let log_line = stderr.lines().find(|l| l.trim_start().starts_with("log: ")).expect("the summary names the log");
+    assert!(
+        stderr.contains("bad: the command exited with status 3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("blocked by these failures: after_bad"),
+        "{stderr}"
+    );
+    let log_line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("log: "))
+        .expect("the summary names the log");
     let log = std::fs::read_to_string(log_line.trim_start().trim_start_matches("log: ")).unwrap();
-    assert_eq!(log.matches("boom").count(), 3, "three attempts, each logged:\n{log}");
+    assert_eq!(
+        log.matches("boom").count(),
+        3,
+        "three attempts, each logged:\n{log}"
+    );
     // The checkpoint area survived the retries (same key), and the other branch finished.
     let journal = ws.journal();
-    let state = |name: &str| journal.iter().filter(|e| e["name"] == name).map(|e| e["state"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let state = |name: &str| {
+        journal
+            .iter()
+            .filter(|e| e["name"] == name)
+            .map(|e| e["state"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(state("after_good"), ["running", "done"]);
     assert_eq!(state("after_bad"), ["blocked"]);
     assert_eq!(state("bad"), ["running", "retrying", "retrying", "failed"]);
     let status = ws.run(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("finished with failures"), "{}", text(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("finished with failures"),
+        "{}",
+        text(&status)
+    );
     // The failure is not recorded as a result: the plan explains it will run again.
     let plan = ws.run(&["plan", pipeline.to_str().unwrap()]);
     let plan_text = String::from_utf8_lossy(&plan.stdout);
-    assert!(plan_text.contains("will run  bad") && plan_text.contains("last attempt failed"), "{plan_text}");
+    assert!(
+        plan_text.contains("will run  bad") && plan_text.contains("last attempt failed"),
+        "{plan_text}"
+    );
     assert!(plan_text.contains("cached    after_good"), "{plan_text}");
 }
 
 #[test]
 fn a_missing_declared_output_fails_the_stage() {
     let ws = Workspace::new();
-    let pipeline = ws.write("p.yaml", "stages:\n  s:\n    kind: command\n    params: { cmd: 'true', outputs: [never.txt] }\n");
+    let pipeline = ws.write(
+        "p.yaml",
+        "stages:\n  s:\n    kind: command\n    params: { cmd: 'true', outputs: [never.txt] }\n",
+    );
     let out = ws.run(&["run", pipeline.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("did not create its declared output `never.txt`"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("did not create its declared output `never.txt`"),
+        "{}",
+        text(&out)
+    );
     let ls = ws.run(&["cache", "ls"]);
-    assert!(String::from_utf8_lossy(&ls.stdout).contains("0 results"), "{}", text(&ls));
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains("0 results"),
+        "{}",
+        text(&ls)
+    );
 }
 
 #[test]
@@ -137,9 +202,17 @@ fn a_missing_data_file_fails_its_stage_with_where_it_looked() {
     let out = ws.run(&["run", pipeline.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("input.txt does not exist") && stderr.contains("--data DIR or ELECTRA_PIPE_DATA"), "{stderr}");
+    assert!(
+        stderr.contains("input.txt does not exist")
+            && stderr.contains("--data DIR or ELECTRA_PIPE_DATA"),
+        "{stderr}"
+    );
     let plan = ws.run(&["plan", pipeline.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&plan.stdout).contains("blocked   join"), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("blocked   join"),
+        "{}",
+        text(&plan)
+    );
 }
 
 #[test]
@@ -149,10 +222,18 @@ fn keys_do_not_depend_on_where_the_data_lives() {
     let moved = ws.path().join("moved-data");
     std::fs::rename(ws.data(), &moved).unwrap();
     let out = std::process::Command::new(common::binary())
-        .args(["--cache", ws.cache().to_str().unwrap(), "--data", moved.to_str().unwrap()])
+        .args([
+            "--cache",
+            ws.cache().to_str().unwrap(),
+            "--data",
+            moved.to_str().unwrap(),
+        ])
         .args(["run", pipeline.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert!(ws.ran_in_last_run().is_empty(), "moving the data directory must not invalidate results");
+    assert!(
+        ws.ran_in_last_run().is_empty(),
+        "moving the data directory must not invalidate results"
+    );
 }

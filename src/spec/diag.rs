@@ -141,22 +141,40 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Underlines the token starting at `col`: up to the next `:` or the end of the word.
+/// Underlines the token starting at `col`: a quoted string, or plain text up to where a
+/// YAML scalar ends (`: `, ` #`, `,`, `]`, or a `}` that does not close a `${`).
 fn underline_width(text: &str, col: usize) -> usize {
-    let rest: String = text.chars().skip(col.saturating_sub(1)).collect();
-    let quoted = rest.starts_with('"') || rest.starts_with('\'');
-    let width = if quoted {
-        let quote = rest.chars().next().unwrap_or('"');
-        rest[1..].find(quote).map_or(rest.len(), |end| end + 2)
+    let rest: Vec<char> = text.chars().skip(col.saturating_sub(1)).collect();
+    let mut width = rest.len();
+    if let Some(&quote @ ('"' | '\'')) = rest.first() {
+        if let Some(end) = rest[1..].iter().position(|&c| c == quote) {
+            width = end + 2;
+        }
     } else {
-        rest.find(|c: char| c == ':' || c == '#' || c == ',' || c == '}' || c == ']')
-            .unwrap_or(rest.len())
-    };
-    rest[..width.min(rest.len())]
-        .trim_end()
-        .chars()
-        .count()
-        .max(1)
+        let mut open = 0usize;
+        for (i, &c) in rest.iter().enumerate() {
+            let next = rest.get(i + 1).copied();
+            match c {
+                '$' if next == Some('{') => open += 1,
+                '}' if open > 0 => open -= 1,
+                ',' | ']' | '}' => {
+                    width = i;
+                    break;
+                }
+                ':' if matches!(next, Some(' ') | None) => {
+                    width = i;
+                    break;
+                }
+                ' ' if next == Some('#') => {
+                    width = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let token: String = rest[..width].iter().collect();
+    token.trim_end().chars().count().max(1)
 }
 
 /// Every problem found in a pipeline file (at least one).
@@ -213,6 +231,15 @@ mod tests {
         assert!(text.contains("3 |     kidn: command"), "{text}");
         assert!(text.contains("  |     ^^^^\n"), "{text}");
         assert!(text.contains("did you mean `kind`?"), "{text}");
+    }
+
+    #[test]
+    fn underlines_whole_scalars() {
+        assert_eq!(underline_width("  a: ${b}/x", 6), 6);
+        assert_eq!(underline_width("  kind: comand # typo", 9), 6);
+        assert_eq!(underline_width("  seed: [1, 1.0]", 13), 3);
+        assert_eq!(underline_width(r#"  x: "@b/b.txt" }"#, 6), 10);
+        assert_eq!(underline_width("  kidn: command", 3), 4);
     }
 
     #[test]

@@ -113,7 +113,8 @@ impl Checker {
                 )
                 .expected("variables that can be resolved in some order");
             self.push(diag);
-            done.insert(name.to_owned(), Value::Null);
+            // A placeholder, so that the cycle is reported once rather than at every use.
+            done.insert(name.to_owned(), Value::String(format!("${{{name}}}")));
             return;
         }
         stack.push(name.to_owned());

@@ -274,9 +274,15 @@ impl Checker {
                     } else {
                         format!("`{}`", err.path)
                     };
+                    // An unknown key is pointed at by its name, a wrong value by the value.
+                    let location = if err.message.starts_with("unknown field") {
+                        self.locator.key(&path)
+                    } else {
+                        self.locator.value(&path)
+                    };
                     let diag = self
-                        .at_value(
-                            &path,
+                        .at(
+                            location,
                             format!(
                                 "invalid {field} for `{}` stage `{}`",
                                 instance.kind.name(),

@@ -44,8 +44,16 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
 pub fn parse_scalar(text: &str) -> Result<Value, YamlError> {
     let flow = text.trim_start().starts_with(['[', '{']);
     match serde_yaml::from_str::<Yaml>(text) {
-        Ok(yaml) if flow || !matches!(yaml, Yaml::Sequence(_) | Yaml::Mapping(_) | Yaml::Tagged(_)) => to_json(&yaml, ""),
-        Err(err) if flow => Err(YamlError { location: None, path: None, message: format!("invalid YAML value: {err}") }),
+        Ok(yaml)
+            if flow || !matches!(yaml, Yaml::Sequence(_) | Yaml::Mapping(_) | Yaml::Tagged(_)) =>
+        {
+            to_json(&yaml, "")
+        }
+        Err(err) if flow => Err(YamlError {
+            location: None,
+            path: None,
+            message: format!("invalid YAML value: {err}"),
+        }),
         _ => Ok(Value::String(text.to_owned())),
     }
 }

@@ -13,7 +13,11 @@ pub fn binary() -> PathBuf {
 /// The shared real data directory (`../shared/data` beside the project).
 pub fn shared_data() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    assert!(dir.join("README.md").exists(), "the real data is expected at {}", dir.display());
+    assert!(
+        dir.join("README.md").exists(),
+        "the real data is expected at {}",
+        dir.display()
+    );
     dir.canonicalize().unwrap()
 }
 
@@ -96,14 +100,22 @@ impl Workspace {
         assert!(out.status.success(), "{}", text(&out));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let needle = format!("output    {output} (");
-        let line = stdout.lines().find(|l| l.trim_start().starts_with(&needle)).unwrap_or_else(|| panic!("no output {output} in:\n{stdout}"));
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&needle))
+            .unwrap_or_else(|| panic!("no output {output} in:\n{stdout}"));
         PathBuf::from(line.rsplit(": ").next().unwrap())
     }
 }
 
 /// stdout and stderr of a finished command, for assertion messages.
 pub fn text(out: &Output) -> String {
-    format!("status {:?}\n--- stdout\n{}\n--- stderr\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A diamond (source → left, right → join) with a matrix in the middle, all `command`
