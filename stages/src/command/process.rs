@@ -3,7 +3,8 @@
 use std::fs::OpenOptions;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use electra_pipe_api::{StageContext, StageError};
 
@@ -71,40 +72,38 @@ pub(super) fn run(params: &CommandParams, ctx: &StageContext<'_>) -> Result<(), 
     Ok(())
 }
 
-/// Waits for the child, polling with a growing interval so short commands return quickly;
-/// on cancellation terminates its process group.
+/// Waits for the child (blocking, so a short command returns at once) while a watcher
+/// thread terminates its process group if the run is cancelled.
 fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus, StageError> {
-    let mut pause = Duration::from_micros(100);
-    loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| StageError::io("waiting for the command", e))?
-        {
-            return Ok(status);
+    let group = child.id() as libc::pid_t;
+    let (done, finished) = mpsc::channel::<()>();
+    let cancel = ctx.cancel.clone();
+    let watcher = std::thread::spawn(move || {
+        while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_millis(50)) {
+            if cancel.is_cancelled() {
+                terminate(group, &finished);
+                return;
+            }
         }
-        if ctx.cancel.is_cancelled() {
-            terminate(&mut child);
-            return Err(StageError::Cancelled);
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+    });
+    let status = child.wait();
+    drop(done);
+    let _ = watcher.join();
+    let status = status.map_err(|e| StageError::io("waiting for the command", e))?;
+    if ctx.cancel.is_cancelled() && !status.success() {
+        return Err(StageError::Cancelled);
     }
+    Ok(status)
 }
 
-fn terminate(child: &mut Child) {
-    let group = -(child.id() as libc::pid_t);
+/// SIGTERM to the group, then SIGKILL unless the command exits (`exited` disconnects) in time.
+fn terminate(group: libc::pid_t, exited: &mpsc::Receiver<()>) {
     // SAFETY: plain kill(2) on the child's own process group.
-    unsafe { libc::kill(group, libc::SIGTERM) };
-    let deadline = Instant::now() + TERMINATE_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    unsafe { libc::kill(-group, libc::SIGTERM) };
+    if let Err(RecvTimeoutError::Timeout) = exited.recv_timeout(TERMINATE_GRACE) {
+        // SAFETY: as above.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(group, libc::SIGKILL) };
-    let _ = child.wait();
 }
 
 fn describe_failure(status: ExitStatus) -> String {
