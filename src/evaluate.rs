@@ -65,7 +65,7 @@ pub fn abbreviate(names: &[String]) -> String {
 /// The outcome of evaluating one instance.
 pub enum Verdict {
     /// A verified cached result.
-    Cached(Record),
+    Cached(Box<Record>),
     /// It must run, for these reasons.
     Run(Vec<Reason>),
     /// A data input does not exist.
@@ -196,7 +196,7 @@ pub fn evaluate(
                 return Ok(Evaluation {
                     material,
                     key,
-                    verdict: Verdict::Cached(record),
+                    verdict: Verdict::Cached(Box::new(record)),
                 });
             }
             Err(problem) => {

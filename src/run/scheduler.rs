@@ -69,7 +69,7 @@ struct Task {
 }
 
 enum Outcome {
-    Done(Record),
+    Done(Box<Record>),
     Failed(String, PathBuf),
     Cancelled,
 }
@@ -404,7 +404,7 @@ fn attempt(shared: &Shared<'_>, task: &Task) -> Outcome {
                     &log,
                     &format!("== done in {duration:.3}s; outputs stored\n"),
                 );
-                return Outcome::Done(record);
+                return Outcome::Done(Box::new(record));
             }
             Err(StageError::Cancelled) => {
                 append_log(

@@ -196,15 +196,11 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         let loc = location(mark);
         match event {
-            Event::Scalar(text, ..) => {
-                if !self.take_key(&text, loc) {
-                    self.place(loc);
-                }
+            Event::Scalar(text, ..) if !self.take_key(&text, loc) => {
+                self.place(loc);
             }
-            Event::Alias(_) => {
-                if !self.take_key("*alias", loc) {
-                    self.place(loc);
-                }
+            Event::Alias(_) if !self.take_key("*alias", loc) => {
+                self.place(loc);
             }
             Event::MappingStart(..) => {
                 let path = self.place(loc);
