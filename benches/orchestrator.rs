@@ -25,7 +25,11 @@ fn electra_pipe(dir: &Path, args: &[&str]) -> Duration {
         .output()
         .expect("the binary runs");
     let took = start.elapsed();
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     took
 }
 
@@ -57,7 +61,10 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let cells: usize = std::env::var("BENCH_CELLS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let cells: usize = std::env::var("BENCH_CELLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let values: Vec<String> = (0..cells).map(|i| i.to_string()).collect();
@@ -77,14 +84,36 @@ fn main() {
     let per_stage = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3 / cells as f64);
     let overhead = first.saturating_sub(reference);
 
-    println!("electra-pipe orchestrator benchmark: {cells} trivial `command` stages, {JOBS} jobs\n");
+    println!(
+        "electra-pipe orchestrator benchmark: {cells} trivial `command` stages, {JOBS} jobs\n"
+    );
     println!("| measurement | wall time | per stage |");
     println!("|---|---:|---:|");
-    println!("| validate (parse + expand + check) | {} | {} |", ms(validate), per_stage(validate));
+    println!(
+        "| validate (parse + expand + check) | {} | {} |",
+        ms(validate),
+        per_stage(validate)
+    );
     println!("| plan, empty cache | {} | {} |", ms(plan), per_stage(plan));
     println!("| first run | {} | {} |", ms(first), per_stage(first));
-    println!("| reference: same commands spawned directly | {} | {} |", ms(reference), per_stage(reference));
-    println!("| **overhead of electra-pipe** (first run − reference) | {} | **{}** |", ms(overhead), per_stage(overhead));
-    println!("| fully cached rerun (verifies every output) | {} | {} |", ms(cached), per_stage(cached));
-    println!("| plan, everything cached | {} | {} |", ms(cached_plan), per_stage(cached_plan));
+    println!(
+        "| reference: same commands spawned directly | {} | {} |",
+        ms(reference),
+        per_stage(reference)
+    );
+    println!(
+        "| **overhead of electra-pipe** (first run − reference) | {} | **{}** |",
+        ms(overhead),
+        per_stage(overhead)
+    );
+    println!(
+        "| fully cached rerun (verifies every output) | {} | {} |",
+        ms(cached),
+        per_stage(cached)
+    );
+    println!(
+        "| plan, everything cached | {} | {} |",
+        ms(cached_plan),
+        per_stage(cached_plan)
+    );
 }

@@ -13,10 +13,16 @@ fn stdout(out: &std::process::Output) -> String {
 #[test]
 fn word_stats_example_runs_on_the_real_brown_corpus() {
     let ws = Workspace::new();
-    let pipeline = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/word-stats.yaml");
+    let pipeline =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/word-stats.yaml");
     let data = shared_data();
     let out = std::process::Command::new(common::binary())
-        .args(["--cache", ws.cache().to_str().unwrap(), "--data", data.to_str().unwrap()])
+        .args([
+            "--cache",
+            ws.cache().to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
         .args(["run", pipeline.to_str().unwrap()])
         .output()
         .unwrap();
@@ -25,7 +31,12 @@ fn word_stats_example_runs_on_the_real_brown_corpus() {
 
     let corpus = std::fs::read_to_string(data.join("corpus/brown/brown_detagged.txt")).unwrap();
     let lines: Vec<&str> = corpus.lines().collect();
-    let words = |n: usize| lines[..n].iter().map(|l| l.split_ascii_whitespace().count()).sum::<usize>();
+    let words = |n: usize| {
+        lines[..n]
+            .iter()
+            .map(|l| l.split_ascii_whitespace().count())
+            .sum::<usize>()
+    };
     let expected = format!("{}\n{}\n500\n1000\n", words(500), words(1000));
     let report = ws.output_path("report", "report");
     let counts = std::fs::read_to_string(report.join("counts.txt")).unwrap();
@@ -33,7 +44,10 @@ fn word_stats_example_runs_on_the_real_brown_corpus() {
     assert_eq!(counts.join("\n") + "\n", expected);
     let top = std::fs::read_to_string(report.join("top-words.txt")).unwrap();
     assert_eq!(top.lines().count(), 20);
-    assert!(top.lines().next().unwrap().trim_start().ends_with(" the"), "the commonest word in Brown is `the`:\n{top}");
+    assert!(
+        top.lines().next().unwrap().trim_start().ends_with(" the"),
+        "the commonest word in Brown is `the`:\n{top}"
+    );
 }
 
 #[test]
@@ -44,17 +58,42 @@ fn show_status_and_graph_describe_a_run() {
     ws.run_ok(&pipeline, &[]);
 
     let shown = stdout(&ws.run(&["show", "left"]));
-    assert!(shown.contains("left[n=1]") && shown.contains("left[n=2]"), "{shown}");
-    assert!(shown.contains("kind      command v1") && shown.contains("output    head.txt (File, 1 bytes)"), "{shown}");
-    assert!(shown.contains("== electra-pipe: left[n=1] attempt 1/1"), "the log's tail is shown:\n{shown}");
+    assert!(
+        shown.contains("left[n=1]") && shown.contains("left[n=2]"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("kind      command v1")
+            && shown.contains("output    head.txt (File, 1 bytes)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("== electra-pipe: left[n=1] attempt 1/1"),
+        "the log's tail is shown:\n{shown}"
+    );
 
     let status = stdout(&ws.run(&["status"]));
-    assert!(status.contains("finished successfully") && status.contains("5 stages: 5 done"), "{status}");
+    assert!(
+        status.contains("finished successfully") && status.contains("5 stages: 5 done"),
+        "{status}"
+    );
 
     let dot = stdout(&ws.run(&["graph", pipeline.to_str().unwrap()]));
-    assert!(dot.contains("\"source\" -> \"left[n=1]\"") && dot.contains("\"right\" -> \"join\""), "{dot}");
-    let mermaid = stdout(&ws.run(&["graph", pipeline.to_str().unwrap(), "--format", "mermaid", "--stages"]));
-    assert!(mermaid.starts_with("flowchart LR") && mermaid.contains("left (command ×2)"), "{mermaid}");
+    assert!(
+        dot.contains("\"source\" -> \"left[n=1]\"") && dot.contains("\"right\" -> \"join\""),
+        "{dot}"
+    );
+    let mermaid = stdout(&ws.run(&[
+        "graph",
+        pipeline.to_str().unwrap(),
+        "--format",
+        "mermaid",
+        "--stages",
+    ]));
+    assert!(
+        mermaid.starts_with("flowchart LR") && mermaid.contains("left (command ×2)"),
+        "{mermaid}"
+    );
     assert_eq!(mermaid.matches("-->").count(), 4, "{mermaid}");
 }
 
@@ -65,18 +104,33 @@ fn gc_keeps_what_the_pipeline_uses_and_drops_the_rest() {
     let pipeline = ws.write("diamond.yaml", DIAMOND);
     ws.run_ok(&pipeline, &["--set", "suffix=?"]);
     ws.run_ok(&pipeline, &[]);
-    let count = |ws: &Workspace| stdout(&ws.run(&["cache", "ls"])).lines().filter(|l| l.contains(" diamond ")).count();
+    let count = |ws: &Workspace| {
+        stdout(&ws.run(&["cache", "ls"]))
+            .lines()
+            .filter(|l| l.contains(" diamond "))
+            .count()
+    };
     assert_eq!(count(&ws), 7, "two versions of `right` and `join`");
 
     let dry = stdout(&ws.run(&["cache", "gc", pipeline.to_str().unwrap(), "--dry-run"]));
     assert!(dry.contains("would remove 2 results"), "{dry}");
     assert_eq!(count(&ws), 7, "a dry run deletes nothing");
     let done = stdout(&ws.run(&["cache", "gc", pipeline.to_str().unwrap()]));
-    assert!(done.contains("removed 2 results") && done.contains("kept 5 results"), "{done}");
+    assert!(
+        done.contains("removed 2 results") && done.contains("kept 5 results"),
+        "{done}"
+    );
     assert_eq!(count(&ws), 5);
     assert!(stdout(&ws.run(&["cache", "verify"])).contains("all intact"));
-    assert!(ws.run_ok(&pipeline, &[]).is_empty(), "what the pipeline uses is still cached");
-    assert_eq!(ws.run_ok(&pipeline, &["--set", "suffix=?"]), ["join", "right"], "the collected version re-runs");
+    assert!(
+        ws.run_ok(&pipeline, &[]).is_empty(),
+        "what the pipeline uses is still cached"
+    );
+    assert_eq!(
+        ws.run_ok(&pipeline, &["--set", "suffix=?"]),
+        ["join", "right"],
+        "the collected version re-runs"
+    );
 }
 
 #[test]
@@ -84,14 +138,35 @@ fn validate_summarises_and_warns_about_missing_data() {
     let ws = Workspace::new();
     let pipeline = ws.write("diamond.yaml", DIAMOND);
     let out = stdout(&ws.run(&["validate", pipeline.to_str().unwrap()]));
-    assert!(out.contains("is valid: 4 stages, 5 instances, 6 dependencies"), "{out}");
-    assert!(out.contains("warning: input") && out.contains("input.txt does not exist yet"), "{out}");
+    assert!(
+        out.contains("is valid: 4 stages, 5 instances, 6 dependencies"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: input") && out.contains("input.txt does not exist yet"),
+        "{out}"
+    );
 }
 
 #[test]
 fn help_teaches_the_commands_and_exit_codes() {
-    let out = stdout(&std::process::Command::new(common::binary()).arg("--help").output().unwrap());
-    for word in ["validate", "plan", "run", "status", "show", "cache", "graph", "Exit codes", "ELECTRA_PIPE_DATA"] {
+    let out = stdout(
+        &std::process::Command::new(common::binary())
+            .arg("--help")
+            .output()
+            .unwrap(),
+    );
+    for word in [
+        "validate",
+        "plan",
+        "run",
+        "status",
+        "show",
+        "cache",
+        "graph",
+        "Exit codes",
+        "ELECTRA_PIPE_DATA",
+    ] {
         assert!(out.contains(word), "--help lacks {word}:\n{out}");
     }
 }

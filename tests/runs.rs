@@ -237,3 +237,94 @@ fn keys_do_not_depend_on_where_the_data_lives() {
         "moving the data directory must not invalidate results"
     );
 }
+
+#[test]
+fn a_cell_selects_its_upstream_cell_by_its_own_value() {
+    let ws = Workspace::new();
+    let pipeline = ws.write(
+        "p.yaml",
+        r#"
+stages:
+  pretrain:
+    kind: command
+    matrix: { objective: [electra, bert] }
+    params: { cmd: "echo ${objective} > model.txt", outputs: [model.txt] }
+  finetune:
+    kind: command
+    matrix: { model: [bert, electra], seed: [1, 2] }
+    params:
+      cmd: echo "$(cat "$encoder") ${seed}" > score.txt
+      inputs: { encoder: "@pretrain[objective=${model}]/model.txt" }
+      outputs: [score.txt]
+  report:
+    kind: command
+    needs: ["finetune[*]"]
+    params: { cmd: echo done > r.txt, outputs: [r.txt] }
+"#,
+    );
+    ws.run_ok(&pipeline, &[]);
+    let score = std::fs::read_to_string(ws.output_path("finetune[model=bert,seed=2]", "score.txt"))
+        .unwrap();
+    assert_eq!(score, "bert 2\n");
+    let journal = ws.journal();
+    let position = |name: &str, state: &str| {
+        journal
+            .iter()
+            .position(|e| e["name"] == name && e["state"] == state)
+            .unwrap()
+    };
+    for cell in [
+        "finetune[model=bert,seed=1]",
+        "finetune[model=electra,seed=2]",
+    ] {
+        assert!(
+            position(cell, "done") < position("report", "running"),
+            "`needs` waits for {cell}"
+        );
+    }
+}
+
+#[test]
+fn stages_never_exceed_the_cpu_budget() {
+    let ws = Workspace::new();
+    let pipeline = ws.write(
+        "p.yaml",
+        "stages:\n  big:\n    kind: command\n    matrix: { i: [1, 2] }\n    resources: { cpus: 2 }\n    params: { cmd: 'sleep 0.3; echo $EP_CPUS ${i} > c.txt', outputs: [c.txt] }\n",
+    );
+    ws.run_ok(&pipeline, &["-j", "2", "--cpus", "2"]);
+    let states: Vec<String> = ws
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "stage")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["state"].as_str().unwrap(),
+                e["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "running big[i=1]",
+            "done big[i=1]",
+            "running big[i=2]",
+            "done big[i=2]"
+        ],
+        "two 2-CPU stages on 2 CPUs run one at a time"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.output_path("big[i=1]", "c.txt")).unwrap(),
+        "2 1\n"
+    );
+    // With room for both, they overlap.
+    ws.run_ok(&pipeline, &["-j", "2", "--cpus", "4", "--force", "big"]);
+    let states: Vec<String> = ws
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "stage")
+        .map(|e| e["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(&states[..2], ["running", "running"], "{states:?}");
+}

@@ -79,7 +79,8 @@ fn wait_or_cancel(mut child: Child, ctx: &StageContext<'_>) -> Result<ExitStatus
     let (done, finished) = mpsc::channel::<()>();
     let cancel = ctx.cancel.clone();
     let watcher = std::thread::spawn(move || {
-        while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_millis(50)) {
+        while let Err(RecvTimeoutError::Timeout) = finished.recv_timeout(Duration::from_millis(50))
+        {
             if cancel.is_cancelled() {
                 terminate(group, &finished);
                 return;
