@@ -34,11 +34,11 @@ the digests of its inputs, so an unchanged stage never runs twice and an interru
 resumes where it stopped.
 
 Typical use:
-  electra-pipe validate pipelines/demo.yaml      check the file, run nothing
-  electra-pipe plan pipelines/demo.yaml          what would run, and why
-  electra-pipe run pipelines/demo.yaml -j 2      run it
-  electra-pipe status                            progress of the current or last run
-  electra-pipe show 'count[unit=words]'          a stage's record, outputs and log";
+  electra-pipe --data ../shared/data validate pipelines/word-stats.yaml
+  electra-pipe --data ../shared/data plan pipelines/word-stats.yaml --set lines=3000
+  electra-pipe --data ../shared/data run pipelines/word-stats.yaml -j 2
+  electra-pipe status                      progress of the current or last run
+  electra-pipe show report                 a stage's record, outputs and log";
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 success · 1 a stage failed · 2 invalid pipeline or arguments ·
