@@ -215,7 +215,7 @@ pub fn evaluate(
             }
         }
     }
-    let reasons = explain(pipeline, instance, &material, cache)?;
+    let reasons = explain(pipeline, instance, &material, &key, cache)?;
     Ok(Evaluation {
         material,
         key,
@@ -345,16 +345,17 @@ fn explain(
     pipeline: &Pipeline,
     instance: &Instance,
     material: &KeyMaterial,
+    key: &str,
     cache: &Cache,
 ) -> Result<Vec<Reason>, CacheError> {
-    let failure = cache.index.failure(&pipeline.name, &instance.name)?;
+    // Only a failure under this very key explains a re-run.
+    let failure = cache
+        .index
+        .failure(&pipeline.name, &instance.name)?
+        .filter(|f| f.key == key);
     let Some(latest) = cache.index.latest(&pipeline.name, &instance.name)? else {
         let mut reasons = vec![Reason::New];
-        reasons.extend(
-            failure
-                .filter(|f| f.key == material.key())
-                .map(|f| Reason::LastFailed(f.error)),
-        );
+        reasons.extend(failure.map(|f| Reason::LastFailed(f.error)));
         return Ok(reasons);
     };
     let old = &latest.material;
@@ -386,7 +387,7 @@ fn explain(
     if !inputs.is_empty() {
         reasons.push(Reason::InputsChanged(inputs));
     }
-    if let Some(f) = failure.filter(|f| f.key == material.key()) {
+    if let Some(f) = failure {
         reasons.push(Reason::LastFailed(f.error));
     }
     if reasons.is_empty() {

@@ -149,7 +149,7 @@ impl Cache {
 
     /// The directory of run journals.
     pub fn runs_dir(&self) -> PathBuf {
-        self.root.join("runs")
+        runs_dir(&self.root)
     }
 }
 
