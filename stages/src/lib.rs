@@ -1,17 +1,31 @@
 //! The stage kinds of electra-pipe.
 //!
 //! Each kind implements [`electra_pipe_api::StageKind`]; [`registry`] lists them all for the
-//! orchestrator. Kinds: `command` (a shell command with declared inputs and outputs).
+//! orchestrator. Kinds: `command` (a shell command with declared inputs and outputs),
+//! `corpus` (pretraining text into a document stream), `tokenizer` (BERT WordPiece), `pretrain_data` (ELECTRA
+//! pretraining examples in shards), `glue_task` (one GLUE task as tokenized features).
 
 use std::sync::Arc;
 
 use electra_pipe_api::Registry;
 
 pub mod command;
+pub mod corpus;
+pub mod error;
+pub mod glue;
+pub mod inputs;
+pub mod parallel;
+pub mod pretrain_data;
+pub mod textfile;
+pub mod tokenizer;
 
 /// Every stage kind this build knows, for the orchestrator.
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(Arc::new(command::Command));
+    registry.register(Arc::new(corpus::Corpus));
+    registry.register(Arc::new(tokenizer::TokenizerKind));
+    registry.register(Arc::new(pretrain_data::PretrainData));
+    registry.register(Arc::new(glue::GlueTask));
     registry
 }

@@ -1,0 +1,296 @@
+//! The `glue_task` stage kind: loads one GLUE task and writes tokenized features per split.
+//!
+//! ```yaml
+//! cola:
+//!   kind: glue_task
+//!   params:
+//!     task: cola                    # cola sst2 mrpc stsb qqp mnli qnli rte wnli
+//!     dir: ${data}/glue/CoLA        # the standard layout: <split>.tsv
+//!     splits: [train, dev, test]    # default: all of the task's splits
+//!     # files: {dev: "@get/dev.tsv"}  # instead of dir: a file per split
+//!     tokenizer: "@tok/tokenizer.json"
+//!     max_seq_len: 128              # default 128; pairs are cut longest-first
+//! ```
+//!
+//! Outputs `task.json` (labels, metric, rows per split, skipped lines) and `<split>.jsonl`
+//! (one [`Feature`] per line). Test splits have no labels and keep the file's `index`.
+
+mod features;
+mod tasks;
+mod tsv;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use electra_pipe_api::{
+    parse_params, Metrics, ParamError, Params, StageContext, StageError, StageKind, StagePlan,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use features::{featurize, read_features, truncate_longest_first, write_features, Feature};
+pub use tasks::{Headerless, Metric, Task, TASKS};
+pub use tsv::{read_split, Label, Row, SplitRows};
+
+use crate::error::{DataError, Result};
+use crate::tokenizer::BertTokenizer;
+
+/// The description file a `glue_task` stage writes.
+pub const TASK_FILE: &str = "task.json";
+
+/// Params of a `glue_task` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlueTaskParams {
+    /// Task name.
+    pub task: String,
+    /// The task's directory in the standard layout.
+    pub dir: Option<String>,
+    /// Splits to load from `dir` (default: all of the task's).
+    pub splits: Option<Vec<String>>,
+    /// A file per split, instead of `dir`.
+    pub files: Option<BTreeMap<String, String>>,
+    /// A `tokenizer.json`.
+    pub tokenizer: String,
+    /// Longest sequence, special tokens included.
+    #[serde(default = "default_max_seq_len")]
+    pub max_seq_len: usize,
+}
+
+fn default_max_seq_len() -> usize {
+    128
+}
+
+/// What a `glue_task` stage loaded, as written to `task.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Task name.
+    pub task: String,
+    /// The dev metric.
+    pub metric: Metric,
+    /// Class labels in id order; `None` for regression.
+    pub labels: Option<Vec<String>>,
+    /// Longest sequence.
+    pub max_seq_len: usize,
+    /// Per split: rows, skipped lines, truncated examples.
+    pub splits: BTreeMap<String, SplitInfo>,
+}
+
+/// Counts of one loaded split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitInfo {
+    /// Examples written.
+    pub rows: usize,
+    /// Malformed lines skipped (QQP policy).
+    pub skipped: usize,
+    /// Their line numbers (the first 100).
+    pub skipped_lines: Vec<usize>,
+    /// Examples cut to `max_seq_len`.
+    pub truncated: usize,
+}
+
+impl TaskInfo {
+    /// Reads `task.json` from a `glue_task` stage's output.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DataError::io(format!("reading {}", path.display()), e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            DataError::malformed(path, e.line(), format!("expected a task description: {e}"))
+        })
+    }
+}
+
+impl GlueTaskParams {
+    /// Parses and validates params.
+    pub fn parse(params: &Params) -> Result<Self, ParamError> {
+        let parsed: GlueTaskParams = parse_params(params)?;
+        let task = parsed.task_spec()?;
+        let min_len = if task.is_pair() { 5 } else { 3 };
+        if parsed.max_seq_len < min_len {
+            return Err(ParamError::new(
+                "max_seq_len",
+                format!(
+                    "{} is too small for {}: expected at least {min_len} ([CLS] A [SEP]{} with a token per sentence)",
+                    parsed.max_seq_len,
+                    task.name,
+                    if task.is_pair() { " B [SEP]" } else { "" }
+                ),
+            ));
+        }
+        match (&parsed.dir, &parsed.files, &parsed.splits) {
+            (Some(_), Some(_), _) => {
+                return Err(ParamError::new(
+                    "",
+                    "both `dir` and `files` are set: expected one",
+                ))
+            }
+            (None, None, _) => {
+                return Err(ParamError::new(
+                    "",
+                    format!(
+                        "expected `dir` (the task's directory, e.g. ${{data}}/glue/{}) or `files`",
+                        task.dir
+                    ),
+                ))
+            }
+            (None, Some(_), Some(_)) => {
+                return Err(ParamError::new(
+                    "splits",
+                    "`splits` goes with `dir`; with `files` the splits are its keys",
+                ))
+            }
+            _ => {}
+        }
+        for (field, split) in parsed.split_names().iter().enumerate() {
+            if !task.splits.contains(&split.as_str()) {
+                let path = match &parsed.files {
+                    Some(_) => format!("files.{split}"),
+                    None => format!("splits[{field}]"),
+                };
+                return Err(ParamError::new(
+                    path,
+                    format!(
+                        "`{split}` is not a {} split: expected one of {}",
+                        task.name,
+                        task.splits.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn task_spec(&self) -> Result<&'static Task, ParamError> {
+        Task::named(&self.task).ok_or_else(|| {
+            ParamError::new(
+                "task",
+                format!(
+                    "unknown GLUE task `{}`: expected one of {}",
+                    self.task,
+                    Task::names().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// The splits to load, in order.
+    pub fn split_names(&self) -> Vec<String> {
+        match (&self.files, &self.splits, self.task_spec()) {
+            (Some(files), _, _) => files.keys().cloned().collect(),
+            (None, Some(splits), _) => splits.clone(),
+            (None, None, Ok(task)) => task.splits.iter().map(|s| s.to_string()).collect(),
+            (None, None, Err(_)) => Vec::new(),
+        }
+    }
+
+    /// The file each split is read from.
+    pub fn split_files(&self) -> Vec<(String, String)> {
+        match &self.files {
+            Some(files) => files.clone().into_iter().collect(),
+            None => {
+                let dir = self.dir.clone().unwrap_or_default();
+                self.split_names()
+                    .into_iter()
+                    .map(|split| {
+                        let file = format!("{}/{split}.tsv", dir.trim_end_matches('/'));
+                        (split, file)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The `glue_task` stage kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GlueTask;
+
+impl StageKind for GlueTask {
+    fn name(&self) -> &'static str {
+        "glue_task"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn summary(&self) -> &'static str {
+        "loads one GLUE task (standard TSV layout) into tokenized features per split"
+    }
+
+    fn plan(&self, params: &Params) -> Result<StagePlan, ParamError> {
+        let params = GlueTaskParams::parse(params)?;
+        let mut inputs: Vec<String> = params.split_files().into_iter().map(|(_, f)| f).collect();
+        inputs.push(params.tokenizer.clone());
+        let mut outputs = vec![TASK_FILE.to_owned()];
+        outputs.extend(params.split_names().iter().map(|s| format!("{s}.jsonl")));
+        Ok(StagePlan { inputs, outputs })
+    }
+
+    fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
+        let params =
+            GlueTaskParams::parse(params).map_err(|e| StageError::Failed(e.to_string()))?;
+        let task = params
+            .task_spec()
+            .map_err(|e| StageError::Failed(e.to_string()))?;
+        Ok(load_task(task, &params, ctx)?)
+    }
+}
+
+/// Reads, tokenizes and writes every requested split.
+fn load_task(task: &Task, params: &GlueTaskParams, ctx: &StageContext<'_>) -> Result<Metrics> {
+    let tokenizer = BertTokenizer::load(Path::new(&params.tokenizer))?;
+    let pool = crate::parallel::worker_pool(ctx.cpus)?;
+    let files = params.split_files();
+    let mut info = TaskInfo {
+        task: task.name.to_owned(),
+        metric: task.metric,
+        labels: task
+            .labels
+            .map(|l| l.iter().map(|s| s.to_string()).collect()),
+        max_seq_len: params.max_seq_len,
+        splits: BTreeMap::new(),
+    };
+    let mut metrics = Metrics::new();
+    for (done, (split, file)) in files.iter().enumerate() {
+        if ctx.cancel.is_cancelled() {
+            return Err(DataError::Cancelled);
+        }
+        ctx.progress.update(
+            done as u64,
+            Some(files.len() as u64),
+            &format!("loading {split}"),
+        );
+        let rows = read_split(task, split, Path::new(file))?;
+        let (features, truncated) =
+            pool.install(|| featurize(rows.rows, &tokenizer, params.max_seq_len))?;
+        write_features(&ctx.out_dir.join(format!("{split}.jsonl")), &features)?;
+        metrics.insert(format!("rows.{split}"), json!(features.len()));
+        if !rows.skipped.is_empty() {
+            metrics.insert(format!("skipped.{split}"), json!(rows.skipped.len()));
+        }
+        tracing::info!(
+            split,
+            rows = features.len(),
+            truncated,
+            skipped = rows.skipped.len(),
+            file,
+            "split loaded"
+        );
+        info.splits.insert(
+            split.clone(),
+            SplitInfo {
+                rows: features.len(),
+                skipped: rows.skipped.len(),
+                skipped_lines: rows.skipped.iter().take(100).copied().collect(),
+                truncated,
+            },
+        );
+    }
+    let path = ctx.out_dir.join(TASK_FILE);
+    let text = serde_json::to_string_pretty(&info)
+        .map_err(|e| DataError::Config(format!("serialising {}: {e}", path.display())))?;
+    std::fs::write(&path, text + "\n")
+        .map_err(|e| DataError::io(format!("writing {}", path.display()), e))?;
+    Ok(metrics)
+}
