@@ -3,18 +3,23 @@
 //! post-processing. Built from a `vocab.txt`, trained on a corpus, or loaded from a
 //! `tokenizer.json`.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
-use tokenizers::models::TrainerWrapper;
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, Model, Tokenizer};
 
+use super::trainer;
 use super::vocab::{missing_specials, SpecialIds, SPECIAL_TOKENS};
 use crate::error::{DataError, Result};
+use crate::textfile::LineReader;
+
+/// Lines counted at once when training: bounds memory, keeps every core busy.
+const COUNT_CHUNK_LINES: usize = 100_000;
 
 /// The longest word WordPiece tries to split; longer ones become `[UNK]` (BERT's value).
 const MAX_INPUT_CHARS_PER_WORD: usize = 100;
@@ -92,38 +97,42 @@ pub fn from_tokenizer_json(path: &Path) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-/// Trains a BERT WordPiece tokenizer on text files (one sentence per line).
-pub fn train(files: &[String], options: &TrainOptions, source: &Path) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::new(
-        WordPiece::builder()
-            .unk_token("[UNK]".to_owned())
-            .continuing_subword_prefix("##".to_owned())
-            .max_input_chars_per_word(MAX_INPUT_CHARS_PER_WORD)
-            .build()
-            .map_err(tokenizer_error(
-                "building an empty WordPiece model".to_owned(),
-            ))?,
-    );
-    bert_pipeline(&mut tokenizer, options.lowercase);
-    let trainer = WordPieceTrainer::builder()
-        .vocab_size(options.vocab_size)
-        .min_frequency(options.min_frequency)
-        .limit_alphabet(options.limit_alphabet)
-        .continuing_subword_prefix("##".to_owned())
-        .special_tokens(
-            SPECIAL_TOKENS
-                .iter()
-                .map(|t| AddedToken::from(*t, true))
-                .collect(),
-        )
-        .show_progress(false)
-        .build();
-    let mut trainer = TrainerWrapper::from(trainer);
-    tokenizer
-        .train_from_files(&mut trainer, files.to_vec())
-        .map_err(tokenizer_error(format!("training on {}", source.display())))?;
-    finish_bert(&mut tokenizer, source)?;
-    Ok(tokenizer)
+/// Trains a WordPiece vocabulary (tokens in id order) on text files, one sentence per line,
+/// normalised and pre-tokenised as BERT does. Counting runs on the current rayon pool.
+pub fn train_vocab(files: &[String], options: &TrainOptions) -> Result<Vec<String>> {
+    let normalizer = BertNormalizer::new(true, true, None, options.lowercase);
+    let mut counts = HashMap::new();
+    let mut lines = Vec::with_capacity(COUNT_CHUNK_LINES);
+    for file in files {
+        let mut reader = LineReader::open(Path::new(file))?;
+        while let Some(line) = reader.next_line() {
+            let (_, text) = line?;
+            if !text.trim().is_empty() {
+                lines.push(text.to_owned());
+            }
+            if lines.len() == COUNT_CHUNK_LINES {
+                trainer::count_words(&lines, &normalizer, &BertPreTokenizer, &mut counts)?;
+                lines.clear();
+            }
+        }
+    }
+    trainer::count_words(&lines, &normalizer, &BertPreTokenizer, &mut counts)?;
+    let mut words: Vec<(String, u64)> = counts.into_iter().collect();
+    words.sort_unstable();
+    if words.is_empty() {
+        return Err(DataError::invalid(
+            Path::new(&files.join(", ")),
+            "no words to train a vocabulary on: expected text",
+        ));
+    }
+    Ok(trainer::train_vocab(
+        &words,
+        trainer::VocabOptions {
+            vocab_size: options.vocab_size,
+            min_frequency: options.min_frequency,
+            limit_alphabet: options.limit_alphabet,
+        },
+    ))
 }
 
 /// The tokens of `tokenizer`'s model in id order; an error if the ids have gaps.

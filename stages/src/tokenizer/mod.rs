@@ -17,6 +17,7 @@
 //! `vocab.txt` (id order).
 
 mod bert;
+mod trainer;
 mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -159,6 +160,8 @@ impl StageKind for TokenizerKind {
 /// Trains or loads, then writes `tokenizer.json` and `vocab.txt`.
 fn build(params: &TokenizerParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let lowercase = params.lowercase.unwrap_or(true);
+    let out = ctx.out_dir.join(TOKENIZER_FILE);
+    let vocab_path = ctx.out_dir.join(VOCAB_FILE);
     let (tokenizer, source) = match (&params.train, &params.load) {
         (Some(train), _) => {
             let options = TrainOptions {
@@ -167,22 +170,21 @@ fn build(params: &TokenizerParams, ctx: &StageContext<'_>) -> Result<Metrics> {
                 lowercase,
                 limit_alphabet: train.limit_alphabet,
             };
-            let source = PathBuf::from(train.corpus.paths().join(", "));
             ctx.progress.update(0, None, "training WordPiece");
             let files = train.corpus.paths().to_vec();
-            let tokenizer = crate::parallel::worker_pool(ctx.cpus)?
-                .install(|| bert::train(&files, &options, &source))?;
-            (tokenizer, source)
+            let tokens = crate::parallel::worker_pool(ctx.cpus)?
+                .install(|| bert::train_vocab(&files, &options))?;
+            vocab::write_vocab_txt(&vocab_path, &tokens)?;
+            (from_vocab_txt(&vocab_path, lowercase)?, vocab_path.clone())
         }
         (None, Some(load)) => load_any(Path::new(load), params.lowercase)?,
         (None, None) => unreachable!("validated: train or load"),
     };
     let tokens = bert::vocab_in_id_order(&tokenizer, &source)?;
-    let out = ctx.out_dir.join(TOKENIZER_FILE);
     tokenizer
         .save(&out, true)
         .map_err(|e| DataError::Config(format!("writing {}: {e}", out.display())))?;
-    vocab::write_vocab_txt(&ctx.out_dir.join(VOCAB_FILE), &tokens)?;
+    vocab::write_vocab_txt(&vocab_path, &tokens)?;
     let special = SpecialIds::find(|t| tokenizer.token_to_id(t))
         .map_err(|missing| vocab::missing_specials(&source, &missing))?;
     tracing::info!(vocab_size = tokens.len(), source = %source.display(), "tokenizer written");
