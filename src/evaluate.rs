@@ -93,6 +93,15 @@ pub enum Check {
 
 /// Writes the data directory as `${data}` in every string, so keys do not depend on where
 /// the data lives.
+/// The error for a data input that does not exist: where it was looked for and the three
+/// ways to provide it.
+pub fn missing_input(path: &str, data_dir: &std::path::Path) -> String {
+    format!(
+        "input {path} does not exist. Point at the data directory that has it with --data DIR or ELECTRA_PIPE_DATA (it is {}), or declare the file as a `source` stage with its url and sha256",
+        data_dir.display()
+    )
+}
+
 fn portable(value: &mut Value, data_dir: &str) {
     match value {
         Value::String(s) if s.contains(data_dir) => *s = s.replace(data_dir, "${data}"),
@@ -260,12 +269,21 @@ pub fn dry_run(
                 _ => {}
             }
         }
+        let missing = instance
+            .data_inputs
+            .iter()
+            .find(|path| !std::path::Path::new(path).exists());
         let dry = if !upstream_blocked.is_empty() {
             DryRun {
                 status: Planned::Blocked(format!(
                     "upstream blocked: {}",
                     abbreviate(&upstream_blocked)
                 )),
+                key: None,
+            }
+        } else if let Some(path) = missing {
+            DryRun {
+                status: Planned::Blocked(missing_input(path, &pipeline.data_dir)),
                 key: None,
             }
         } else if !upstream_runs.is_empty() {
@@ -299,9 +317,9 @@ pub fn dry_run(
                         .collect::<Vec<_>>()
                         .join("; "),
                 ),
-                Verdict::MissingInput(path) => Planned::Blocked(format!(
-                    "input {path} does not exist (set --data or ELECTRA_PIPE_DATA)"
-                )),
+                Verdict::MissingInput(path) => {
+                    Planned::Blocked(missing_input(&path, &pipeline.data_dir))
+                }
             };
             DryRun {
                 status,

@@ -242,9 +242,11 @@ pub fn main() -> ExitCode {
         } => inspect::show(&cli.global, &stage, pipeline.as_deref(), log_lines),
         Command::Cache(command) => cache_cmd::dispatch(&cli.global, command),
         Command::Kinds => {
-            for kind in electra_stages::registry().kinds() {
+            let registry = electra_stages::registry();
+            let width = registry.names().iter().map(|n| n.len()).max().unwrap_or(0);
+            for kind in registry.kinds() {
                 println!(
-                    "{:<12} v{:<3} {}",
+                    "{:<width$} v{:<3} {}",
                     kind.name(),
                     kind.version(),
                     kind.summary()

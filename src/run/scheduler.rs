@@ -166,10 +166,7 @@ pub fn run(
                         );
                     }
                     Verdict::MissingInput(path) => {
-                        let error = format!(
-                            "input {path} does not exist (is the data directory right? set it with --data DIR or ELECTRA_PIPE_DATA; it is {})",
-                            pipeline.data_dir.display()
-                        );
+                        let error = crate::evaluate::missing_input(&path, &pipeline.data_dir);
                         observer.failed(&instance.name, &error, 0.0, &PathBuf::from("-"));
                         summary
                             .failed

@@ -1,7 +1,7 @@
 //! The stage kinds of electra-pipe.
 //!
 //! Each kind implements [`electra_pipe_api::StageKind`]; [`registry`] lists them all for the
-//! orchestrator. Kinds: `command` (a shell command with declared inputs and outputs),
+//! orchestrator. Kinds: `source` (a file by url + sha256), `command` (a shell command with declared inputs and outputs),
 //! `corpus` (pretraining text into a document stream), `tokenizer` (BERT WordPiece), `pretrain_data` (ELECTRA
 //! pretraining examples in shards), `glue_task` (one GLUE task as tokenized features).
 
@@ -16,6 +16,7 @@ pub mod glue;
 pub mod inputs;
 pub mod parallel;
 pub mod pretrain_data;
+pub mod source;
 pub mod textfile;
 pub mod tokenizer;
 
@@ -27,5 +28,6 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(tokenizer::TokenizerKind));
     registry.register(Arc::new(pretrain_data::PretrainData));
     registry.register(Arc::new(glue::GlueTask));
+    registry.register(Arc::new(source::Source));
     registry
 }

@@ -5,7 +5,8 @@
 //!   kind: glue_task
 //!   params:
 //!     task: cola                    # cola sst2 mrpc stsb qqp mnli qnli rte wnli
-//!     dir: ${data}/glue/CoLA        # the standard layout: <split>.tsv
+//!     glue_dir: ${data}/glue        # the GLUE root: CoLA/, SST-2/, ... inside
+//!     # dir: ${data}/glue/CoLA      # or the task's own directory: <split>.tsv
 //!     splits: [train, dev, test]    # default: all of the task's splits
 //!     # files: {dev: "@get/dev.tsv"}  # instead of dir: a file per split
 //!     tokenizer: "@tok/tokenizer.json"
@@ -44,6 +45,9 @@ pub const TASK_FILE: &str = "task.json";
 pub struct GlueTaskParams {
     /// Task name.
     pub task: String,
+    /// The GLUE root in the standard layout; the task's directory (`CoLA`, `SST-2`, ...) is
+    /// inside.
+    pub glue_dir: Option<String>,
     /// The task's directory in the standard layout.
     pub dir: Option<String>,
     /// Splits to load from `dir` (default: all of the task's).
@@ -117,29 +121,34 @@ impl GlueTaskParams {
                 ),
             ));
         }
-        match (&parsed.dir, &parsed.files, &parsed.splits) {
-            (Some(_), Some(_), _) => {
-                return Err(ParamError::new(
-                    "",
-                    "both `dir` and `files` are set: expected one",
-                ))
-            }
-            (None, None, _) => {
+        let sources = [
+            parsed.glue_dir.is_some(),
+            parsed.dir.is_some(),
+            parsed.files.is_some(),
+        ];
+        match sources.iter().filter(|set| **set).count() {
+            1 => {}
+            0 => {
                 return Err(ParamError::new(
                     "",
                     format!(
-                        "expected `dir` (the task's directory, e.g. ${{data}}/glue/{}) or `files`",
+                        "expected `glue_dir` (e.g. ${{data}}/glue), `dir` (e.g. ${{data}}/glue/{}) or `files`",
                         task.dir
                     ),
                 ))
             }
-            (None, Some(_), Some(_)) => {
+            _ => {
                 return Err(ParamError::new(
-                    "splits",
-                    "`splits` goes with `dir`; with `files` the splits are its keys",
+                    "",
+                    "more than one of `glue_dir`, `dir` and `files` is set: expected one",
                 ))
             }
-            _ => {}
+        }
+        if parsed.files.is_some() && parsed.splits.is_some() {
+            return Err(ParamError::new(
+                "splits",
+                "`splits` goes with `dir` or `glue_dir`; with `files` the splits are its keys",
+            ));
         }
         for (field, split) in parsed.split_names().iter().enumerate() {
             if !task.splits.contains(&split.as_str()) {
@@ -188,7 +197,13 @@ impl GlueTaskParams {
         match &self.files {
             Some(files) => files.clone().into_iter().collect(),
             None => {
-                let dir = self.dir.clone().unwrap_or_default();
+                let dir = match (&self.glue_dir, &self.dir, self.task_spec()) {
+                    (Some(root), _, Ok(task)) => {
+                        format!("{}/{}", root.trim_end_matches('/'), task.dir)
+                    }
+                    (_, Some(dir), _) => dir.clone(),
+                    _ => String::new(),
+                };
                 self.split_names()
                     .into_iter()
                     .map(|split| {

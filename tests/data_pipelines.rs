@@ -1,0 +1,252 @@
+//! The data stage kinds through the CLI: declared sources downloaded from a local HTTP server,
+//! a corpus → tokenizer → pretraining-shards + GLUE pipeline on the real data that a rerun
+//! leaves alone, and bad data reported with its file and line.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{shared_data, text, Workspace};
+
+/// SHA-256 of `corpus/brown/brown_detagged.txt` (from the data's MANIFEST.tsv).
+const BROWN_SHA256: &str = "607ad18fc70508d058028cabaeb94436e6207b09a77cb286d8b82540633fbb7f";
+
+/// A static file server on 127.0.0.1 over the shared data, counting the requests it answers.
+struct DataServer {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+}
+
+impl DataServer {
+    fn start() -> Self {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let root = shared_data();
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let path = root.join(request.url().trim_start_matches('/'));
+                let _ = match std::fs::File::open(&path) {
+                    Ok(file) => request.respond(tiny_http::Response::from_file(file)),
+                    Err(_) => request.respond(tiny_http::Response::empty(404)),
+                };
+            }
+        });
+        DataServer { port, requests }
+    }
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// A workspace whose data directory is the real shared data.
+fn workspace_on_shared_data() -> Workspace {
+    let ws = Workspace::new();
+    std::fs::remove_dir(ws.data()).unwrap();
+    std::os::unix::fs::symlink(shared_data(), ws.data()).unwrap();
+    ws
+}
+
+fn brown_source(url: &str, sha256: &str, local: &str) -> String {
+    format!(
+        r#"
+pipeline: download
+stages:
+  brown:
+    kind: source
+    params:
+      url: {url}
+      sha256: {sha256}
+{local}
+  corpus:
+    kind: corpus
+    params: {{inputs: "@brown/brown_detagged.txt", format: text, split_sentences: false}}
+"#
+    )
+}
+
+#[test]
+fn a_declared_source_is_downloaded_once_and_verified() {
+    let server = DataServer::start();
+    let ws = workspace_on_shared_data();
+    let url = server.url("corpus/brown/brown_detagged.txt");
+    let pipeline = ws.write("download.yaml", &brown_source(&url, BROWN_SHA256, ""));
+    let ran = ws.run_ok(&pipeline, &[]);
+    assert_eq!(ran, ["brown", "corpus"]);
+    assert_eq!(server.requests(), 1);
+    let downloaded = ws.output_path("brown", "brown_detagged.txt");
+    assert_eq!(
+        std::fs::read(downloaded).unwrap(),
+        std::fs::read(shared_data().join("corpus/brown/brown_detagged.txt")).unwrap()
+    );
+    let show = ws.run(&["show", "corpus"]);
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains("documents"),
+        "{}",
+        text(&show)
+    );
+
+    assert!(ws.run_ok(&pipeline, &[]).is_empty(), "a rerun does nothing");
+    assert_eq!(server.requests(), 1, "and downloads nothing");
+}
+
+#[test]
+fn a_wrong_checksum_keeps_nothing_and_names_both_digests() {
+    let server = DataServer::start();
+    let ws = workspace_on_shared_data();
+    let url = server.url("corpus/brown/brown_detagged.txt");
+    let wrong = "0".repeat(64);
+    let pipeline = ws.write("download.yaml", &brown_source(&url, &wrong, ""));
+    let out = ws.run(&["run", pipeline.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("expected sha256 {wrong}, got {BROWN_SHA256}")),
+        "{all}"
+    );
+    let ls = ws.run(&["cache", "ls"]);
+    assert!(
+        !String::from_utf8_lossy(&ls.stdout).contains("brown"),
+        "nothing recorded:\n{}",
+        text(&ls)
+    );
+    let objects = walk_files(&ws.cache().join("objects"));
+    assert!(objects.is_empty(), "nothing stored: {objects:?}");
+}
+
+#[test]
+fn a_local_copy_with_the_right_checksum_is_used_without_downloading() {
+    let server = DataServer::start();
+    let ws = workspace_on_shared_data();
+    let url = server.url("corpus/brown/brown_detagged.txt");
+    let local = "      local: ${data}/corpus/brown/brown_detagged.txt";
+    let pipeline = ws.write("download.yaml", &brown_source(&url, BROWN_SHA256, local));
+    assert_eq!(ws.run_ok(&pipeline, &[]), ["brown", "corpus"]);
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn missing_data_says_where_it_looked_and_how_to_provide_it() {
+    let ws = Workspace::new();
+    let pipeline = ws.write(
+        "missing.yaml",
+        "pipeline: missing\nstages:\n  wiki:\n    kind: corpus\n    params: {inputs: \"${data}/corpus/wikipedia-en-2015/AA\"}\n",
+    );
+    let out = ws.run(&["run", pipeline.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    let looked_at = ws.data().join("corpus/wikipedia-en-2015/AA");
+    assert!(all.contains(&looked_at.display().to_string()), "{all}");
+    for hint in ["--data", "ELECTRA_PIPE_DATA", "url"] {
+        assert!(all.contains(hint), "no `{hint}` in:\n{all}");
+    }
+}
+
+const DATA_PIPELINE: &str = r#"
+pipeline: data
+stages:
+  wiki:
+    kind: corpus
+    params: {inputs: "${data}/corpus/wikipedia-en-2015/AA/wiki_00", max_docs: 20}
+  tok:
+    kind: tokenizer
+    params: {load: "${data}/vocab/bert-base-uncased/vocab.txt"}
+  examples:
+    kind: pretrain_data
+    params: {corpus: "@wiki/corpus.txt", tokenizer: "@tok/tokenizer.json", seed: 1}
+  glue:
+    kind: glue_task
+    matrix:
+      task: [rte, cola]
+    params:
+      task: ${task}
+      glue_dir: ${data}/glue
+      splits: [dev]
+      tokenizer: "@tok/tokenizer.json"
+"#;
+
+#[test]
+fn a_data_pipeline_on_the_real_data_runs_once_and_is_cached() {
+    let ws = workspace_on_shared_data();
+    let pipeline = ws.write("data.yaml", DATA_PIPELINE);
+    let ran = ws.run_ok(&pipeline, &[]);
+    assert_eq!(
+        ran,
+        [
+            "examples",
+            "glue[task=cola]",
+            "glue[task=rte]",
+            "tok",
+            "wiki"
+        ]
+    );
+    let features = ws.output_path("glue[task=rte]", "dev.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(features).unwrap().lines().count(),
+        277
+    );
+    let index = ws.output_path("examples", "shards");
+    assert!(index.join("index.json").is_file(), "{}", index.display());
+    assert!(ws.run_ok(&pipeline, &[]).is_empty(), "a rerun does nothing");
+}
+
+#[test]
+fn bad_params_point_at_the_pipeline_line_and_bad_rows_at_the_data_line() {
+    let ws = workspace_on_shared_data();
+    let small = DATA_PIPELINE.replace(
+        "      splits: [dev]\n",
+        "      splits: [dev]\n      max_seq_len: 2\n",
+    );
+    let pipeline = ws.write("small.yaml", &small);
+    let out = ws.run(&["validate", pipeline.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("small.yaml:21:"), "{err}");
+    assert!(err.contains("2 is too small for"), "{err}");
+
+    let bad = ws.write(
+        "bad/RTE/dev.tsv",
+        "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tyes\n",
+    );
+    let pipeline = ws.write(
+        "bad.yaml",
+        &DATA_PIPELINE
+            .replace(
+                "glue_dir: ${data}/glue",
+                &format!(
+                    "glue_dir: {}",
+                    bad.parent().unwrap().parent().unwrap().display()
+                ),
+            )
+            .replace("[rte, cola]", "[rte]"),
+    );
+    let out = ws.run(&["run", pipeline.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("{}:2: unknown rte label `yes`", bad.display())),
+        "{all}"
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk_files(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
