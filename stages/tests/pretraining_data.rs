@@ -27,6 +27,10 @@ fn tree_digest(dir: &std::path::Path) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
+/// BLAKE3 of the shards built below (3 MB of Wikipedia, BERT vocabulary, seed 0). Pinned so
+/// that any change to corpus reading, tokenization or packing is noticed.
+const GOLDEN_SHARDS_DIGEST: &str = "d3ca584b8657a1827be2814472b9eb2d2bd35051b2f6e20af765391ff2b2d619";
+
 #[test]
 fn wikipedia_examples_follow_the_electra_recipe_and_are_deterministic() {
     let wiki = data_path("corpus/wikipedia-en-2015/AA");
@@ -49,10 +53,16 @@ fn wikipedia_examples_follow_the_electra_recipe_and_are_deterministic() {
     let again = run(&PretrainData, params, 1);
     let m = first.metrics();
     assert_eq!(m, again.metrics());
+    let digest = tree_digest(&first.out().join("shards"));
     assert_eq!(
-        tree_digest(&first.out().join("shards")),
+        digest,
         tree_digest(&again.out().join("shards")),
         "same corpus, tokenizer and seed on 2 and 1 CPUs must give identical shards"
+    );
+    eprintln!("shards digest: {digest}");
+    assert_eq!(
+        digest, GOLDEN_SHARDS_DIGEST,
+        "the shards of this corpus slice changed: if the packing changed on purpose, bump the kind's version and update the digest"
     );
     assert!(count(m, "shards") >= 2, "{m:?}");
 
@@ -158,4 +168,14 @@ fn wikipedia_examples_follow_the_electra_recipe_and_are_deterministic() {
             .collect()
     };
     assert_ne!(epoch0, epoch1, "each epoch is shuffled anew");
+}
+
+#[test]
+fn a_max_seq_len_too_small_for_an_example_is_refused_at_plan_time() {
+    use electra_pipe_api::StageKind;
+    let err = PretrainData
+        .plan(&json!({"corpus": "/c", "tokenizer": "/t", "max_seq_len": 4}))
+        .unwrap_err();
+    assert_eq!(err.path, "max_seq_len");
+    assert!(err.message.contains("4 is too small: expected at least 5"), "{err}");
 }
