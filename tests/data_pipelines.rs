@@ -250,3 +250,22 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn the_shipped_pipelines_validate_and_plan_without_missing_data() {
+    let ws = workspace_on_shared_data();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let path = path.to_str().unwrap();
+        let out = ws.run(&["validate", path]);
+        assert!(out.status.success(), "{path}: {}", text(&out));
+        let out = ws.run(&["plan", path]);
+        let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success() && plan.contains(" 0 blocked"),
+            "{path}: {}",
+            text(&out)
+        );
+    }
+}

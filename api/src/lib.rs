@@ -98,6 +98,13 @@ impl StageError {
     }
 }
 
+impl From<ParamError> for StageError {
+    /// Params are checked at plan time; one that fails at run time fails the stage.
+    fn from(err: ParamError) -> Self {
+        StageError::Failed(err.to_string())
+    }
+}
+
 /// Small scalar results a stage reports (losses, scores, counts); stored in its cache record.
 pub type Metrics = BTreeMap<String, Value>;
 

@@ -26,7 +26,9 @@ const ABOUT: &str = "Declarative, content-addressed experiment pipelines for rep
 
 const LONG_ABOUT: &str = "\
 electra-pipe runs a pipeline of stages described in a YAML file (see docs/pipeline-format.md):
-each stage has a kind (command, ...), params, and may expand over a matrix such as task × seed.
+each stage has a kind (source, corpus, tokenizer, pretrain_data, glue_task, command; see
+`electra-pipe kinds` and docs/stage-kinds.md), params, and may expand over a matrix such as
+task × seed.
 Stages that reference each other's outputs form a DAG; independent stages run in parallel.
 
 Every result is stored in a content-addressed cache keyed by the stage kind, its params and
@@ -34,11 +36,11 @@ the digests of its inputs, so an unchanged stage never runs twice and an interru
 resumes where it stopped.
 
 Typical use:
-  electra-pipe --data ../shared/data validate pipelines/word-stats.yaml
-  electra-pipe --data ../shared/data plan pipelines/word-stats.yaml --set lines=3000
-  electra-pipe --data ../shared/data run pipelines/word-stats.yaml -j 2
+  electra-pipe --data ../shared/data validate pipelines/data.yaml
+  electra-pipe --data ../shared/data plan pipelines/data.yaml --set seed=1
+  electra-pipe --data ../shared/data run pipelines/data.yaml -j 2
   electra-pipe status                      progress of the current or last run
-  electra-pipe show report                 a stage's record, outputs and log";
+  electra-pipe show examples               a stage's record, metrics, outputs and log";
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 success · 1 a stage failed · 2 invalid pipeline or arguments ·

@@ -58,14 +58,19 @@ fn main() {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("ELECTRA_PIPE_DATA").map(PathBuf::from))
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let cpus: usize = args.next().map_or(2, |c| c.parse().expect("CPUS is a number"));
+    let cpus: usize = args
+        .next()
+        .map_or(2, |c| c.parse().expect("CPUS is a number"));
     let scratch = tempfile::tempdir().unwrap();
 
     let started = Instant::now();
     let corpus_dir = scratch.path().join("corpus");
     let wiki = data.join("corpus/wikipedia-en-2015/AA");
     Corpus
-        .run(&json!({"inputs": wiki}), &context(&corpus_dir, "corpus", cpus))
+        .run(
+            &json!({"inputs": wiki}),
+            &context(&corpus_dir, "corpus", cpus),
+        )
         .unwrap();
     let corpus_secs = started.elapsed().as_secs_f64();
     let corpus = corpus_dir.join("out/corpus.txt");
@@ -82,7 +87,10 @@ fn main() {
     let raw = from_vocab_txt(&vocab, true).unwrap();
 
     let chunks = sentence_chunks(&corpus);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cpus).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cpus)
+        .build()
+        .unwrap();
     let time_raw = |fast: bool| {
         let started = Instant::now();
         let mut tokens = 0usize;
@@ -114,7 +122,10 @@ fn main() {
     let stage_secs = started.elapsed().as_secs_f64();
 
     println!("Wikipedia slice: {raw_mb:.1} MB WikiExtractor → {corpus_mb:.1} MB corpus.txt ({corpus_secs:.1} s for the corpus stage); {cpus} CPUs");
-    println!("tokens: {raw_tokens} (raw encode_batch), {} in sentences (stage), {} examples", stats.sentence_tokens, stats.examples);
+    println!(
+        "tokens: {raw_tokens} (raw encode_batch), {} in sentences (stage), {} examples",
+        stats.sentence_tokens, stats.examples
+    );
     println!();
     println!("| what | seconds | MB/s of corpus.txt | vs raw encode_batch |");
     println!("|---|---:|---:|---:|");
@@ -127,7 +138,10 @@ fn main() {
     };
     row("tokenizers `encode_batch` (reference, in memory)", raw_secs);
     row("tokenizers `encode_batch_fast` (in memory)", fast_secs);
-    row("`pretrain_data` stage: read + tokenize + pack + write shards", stage_secs);
+    row(
+        "`pretrain_data` stage: read + tokenize + pack + write shards",
+        stage_secs,
+    );
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

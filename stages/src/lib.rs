@@ -14,6 +14,7 @@ pub mod corpus;
 pub mod error;
 pub mod glue;
 pub mod inputs;
+pub mod json_file;
 pub mod parallel;
 pub mod pretrain_data;
 pub mod source;

@@ -29,7 +29,8 @@ fn tree_digest(dir: &std::path::Path) -> String {
 
 /// BLAKE3 of the shards built below (3 MB of Wikipedia, BERT vocabulary, seed 0). Pinned so
 /// that any change to corpus reading, tokenization or packing is noticed.
-const GOLDEN_SHARDS_DIGEST: &str = "d3ca584b8657a1827be2814472b9eb2d2bd35051b2f6e20af765391ff2b2d619";
+const GOLDEN_SHARDS_DIGEST: &str =
+    "d3ca584b8657a1827be2814472b9eb2d2bd35051b2f6e20af765391ff2b2d619";
 
 #[test]
 fn wikipedia_examples_follow_the_electra_recipe_and_are_deterministic() {
@@ -177,5 +178,8 @@ fn a_max_seq_len_too_small_for_an_example_is_refused_at_plan_time() {
         .plan(&json!({"corpus": "/c", "tokenizer": "/t", "max_seq_len": 4}))
         .unwrap_err();
     assert_eq!(err.path, "max_seq_len");
-    assert!(err.message.contains("4 is too small: expected at least 5"), "{err}");
+    assert!(
+        err.message.contains("4 is too small: expected at least 5"),
+        "{err}"
+    );
 }

@@ -50,7 +50,7 @@ impl StageKind for Command {
     }
 
     fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
-        let params = CommandParams::parse(params).map_err(|e| StageError::Failed(e.to_string()))?;
+        let params = CommandParams::parse(params)?;
         process::run(&params, ctx)?;
         Ok(Metrics::new())
     }

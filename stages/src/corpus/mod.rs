@@ -108,7 +108,7 @@ impl StageKind for Corpus {
     }
 
     fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
-        let params = CorpusParams::parse(params).map_err(|e| StageError::Failed(e.to_string()))?;
+        let params = CorpusParams::parse(params)?;
         Ok(build_corpus(&params, &ctx.out_dir.join(CORPUS_FILE), ctx)?)
     }
 }

@@ -96,11 +96,7 @@ pub struct SplitInfo {
 impl TaskInfo {
     /// Reads `task.json` from a `glue_task` stage's output.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| DataError::io(format!("reading {}", path.display()), e))?;
-        serde_json::from_str(&text).map_err(|e| {
-            DataError::malformed(path, e.line(), format!("expected a task description: {e}"))
-        })
+        crate::json_file::read(path, "a task description")
     }
 }
 
@@ -243,11 +239,8 @@ impl StageKind for GlueTask {
     }
 
     fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
-        let params =
-            GlueTaskParams::parse(params).map_err(|e| StageError::Failed(e.to_string()))?;
-        let task = params
-            .task_spec()
-            .map_err(|e| StageError::Failed(e.to_string()))?;
+        let params = GlueTaskParams::parse(params)?;
+        let task = params.task_spec()?;
         Ok(load_task(task, &params, ctx)?)
     }
 }
@@ -302,10 +295,6 @@ fn load_task(task: &Task, params: &GlueTaskParams, ctx: &StageContext<'_>) -> Re
             },
         );
     }
-    let path = ctx.out_dir.join(TASK_FILE);
-    let text = serde_json::to_string_pretty(&info)
-        .map_err(|e| DataError::Config(format!("serialising {}: {e}", path.display())))?;
-    std::fs::write(&path, text + "\n")
-        .map_err(|e| DataError::io(format!("writing {}", path.display()), e))?;
+    crate::json_file::write_pretty(&ctx.out_dir.join(TASK_FILE), &info)?;
     Ok(metrics)
 }

@@ -151,8 +151,7 @@ impl StageKind for PretrainData {
     }
 
     fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
-        let params =
-            PretrainDataParams::parse(params).map_err(|e| StageError::Failed(e.to_string()))?;
+        let params = PretrainDataParams::parse(params)?;
         let tokenizer = BertTokenizer::load(Path::new(&params.tokenizer))?;
         let stats = build_shards(&params, &tokenizer, &ctx.out_dir.join(SHARDS_DIR), ctx)?;
         Ok(stats.metrics())

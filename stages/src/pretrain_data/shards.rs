@@ -66,11 +66,7 @@ impl ShardIndex {
     /// Reads and checks `dir/index.json`.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(INDEX_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| DataError::io(format!("reading {}", path.display()), e))?;
-        let index: ShardIndex = serde_json::from_str(&text).map_err(|e| {
-            DataError::malformed(&path, e.line(), format!("expected a shard index: {e}"))
-        })?;
+        let index: ShardIndex = crate::json_file::read(&path, "a shard index")?;
         if index.format_version != FORMAT_VERSION {
             return Err(DataError::invalid(
                 &path,
@@ -177,11 +173,7 @@ impl ShardWriter {
         header.examples = self.shards.iter().map(|s| s.examples).sum();
         header.tokens = self.shards.iter().map(|s| s.tokens).sum();
         header.shards = self.shards;
-        let path = self.dir.join(INDEX_FILE);
-        let text = serde_json::to_string_pretty(&header)
-            .map_err(|e| DataError::Config(format!("serialising {}: {e}", path.display())))?;
-        std::fs::write(&path, text + "\n")
-            .map_err(|e| DataError::io(format!("writing {}", path.display()), e))?;
+        crate::json_file::write_pretty(&self.dir.join(INDEX_FILE), &header)?;
         Ok(header)
     }
 }

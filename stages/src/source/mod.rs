@@ -111,7 +111,7 @@ impl StageKind for Source {
     }
 
     fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
-        let params = SourceParams::parse(params).map_err(|e| StageError::Failed(e.to_string()))?;
+        let params = SourceParams::parse(params)?;
         Ok(fetch_source(&params, ctx)?)
     }
 }

@@ -151,8 +151,7 @@ impl StageKind for TokenizerKind {
     }
 
     fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
-        let params =
-            TokenizerParams::parse(params).map_err(|e| StageError::Failed(e.to_string()))?;
+        let params = TokenizerParams::parse(params)?;
         Ok(build(&params, ctx)?)
     }
 }
