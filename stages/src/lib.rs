@@ -16,6 +16,7 @@ pub mod glue;
 pub mod inputs;
 pub mod json_file;
 pub mod parallel;
+pub mod pretrain;
 pub mod pretrain_data;
 pub mod source;
 pub mod textfile;

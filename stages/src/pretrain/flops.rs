@@ -1,0 +1,213 @@
+//! Train FLOPs, counted exactly as the official ELECTRA code does (`flops_computation.py`), so
+//! that compute-matched comparisons mean what the paper's do.
+//!
+//! - forward FLOPs per example = embeddings + blocks + output head, each per token × `s`;
+//! - the input embedding is a dense one-hot product (2·e·V per token), plus segment and
+//!   position embeddings, their sum, LayerNorm, dropout, and the e→h projection when e ≠ h;
+//! - an MLM head (dense e←h, GELU, LayerNorm, tied output 2·e·V, softmax) is counted on
+//!   15.625% of positions; the discriminator's binary head on all of them;
+//! - train FLOPs = 2 × batch × steps × forward FLOPs (the official factor for forward plus
+//!   backward).
+
+use super::config::EncoderConfig;
+
+const DROPOUT_FLOPS: f64 = 4.0;
+const LAYER_NORM_FLOPS: f64 = 5.0;
+const ACTIVATION_FLOPS: f64 = 8.0;
+const SOFTMAX_FLOPS: f64 = 5.0;
+
+/// The share of positions the official count charges an MLM output head for.
+pub const MLM_OUTPUT_FRACTION: f64 = 0.15625;
+
+/// What sits on top of the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Masked-LM head on [`MLM_OUTPUT_FRACTION`] of positions (BERT, ELECTRA's generator).
+    MaskedLm,
+    /// Replaced-token-detection head on every position (ELECTRA's discriminator).
+    Binary,
+}
+
+/// The official hyper-parameters of one encoder at one sequence length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Shape {
+    h: f64,
+    l: f64,
+    s: f64,
+    v: f64,
+    e: f64,
+    i: f64,
+    heads: f64,
+}
+
+impl Shape {
+    fn new(config: &EncoderConfig, seq_len: usize) -> Self {
+        Shape {
+            h: config.hidden as f64,
+            l: config.layers as f64,
+            s: seq_len as f64,
+            v: config.vocab_size as f64,
+            e: config.embedding as f64,
+            i: config.intermediate as f64,
+            heads: config.heads as f64,
+        }
+    }
+
+    /// One transformer block, all positions.
+    fn block(&self) -> f64 {
+        let Shape { h, s, i, heads, .. } = *self;
+        let kqv = h;
+        let per_token = 3.0 * 2.0 * h * kqv      // query, key, value projections
+            + 3.0 * kqv                           // their biases
+            + 2.0 * kqv * s                       // attention scores
+            + SOFTMAX_FLOPS * s * heads           // softmax
+            + DROPOUT_FLOPS * s * heads           // attention dropout
+            + s * heads                           // scaling
+            + 2.0 * h * s                         // weighted average of values
+            + 2.0 * h * h + h                     // attention output projection + bias
+            + DROPOUT_FLOPS * h + h               // dropout + residual
+            + LAYER_NORM_FLOPS * h                // LayerNorm
+            + 2.0 * h * i + ACTIVATION_FLOPS * i + i // FFN in, GELU, bias
+            + 2.0 * h * i + h                     // FFN out + bias
+            + DROPOUT_FLOPS * h + h               // dropout + residual
+            + LAYER_NORM_FLOPS * h; // LayerNorm
+        per_token * s
+    }
+
+    /// Input embeddings (dense one-hot lookup), all positions.
+    fn input_embedding(&self) -> f64 {
+        let Shape { h, s, e, v, .. } = *self;
+        let mut per_token = 2.0 * e * v            // one-hot × embedding table
+            + 2.0 * e * (s + 2.0)                  // segment and position embeddings
+            + 2.0 * e                              // adding them
+            + LAYER_NORM_FLOPS * e
+            + DROPOUT_FLOPS * e;
+        if e != h {
+            per_token += 2.0 * h * e + h; // projection e → h
+        }
+        per_token * s
+    }
+
+    /// The MLM output head, on [`MLM_OUTPUT_FRACTION`] of positions.
+    fn mlm_head(&self) -> f64 {
+        let Shape { h, s, e, v, .. } = *self;
+        let per_token = 2.0 * e * v                // tied output embedding
+            + 2.0 * h * e + e                      // dense h → e + bias
+            + ACTIVATION_FLOPS * e
+            + LAYER_NORM_FLOPS * e
+            + SOFTMAX_FLOPS * v
+            + 2.0 * v; // picking the target word
+        MLM_OUTPUT_FRACTION * per_token * s
+    }
+
+    /// The discriminator's binary head, all positions.
+    fn binary_head(&self) -> f64 {
+        let h = self.h;
+        (2.0 * h * h + h + ACTIVATION_FLOPS * h + 2.0 * h) * self.s
+    }
+}
+
+/// Forward FLOPs of one example of `seq_len` tokens through `encoder` and `head`.
+pub fn forward_flops(encoder: &EncoderConfig, seq_len: usize, head: Head) -> f64 {
+    let shape = Shape::new(encoder, seq_len);
+    let head_flops = match head {
+        Head::MaskedLm => shape.mlm_head(),
+        Head::Binary => shape.binary_head(),
+    };
+    shape.input_embedding() + shape.l * shape.block() + head_flops
+}
+
+/// Train FLOPs of `steps` steps of `batch` examples: 2 × batch × steps × forward FLOPs.
+pub fn train_flops(forward_per_example: f64, batch: usize, steps: u64) -> f64 {
+    2.0 * batch as f64 * steps as f64 * forward_per_example
+}
+
+/// Forward FLOPs per example of BERT: the encoder with an MLM head.
+pub fn bert_forward_flops(encoder: &EncoderConfig, seq_len: usize) -> f64 {
+    forward_flops(encoder, seq_len, Head::MaskedLm)
+}
+
+/// Forward FLOPs per example of ELECTRA: the discriminator with its binary head plus the
+/// generator with its MLM head.
+pub fn electra_forward_flops(
+    discriminator: &EncoderConfig,
+    generator: &EncoderConfig,
+    seq_len: usize,
+) -> f64 {
+    forward_flops(discriminator, seq_len, Head::Binary)
+        + forward_flops(generator, seq_len, Head::MaskedLm)
+}
+
+/// Steps of `forward_per_example` at `batch` whose train FLOPs equal `target` (rounded to
+/// the nearest step).
+pub fn steps_to_match(target: f64, forward_per_example: f64, batch: usize) -> u64 {
+    (target / (2.0 * batch as f64 * forward_per_example)).round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::Preset;
+    use super::*;
+
+    const VOCAB: usize = 30522;
+
+    fn within(actual: f64, expected: f64, tolerance: f64) {
+        let error = (actual - expected).abs() / expected;
+        assert!(
+            error < tolerance,
+            "{actual:.4e} differs from {expected:.4e} by {:.3}%",
+            error * 100.0
+        );
+    }
+
+    #[test]
+    fn bert_small_matches_the_official_flops_per_step() {
+        let bert = Preset::Small.encoder(VOCAB);
+        within(
+            train_flops(bert_forward_flops(&bert, 128), 128, 1),
+            9.784e11,
+            0.005,
+        );
+        within(
+            train_flops(bert_forward_flops(&bert, 128), 128, 1_450_000),
+            1.419e18,
+            0.005,
+        );
+    }
+
+    #[test]
+    fn electra_small_matches_the_official_flops_per_step() {
+        let disc = Preset::Small.encoder(VOCAB);
+        let gen = disc.generator(0.25);
+        within(
+            train_flops(forward_flops(&disc, 128, Head::Binary), 128, 1),
+            9.414e11,
+            0.005,
+        );
+        within(
+            train_flops(forward_flops(&gen, 128, Head::MaskedLm), 128, 1),
+            3.524e11,
+            0.005,
+        );
+        let per_step = train_flops(electra_forward_flops(&disc, &gen, 128), 128, 1);
+        within(per_step, 1.294e12, 0.005);
+        within(per_step * 1e6, 1.294e18, 0.005);
+    }
+
+    #[test]
+    fn compute_matching_gives_bert_the_electra_budget() {
+        let disc = Preset::Small.encoder(VOCAB);
+        let electra = train_flops(
+            electra_forward_flops(&disc, &disc.generator(0.25), 128),
+            128,
+            1_000_000,
+        );
+        let steps = steps_to_match(electra, bert_forward_flops(&disc, 128), 128);
+        within(steps as f64, 1.322e6, 0.005);
+        within(
+            train_flops(bert_forward_flops(&disc, 128), 128, steps),
+            electra,
+            1e-6,
+        );
+    }
+}
