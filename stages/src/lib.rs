@@ -30,6 +30,7 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(tokenizer::TokenizerKind));
     registry.register(Arc::new(pretrain_data::PretrainData));
     registry.register(Arc::new(glue::GlueTask));
+    registry.register(Arc::new(pretrain::Pretrain));
     registry.register(Arc::new(source::Source));
     registry
 }

@@ -97,7 +97,7 @@ impl EncoderConfig {
                 ));
             }
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err((
                 "heads".to_owned(),
                 format!(

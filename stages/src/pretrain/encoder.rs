@@ -1,0 +1,174 @@
+//! The BERT-style encoder of the paper: token + position + segment embeddings of width `e`
+//! (LayerNorm, dropout), a projection to the hidden size `h` when `e ≠ h`, then post-LayerNorm
+//! transformer blocks with GELU.
+//!
+//! Shapes: `b` batch, `s` sequence, `e` embedding, `h` hidden, `n` heads, `d = h / n`.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::embedding;
+use burn::tensor::{Int, Tensor};
+
+use super::config::EncoderConfig;
+use super::layers::{Dense, Dropout, Init, LayerNorm};
+
+/// Token, position and segment embeddings; shared by ELECTRA's generator and discriminator.
+#[derive(Module, Debug)]
+pub struct Embeddings<B: Backend> {
+    /// `[V, e]`; also the tied output matrix of the MLM heads.
+    pub word: Param<Tensor<B, 2>>,
+    /// `[max_positions, e]`.
+    pub position: Param<Tensor<B, 2>>,
+    /// `[segments, e]`.
+    pub segment: Param<Tensor<B, 2>>,
+    /// LayerNorm over `e`.
+    pub norm: LayerNorm<B>,
+}
+
+impl<B: Backend> Embeddings<B> {
+    /// Fresh embeddings for `config`'s vocabulary, positions, segments and width.
+    pub fn new(init: &mut Init<'_, B>, config: &EncoderConfig) -> Self {
+        Embeddings {
+            word: Param::from_tensor(init.weights(config.vocab_size, config.embedding)),
+            position: Param::from_tensor(init.weights(config.max_positions, config.embedding)),
+            segment: Param::from_tensor(init.weights(config.segments, config.embedding)),
+            norm: LayerNorm::new(init, config.embedding),
+        }
+    }
+
+    /// `ids`, `segments`: `[b, s]` → `[b, s, e]`.
+    pub fn forward(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        segments: Tensor<B, 2, Int>,
+        dropout: &mut Dropout<'_>,
+    ) -> Tensor<B, 3> {
+        let [_, s] = ids.dims();
+        let e = self.word.val().dims()[1];
+        let words = embedding(self.word.val(), ids);
+        let positions = self.position.val().slice([0..s, 0..e]).unsqueeze::<3>();
+        let segments = embedding(self.segment.val(), segments);
+        dropout.apply(self.norm.forward(words + positions + segments))
+    }
+}
+
+/// Multi-head self-attention with its output projection, residual and LayerNorm.
+#[derive(Module, Debug)]
+pub struct SelfAttention<B: Backend> {
+    query: Dense<B>,
+    key: Dense<B>,
+    value: Dense<B>,
+    output: Dense<B>,
+    norm: LayerNorm<B>,
+    #[module(skip)]
+    heads: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    fn new(init: &mut Init<'_, B>, hidden: usize, heads: usize) -> Self {
+        SelfAttention {
+            query: Dense::new(init, hidden, hidden),
+            key: Dense::new(init, hidden, hidden),
+            value: Dense::new(init, hidden, hidden),
+            output: Dense::new(init, hidden, hidden),
+            norm: LayerNorm::new(init, hidden),
+            heads,
+        }
+    }
+
+    /// `x`: `[b, s, h]`; `mask_bias`: `[b, 1, 1, s]`, 0 on tokens and −10000 on padding.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask_bias: Tensor<B, 4>,
+        dropout: &mut Dropout<'_>,
+    ) -> Tensor<B, 3> {
+        let [b, s, h] = x.dims();
+        let (n, d) = (self.heads, h / self.heads);
+        let split = |t: Tensor<B, 3>| t.reshape([b, s, n, d]).swap_dims(1, 2); // [b, n, s, d]
+        let q = split(self.query.forward(x.clone()));
+        let k = split(self.key.forward(x.clone()));
+        let v = split(self.value.forward(x.clone()));
+        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt() + mask_bias; // [b, n, s, s]
+        let probs = dropout.apply(softmax(scores, 3));
+        let context = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h]);
+        let out = dropout.apply(self.output.forward(context));
+        self.norm.forward(out + x)
+    }
+}
+
+/// One post-LayerNorm transformer block: attention, then a GELU feed-forward network.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    attention: SelfAttention<B>,
+    intermediate: Dense<B>,
+    output: Dense<B>,
+    norm: LayerNorm<B>,
+}
+
+impl<B: Backend> Block<B> {
+    fn new(init: &mut Init<'_, B>, config: &EncoderConfig) -> Self {
+        Block {
+            attention: SelfAttention::new(init, config.hidden, config.heads),
+            intermediate: Dense::new(init, config.hidden, config.intermediate),
+            output: Dense::new(init, config.intermediate, config.hidden),
+            norm: LayerNorm::new(init, config.hidden),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask_bias: Tensor<B, 4>,
+        dropout: &mut Dropout<'_>,
+    ) -> Tensor<B, 3> {
+        let attended = self.attention.forward(x, mask_bias, dropout);
+        let inner = gelu(self.intermediate.forward(attended.clone())); // [b, s, i]
+        let out = dropout.apply(self.output.forward(inner));
+        self.norm.forward(out + attended)
+    }
+}
+
+/// The transformer stack on top of (shared) embeddings: `e → h` projection when needed, then
+/// the blocks.
+#[derive(Module, Debug)]
+pub struct Encoder<B: Backend> {
+    projection: Option<Dense<B>>,
+    blocks: Vec<Block<B>>,
+}
+
+impl<B: Backend> Encoder<B> {
+    /// A fresh encoder of `config`'s shape.
+    pub fn new(init: &mut Init<'_, B>, config: &EncoderConfig) -> Self {
+        let projection = (config.embedding != config.hidden)
+            .then(|| Dense::new(init, config.embedding, config.hidden));
+        let blocks = (0..config.layers)
+            .map(|_| Block::new(init, config))
+            .collect();
+        Encoder { projection, blocks }
+    }
+
+    /// `embedded`: `[b, s, e]`, `mask_bias` from [`mask_bias`] → `[b, s, h]`.
+    pub fn forward(
+        &self,
+        embedded: Tensor<B, 3>,
+        mask_bias: Tensor<B, 4>,
+        dropout: &mut Dropout<'_>,
+    ) -> Tensor<B, 3> {
+        let mut x = match &self.projection {
+            Some(projection) => projection.forward(embedded),
+            None => embedded,
+        };
+        for block in &self.blocks {
+            x = block.forward(x, mask_bias.clone(), dropout);
+        }
+        x
+    }
+}
+
+/// The additive attention mask: `[b, 1, 1, s]`, 0 where `attention` is 1, −10000 on padding.
+pub fn mask_bias<B: Backend>(attention: Tensor<B, 2>) -> Tensor<B, 4> {
+    let [b, s] = attention.dims();
+    ((attention - 1.0) * 10000.0).reshape([b, 1, 1, s])
+}

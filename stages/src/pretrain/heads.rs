@@ -1,0 +1,70 @@
+//! The output heads: the masked-LM head (BERT, ELECTRA's generator) and the discriminator's
+//! replaced-token-detection head.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::gelu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+use super::layers::{Dense, Init, LayerNorm};
+
+/// Dense `h → e`, GELU, LayerNorm, then the tied word embeddings plus a bias: logits over the
+/// vocabulary, computed **only at the masked positions**.
+#[derive(Module, Debug)]
+pub struct MaskedLmHead<B: Backend> {
+    dense: Dense<B>,
+    norm: LayerNorm<B>,
+    /// `[V]`.
+    bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> MaskedLmHead<B> {
+    /// A head from hidden size `hidden` to embedding width `embedding` and `vocab` logits.
+    pub fn new(init: &mut Init<'_, B>, hidden: usize, embedding: usize, vocab: usize) -> Self {
+        MaskedLmHead {
+            dense: Dense::new(init, hidden, embedding),
+            norm: LayerNorm::new(init, embedding),
+            bias: Param::from_tensor(init.constant(vocab, 0.0)),
+        }
+    }
+
+    /// `hidden`: `[b, s, h]`; `positions`: `[n]` flat indices `row · s + column` of the
+    /// masked tokens; `word`: the `[V, e]` embedding matrix → logits `[n, V]`.
+    pub fn forward(
+        &self,
+        hidden: Tensor<B, 3>,
+        positions: Tensor<B, 1, Int>,
+        word: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
+        let [b, s, h] = hidden.dims();
+        let picked = hidden.reshape([b * s, h]).select(0, positions); // [n, h]
+        let x = self.norm.forward(gelu(self.dense.forward(picked))); // [n, e]
+        x.matmul(word.transpose()) + self.bias.val().unsqueeze() // [n, V]
+    }
+}
+
+/// The discriminator's head: dense `h → h`, GELU, dense `h → 1`: one logit per token, the
+/// score that the token was replaced.
+#[derive(Module, Debug)]
+pub struct ReplacedTokenHead<B: Backend> {
+    dense: Dense<B>,
+    logit: Dense<B>,
+}
+
+impl<B: Backend> ReplacedTokenHead<B> {
+    /// A head for hidden size `hidden`.
+    pub fn new(init: &mut Init<'_, B>, hidden: usize) -> Self {
+        ReplacedTokenHead {
+            dense: Dense::new(init, hidden, hidden),
+            logit: Dense::new(init, hidden, 1),
+        }
+    }
+
+    /// `[b, s, h]` → logits `[b, s]`.
+    pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
+        let [b, s, _] = hidden.dims();
+        self.logit
+            .forward(gelu(self.dense.forward(hidden)))
+            .reshape([b, s])
+    }
+}

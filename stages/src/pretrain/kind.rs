@@ -1,0 +1,480 @@
+//! The `pretrain` stage kind's params, outputs and run.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::backend::{Autodiff, Flex};
+use electra_pipe_api::{
+    parse_params, Metrics, ParamError, Params, StageContext, StageError, StageKind, StagePlan,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::config::{EncoderConfig, Preset};
+use super::flops;
+use super::masking::{MaskingOptions, Replacement};
+use super::optimizer::{AdamWSettings, Schedule};
+use super::tensor_file::{self, NamedTensor};
+use super::train::{train, Objective, TrainSettings};
+use crate::error::{DataError, Result};
+use crate::pretrain_data::PretrainingData;
+
+/// The final weights of the model to fine-tune (ELECTRA's discriminator, or BERT).
+pub const MODEL_FILE: &str = "model.safetensors";
+/// ELECTRA's generator weights.
+pub const GENERATOR_FILE: &str = "generator.safetensors";
+/// The configuration and training summary.
+pub const CONFIG_FILE: &str = "config.json";
+/// Per-step metrics.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Weights at the requested fractions of training.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+
+/// Which objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectiveName {
+    /// Replaced-token detection with a generator.
+    Electra,
+    /// Masked language modelling.
+    Bert,
+}
+
+/// A preset and any fields to override.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParams {
+    /// The named size.
+    pub preset: Preset,
+    /// Embedding width `e`.
+    pub embedding: Option<usize>,
+    /// Hidden size `h`.
+    pub hidden: Option<usize>,
+    /// Transformer blocks.
+    pub layers: Option<usize>,
+    /// Attention heads.
+    pub heads: Option<usize>,
+    /// Feed-forward size.
+    pub intermediate: Option<usize>,
+    /// Dropout probability.
+    pub dropout: Option<f64>,
+}
+
+/// Params of a `pretrain` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainParams {
+    /// `electra` or `bert`.
+    pub objective: ObjectiveName,
+    /// The `shards` output of a `pretrain_data` stage.
+    pub data: String,
+    /// Model size.
+    pub model: ModelParams,
+    /// ELECTRA's generator size relative to the discriminator.
+    #[serde(default = "default_generator_size")]
+    pub generator_size: f64,
+    /// Training steps.
+    pub steps: u64,
+    /// Examples per step.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Linear warm-up steps.
+    #[serde(default = "default_warmup")]
+    pub warmup_steps: u64,
+    /// Share of tokens to mask.
+    #[serde(default = "default_mask_prob")]
+    pub mask_prob: f64,
+    /// What masked tokens become.
+    #[serde(default = "default_replacement")]
+    pub replacement: Replacement,
+    /// ELECTRA's discriminator-loss weight λ.
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    /// AdamW's decoupled weight decay.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// AdamW's ε.
+    #[serde(default = "default_epsilon")]
+    pub adam_epsilon: f64,
+    /// Global gradient-norm clip.
+    #[serde(default = "default_clip")]
+    pub clip_norm: f64,
+    /// Seed of initialisation, data order, masking, dropout and sampling.
+    #[serde(default)]
+    pub seed: u64,
+    /// Steps between checkpoints.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Fractions of training after which the weights are kept.
+    #[serde(default = "default_snapshots")]
+    pub snapshots: Vec<f64>,
+    /// `flex` (CPU, the default).
+    #[serde(default = "default_backend")]
+    pub backend: String,
+}
+
+fn default_generator_size() -> f64 {
+    0.25
+}
+fn default_batch_size() -> usize {
+    128
+}
+fn default_lr() -> f64 {
+    5e-4
+}
+fn default_warmup() -> u64 {
+    10_000
+}
+fn default_mask_prob() -> f64 {
+    0.15
+}
+fn default_replacement() -> Replacement {
+    Replacement::Electra
+}
+fn default_lambda() -> f64 {
+    50.0
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_epsilon() -> f64 {
+    1e-6
+}
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_snapshots() -> Vec<f64> {
+    vec![0.25, 0.5, 1.0]
+}
+fn default_backend() -> String {
+    "flex".to_owned()
+}
+
+/// The backends this build can train on.
+pub const BACKENDS: &[&str] = &["flex"];
+
+impl PretrainParams {
+    /// Parses and validates params.
+    pub fn parse(params: &Params) -> Result<Self, ParamError> {
+        let parsed: PretrainParams = parse_params(params)?;
+        if !BACKENDS.contains(&parsed.backend.as_str()) {
+            let hint = match parsed.backend.as_str() {
+                "cuda" | "ndarray" => format!(
+                    "; rebuild electra-pipe with `--features {}` to enable it",
+                    parsed.backend
+                ),
+                _ => String::new(),
+            };
+            return Err(ParamError::new(
+                "backend",
+                format!(
+                    "backend `{}` is not available in this build: expected one of {}{hint}",
+                    parsed.backend,
+                    BACKENDS.join(", ")
+                ),
+            ));
+        }
+        let encoder = parsed.encoder(1);
+        encoder
+            .validate()
+            .map_err(|(field, message)| ParamError::new(format!("model.{field}"), message))?;
+        if parsed.objective == ObjectiveName::Electra {
+            if !(parsed.generator_size > 0.0 && parsed.generator_size <= 1.0) {
+                return Err(ParamError::new(
+                    "generator_size",
+                    format!(
+                        "expected a fraction in (0, 1], found {}",
+                        parsed.generator_size
+                    ),
+                ));
+            }
+            encoder
+                .generator(parsed.generator_size)
+                .validate()
+                .map_err(|(field, message)| {
+                    ParamError::new(
+                        "generator_size",
+                        format!("the generator's {field}: {message}"),
+                    )
+                })?;
+        }
+        for (field, value) in [
+            ("steps", parsed.steps),
+            ("checkpoint_every", parsed.checkpoint_every),
+        ] {
+            if value == 0 {
+                return Err(ParamError::new(field, "expected at least 1, found 0"));
+            }
+        }
+        if parsed.batch_size == 0 {
+            return Err(ParamError::new(
+                "batch_size",
+                "expected at least 1, found 0",
+            ));
+        }
+        if !(parsed.mask_prob > 0.0 && parsed.mask_prob < 1.0) {
+            return Err(ParamError::new(
+                "mask_prob",
+                format!(
+                    "expected a probability in (0, 1), found {}",
+                    parsed.mask_prob
+                ),
+            ));
+        }
+        if let Some((i, f)) = parsed
+            .snapshots
+            .iter()
+            .enumerate()
+            .find(|(_, f)| !(**f > 0.0 && **f <= 1.0))
+        {
+            return Err(ParamError::new(
+                format!("snapshots[{i}]"),
+                format!("expected a fraction of training in (0, 1], found {f}"),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// The encoder (ELECTRA's discriminator) for a vocabulary of `vocab_size`.
+    pub fn encoder(&self, vocab_size: usize) -> EncoderConfig {
+        let m = &self.model;
+        let base = m.preset.encoder(vocab_size);
+        EncoderConfig {
+            embedding: m.embedding.unwrap_or(base.embedding),
+            hidden: m.hidden.unwrap_or(base.hidden),
+            layers: m.layers.unwrap_or(base.layers),
+            heads: m.heads.unwrap_or(base.heads),
+            intermediate: m.intermediate.unwrap_or(base.intermediate),
+            dropout: m.dropout.unwrap_or(base.dropout),
+            ..base
+        }
+    }
+
+    /// Steps after which snapshots are kept.
+    fn snapshot_steps(&self) -> Vec<u64> {
+        let mut steps: Vec<u64> = self
+            .snapshots
+            .iter()
+            .map(|f| ((f * self.steps as f64).round() as u64).clamp(1, self.steps))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
+    fn settings(&self, vocab_size: usize, max_seq_len: usize) -> TrainSettings {
+        let encoder = self.encoder(vocab_size);
+        let (objective, forward) = match self.objective {
+            ObjectiveName::Electra => {
+                let generator = encoder.generator(self.generator_size);
+                (
+                    Objective::Electra {
+                        generator,
+                        lambda: self.lambda,
+                    },
+                    flops::electra_forward_flops(&encoder, &generator, max_seq_len),
+                )
+            }
+            ObjectiveName::Bert => (
+                Objective::Bert,
+                flops::bert_forward_flops(&encoder, max_seq_len),
+            ),
+        };
+        TrainSettings {
+            objective,
+            encoder,
+            batch_size: self.batch_size,
+            schedule: Schedule {
+                peak: self.lr,
+                warmup: self.warmup_steps,
+                total: self.steps,
+            },
+            adamw: AdamWSettings {
+                weight_decay: self.weight_decay,
+                epsilon: self.adam_epsilon,
+                clip_norm: self.clip_norm,
+                ..AdamWSettings::default()
+            },
+            masking: MaskingOptions {
+                mask_prob: self.mask_prob,
+                max_predictions: MaskingOptions::max_predictions_for(self.mask_prob, max_seq_len),
+                replacement: self.replacement,
+            },
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            snapshot_steps: self.snapshot_steps(),
+            flops_per_step: flops::train_flops(forward, self.batch_size, 1),
+        }
+    }
+}
+
+/// The `pretrain` stage kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pretrain;
+
+impl StageKind for Pretrain {
+    fn name(&self) -> &'static str {
+        "pretrain"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn summary(&self) -> &'static str {
+        "pretrains ELECTRA (generator + discriminator) or the BERT baseline with burn"
+    }
+
+    fn plan(&self, params: &Params) -> Result<StagePlan, ParamError> {
+        let params = PretrainParams::parse(params)?;
+        let mut outputs = vec![
+            MODEL_FILE.to_owned(),
+            CONFIG_FILE.to_owned(),
+            METRICS_FILE.to_owned(),
+            SNAPSHOTS_DIR.to_owned(),
+        ];
+        if params.objective == ObjectiveName::Electra {
+            outputs.push(GENERATOR_FILE.to_owned());
+        }
+        Ok(StagePlan {
+            inputs: vec![params.data.clone()],
+            outputs,
+        })
+    }
+
+    fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
+        let params = PretrainParams::parse(params)?;
+        Ok(pretrain(&params, ctx)?)
+    }
+}
+
+/// Renames an ELECTRA or BERT parameter path into the fine-tuning layout (`embeddings.*`,
+/// `encoder.*`, `head.*`) for the discriminator (`generator == false`) or the generator.
+fn export_name(path: &str, objective: ObjectiveName, generator: bool) -> Option<String> {
+    let (body, head) = match (objective, generator) {
+        (ObjectiveName::Bert, _) => ("encoder.", "head."),
+        (ObjectiveName::Electra, false) => ("discriminator.", "discriminator_head."),
+        (ObjectiveName::Electra, true) => ("generator.", "generator_head."),
+    };
+    if path.starts_with("embeddings.") {
+        Some(path.to_owned())
+    } else if let Some(rest) = path.strip_prefix(head) {
+        Some(format!("head.{rest}"))
+    } else {
+        path.strip_prefix(body)
+            .map(|rest| format!("encoder.{rest}"))
+    }
+}
+
+fn export(
+    weights: &BTreeMap<String, NamedTensor>,
+    objective: ObjectiveName,
+    generator: bool,
+) -> BTreeMap<String, NamedTensor> {
+    weights
+        .iter()
+        .filter_map(|(path, t)| export_name(path, objective, generator).map(|n| (n, t.clone())))
+        .collect()
+}
+
+fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> {
+    let data = PretrainingData::open(Path::new(&params.data))?;
+    let index = data.index().clone();
+    let settings = params.settings(index.vocab_size, index.max_seq_len);
+    let pool = crate::parallel::worker_pool(ctx.cpus)?;
+    let device = Default::default();
+    let trained = pool.install(|| train::<Autodiff<Flex>>(&settings, &data, ctx, &device))?;
+
+    let metadata = BTreeMap::from([
+        ("format".to_owned(), "electra-pipe encoder v1".to_owned()),
+        (
+            "objective".to_owned(),
+            format!("{:?}", params.objective).to_lowercase(),
+        ),
+    ]);
+    tensor_file::write(
+        &ctx.out_dir.join(MODEL_FILE),
+        &export(&trained.weights, params.objective, false),
+        &metadata,
+    )?;
+    if params.objective == ObjectiveName::Electra {
+        tensor_file::write(
+            &ctx.out_dir.join(GENERATOR_FILE),
+            &export(&trained.weights, params.objective, true),
+            &metadata,
+        )?;
+    }
+    let snapshots = ctx.out_dir.join(SNAPSHOTS_DIR);
+    std::fs::create_dir_all(&snapshots)
+        .map_err(|e| DataError::io(format!("creating {}", snapshots.display()), e))?;
+    for step in &settings.snapshot_steps {
+        let name = format!("step-{step:08}.safetensors");
+        let saved = tensor_file::read(&ctx.checkpoint_dir.join(SNAPSHOTS_DIR).join(&name))?;
+        let mut meta = metadata.clone();
+        meta.insert("step".to_owned(), step.to_string());
+        tensor_file::write(
+            &snapshots.join(name),
+            &export(&saved, params.objective, false),
+            &meta,
+        )?;
+    }
+    std::fs::copy(
+        ctx.checkpoint_dir.join(METRICS_FILE),
+        ctx.out_dir.join(METRICS_FILE),
+    )
+    .map_err(|e| DataError::io("copying the metrics".to_owned(), e))?;
+
+    let parameters = |objective_part: bool| -> usize {
+        export(&trained.weights, params.objective, objective_part)
+            .values()
+            .map(|t| t.values.len())
+            .sum()
+    };
+    let train_flops = settings.flops_per_step * params.steps as f64;
+    let generator = match &settings.objective {
+        Objective::Electra { generator, .. } => Some(*generator),
+        Objective::Bert => None,
+    };
+    let config = json!({
+        "objective": params.objective,
+        "encoder": settings.encoder,
+        "generator": generator,
+        "special": index.special,
+        "max_seq_len": index.max_seq_len,
+        "steps": params.steps,
+        "batch_size": params.batch_size,
+        "lr": params.lr,
+        "warmup_steps": params.warmup_steps,
+        "mask_prob": params.mask_prob,
+        "replacement": params.replacement,
+        "lambda": params.lambda,
+        "seed": params.seed,
+        "flops_per_step": settings.flops_per_step,
+        "train_flops": train_flops,
+        "parameters": parameters(false),
+        "snapshot_steps": settings.snapshot_steps,
+    });
+    crate::json_file::write_pretty(&ctx.out_dir.join(CONFIG_FILE), &config)?;
+    let last = trained.last;
+    Ok(Metrics::from([
+        ("steps".to_owned(), json!(params.steps)),
+        ("resumed_from".to_owned(), json!(trained.resumed_from)),
+        ("parameters".to_owned(), json!(parameters(false))),
+        ("train_flops".to_owned(), json!(train_flops)),
+        ("flops_per_step".to_owned(), json!(settings.flops_per_step)),
+        ("loss".to_owned(), json!(last.loss)),
+        ("mlm_loss".to_owned(), json!(last.mlm_loss)),
+        ("mlm_accuracy".to_owned(), json!(last.mlm_accuracy)),
+        ("disc_accuracy".to_owned(), json!(last.disc_accuracy)),
+        (
+            "tokens_per_second".to_owned(),
+            json!(trained.tokens_per_second),
+        ),
+    ]))
+}

@@ -1,0 +1,312 @@
+//! The two pretraining objectives, each a model and its loss:
+//!
+//! - **ELECTRA**: a small generator (masked LM) fills the masked positions with tokens sampled
+//!   from its softmax; the discriminator reads the corrupted sequence and predicts, for every
+//!   real token, whether it was replaced. A sampled token equal to the original counts as
+//!   real. Loss = MLM loss + λ · binary cross-entropy (λ = 50); no gradient flows through the
+//!   sample. Generator and discriminator share the token, position and segment embeddings.
+//! - **BERT**: the same encoder with a masked-LM head.
+
+use burn::module::Module;
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::config::EncoderConfig;
+use super::encoder::{mask_bias, Embeddings, Encoder};
+use super::heads::{MaskedLmHead, ReplacedTokenHead};
+use super::layers::{Dropout, Init};
+use super::masking::MaskedBatch;
+
+/// ELECTRA: generator and discriminator over shared embeddings.
+#[derive(Module, Debug)]
+pub struct Electra<B: Backend> {
+    /// Shared token, position and segment embeddings.
+    pub embeddings: Embeddings<B>,
+    /// The generator's transformer (¼ width by default).
+    pub generator: Encoder<B>,
+    /// The generator's masked-LM head (tied to the shared word embeddings).
+    pub generator_head: MaskedLmHead<B>,
+    /// The discriminator's transformer: the model that is kept and fine-tuned.
+    pub discriminator: Encoder<B>,
+    /// The replaced-token-detection head.
+    pub discriminator_head: ReplacedTokenHead<B>,
+}
+
+/// BERT: one encoder with a masked-LM head.
+#[derive(Module, Debug)]
+pub struct Bert<B: Backend> {
+    /// Token, position and segment embeddings.
+    pub embeddings: Embeddings<B>,
+    /// The transformer.
+    pub encoder: Encoder<B>,
+    /// The masked-LM head (tied to the word embeddings).
+    pub head: MaskedLmHead<B>,
+}
+
+/// What one step measured, for the metrics log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StepStats {
+    /// Masked-LM cross-entropy (generator for ELECTRA).
+    pub mlm_loss: f64,
+    /// Replaced-token-detection BCE over real tokens (ELECTRA; 0 for BERT).
+    pub bce_loss: f64,
+    /// The optimised loss.
+    pub loss: f64,
+    /// Share of masked positions whose argmax prediction is the original token.
+    pub mlm_accuracy: f64,
+    /// Share of real tokens the discriminator classifies right (ELECTRA).
+    pub disc_accuracy: f64,
+    /// Share of real tokens that were not replaced: the "all original" baseline (ELECTRA).
+    pub disc_baseline: f64,
+    /// Of tokens predicted replaced, the share that were (ELECTRA).
+    pub disc_precision: f64,
+    /// Of replaced tokens, the share predicted replaced (ELECTRA).
+    pub disc_recall: f64,
+    /// Masked positions.
+    pub masked: usize,
+    /// Real (non-padding) tokens.
+    pub tokens: usize,
+}
+
+/// A step's loss (to back-propagate) and its measurements.
+pub struct StepOutput<B: Backend> {
+    /// Scalar loss.
+    pub loss: Tensor<B, 1>,
+    /// Measurements.
+    pub stats: StepStats,
+}
+
+fn ints<B: Backend, const D: usize>(
+    values: &[u32],
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D, Int> {
+    let data: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
+    Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+fn floats<B: Backend, const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+    tensor.into_data().iter::<f32>().collect()
+}
+
+fn to_u32<B: Backend, const D: usize>(tensor: Tensor<B, D, Int>) -> Vec<u32> {
+    tensor.into_data().iter::<i64>().map(|v| v as u32).collect()
+}
+
+/// Mean cross-entropy of `logits` `[n, V]` against `targets`; also the argmax accuracy.
+fn masked_lm_loss<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[u32],
+    device: &B::Device,
+) -> (Tensor<B, 1>, f64) {
+    let n = targets.len();
+    let predicted = to_u32(logits.clone().detach().argmax(1));
+    let correct = predicted
+        .iter()
+        .zip(targets)
+        .filter(|(p, t)| p == t)
+        .count();
+    let target_ids = ints::<B, 2>(targets, [n, 1], device);
+    let picked = log_softmax(logits, 1).gather(1, target_ids); // [n, 1]
+    let loss = -picked.mean().reshape([1]);
+    (loss, correct as f64 / n.max(1) as f64)
+}
+
+/// Samples one token per row of `logits` `[n, V]` from its softmax, by inverse CDF with one
+/// uniform draw per row (the same distribution as ELECTRA's Gumbel-max trick). No gradient.
+fn sample_tokens<B: Backend>(logits: Tensor<B, 2>, rng: &mut ChaCha8Rng) -> Vec<u32> {
+    let [n, vocab] = logits.dims();
+    let device = logits.device();
+    let cdf = softmax(logits.detach(), 1).cumsum(1); // [n, V]
+    let uniforms: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+    let u = floats::<B, 2>(uniforms, [n, 1], &device);
+    let below = cdf.lower(u.expand([n, vocab])).int().sum_dim(1); // [n, 1]
+    to_u32(below)
+        .into_iter()
+        .map(|i| i.min(vocab as u32 - 1))
+        .collect()
+}
+
+impl<B: Backend> Electra<B> {
+    /// A fresh model: `discriminator`'s shape, the generator's from it.
+    pub fn new(
+        init: &mut Init<'_, B>,
+        discriminator: &EncoderConfig,
+        generator: &EncoderConfig,
+    ) -> Self {
+        Electra {
+            embeddings: Embeddings::new(init, discriminator),
+            generator: Encoder::new(init, generator),
+            generator_head: MaskedLmHead::new(
+                init,
+                generator.hidden,
+                generator.embedding,
+                generator.vocab_size,
+            ),
+            discriminator: Encoder::new(init, discriminator),
+            discriminator_head: ReplacedTokenHead::new(init, discriminator.hidden),
+        }
+    }
+
+    /// One forward pass of the ELECTRA objective on `batch` with weight `lambda` on the
+    /// discriminator loss. `rng` supplies the samples (and, in `dropout`, the masks).
+    pub fn step(
+        &self,
+        batch: &MaskedBatch,
+        lambda: f64,
+        dropout: &mut Dropout<'_>,
+        rng: &mut ChaCha8Rng,
+        device: &B::Device,
+    ) -> StepOutput<B> {
+        let (b, s) = (batch.batch_size, batch.seq_len);
+        let segments = ints::<B, 2>(&batch.segments, [b, s], device);
+        let attention = floats::<B, 2>(batch.attention.clone(), [b, s], device);
+        let bias = mask_bias(attention.clone());
+        let positions = ints::<B, 1>(
+            &batch
+                .positions
+                .iter()
+                .map(|&p| p as u32)
+                .collect::<Vec<_>>(),
+            [batch.positions.len()],
+            device,
+        );
+
+        // Generator: masked LM on the masked input.
+        let masked = ints::<B, 2>(&batch.masked, [b, s], device);
+        let embedded = self.embeddings.forward(masked, segments.clone(), dropout);
+        let hidden = self.generator.forward(embedded, bias.clone(), dropout);
+        let logits = self
+            .generator_head
+            .forward(hidden, positions, self.embeddings.word.val());
+        let sampled = sample_tokens(logits.clone(), rng);
+        let (mlm_loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
+
+        // Discriminator: which tokens of the corrupted input were replaced?
+        let mut corrupted = batch.original.clone();
+        for (&p, &token) in batch.positions.iter().zip(&sampled) {
+            corrupted[p] = token;
+        }
+        let labels: Vec<f32> = corrupted
+            .iter()
+            .zip(&batch.original)
+            .map(|(c, o)| f32::from(u8::from(c != o)))
+            .collect();
+        let corrupted_ids = ints::<B, 2>(&corrupted, [b, s], device);
+        let embedded = self.embeddings.forward(corrupted_ids, segments, dropout);
+        let hidden = self.discriminator.forward(embedded, bias, dropout);
+        let disc_logits = self.discriminator_head.forward(hidden); // [b, s]
+        let y = floats::<B, 2>(labels.clone(), [b, s], device);
+        // Binary cross-entropy with logits, stable form: max(x, 0) − x·y + log(1 + e^−|x|).
+        let x = disc_logits.clone();
+        let per_token =
+            x.clone().clamp_min(0.0) - x.clone() * y + (x.abs().neg().exp() + 1.0).log();
+        let real = batch.attention.iter().filter(|&&a| a > 0.0).count();
+        let bce = (per_token * attention).sum() / real.max(1) as f64;
+        let loss = mlm_loss.clone() + bce.clone() * lambda;
+
+        let mut stats = StepStats {
+            mlm_accuracy,
+            masked: batch.positions.len(),
+            tokens: real,
+            ..StepStats::default()
+        };
+        discriminator_stats(
+            &mut stats,
+            &to_f32(disc_logits.detach()),
+            &labels,
+            &batch.attention,
+        );
+        stats.mlm_loss = f64::from(to_f32(mlm_loss)[0]);
+        stats.bce_loss = f64::from(to_f32(bce)[0]);
+        stats.loss = f64::from(to_f32(loss.clone().detach())[0]);
+        StepOutput { loss, stats }
+    }
+}
+
+/// Accuracy, the all-original baseline, precision and recall of the discriminator.
+fn discriminator_stats(stats: &mut StepStats, logits: &[f32], labels: &[f32], attention: &[f32]) {
+    let (mut correct, mut original, mut tp, mut predicted, mut replaced) = (0, 0, 0, 0, 0);
+    for ((&logit, &label), &a) in logits.iter().zip(labels).zip(attention) {
+        if a == 0.0 {
+            continue;
+        }
+        let says_replaced = logit > 0.0;
+        let was_replaced = label > 0.5;
+        correct += usize::from(says_replaced == was_replaced);
+        original += usize::from(!was_replaced);
+        tp += usize::from(says_replaced && was_replaced);
+        predicted += usize::from(says_replaced);
+        replaced += usize::from(was_replaced);
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    stats.disc_accuracy = ratio(correct, stats.tokens);
+    stats.disc_baseline = ratio(original, stats.tokens);
+    stats.disc_precision = ratio(tp, predicted);
+    stats.disc_recall = ratio(tp, replaced);
+}
+
+impl<B: Backend> Bert<B> {
+    /// A fresh model of `config`'s shape.
+    pub fn new(init: &mut Init<'_, B>, config: &EncoderConfig) -> Self {
+        Bert {
+            embeddings: Embeddings::new(init, config),
+            encoder: Encoder::new(init, config),
+            head: MaskedLmHead::new(init, config.hidden, config.embedding, config.vocab_size),
+        }
+    }
+
+    /// One forward pass of the masked-LM objective on `batch`.
+    pub fn step(
+        &self,
+        batch: &MaskedBatch,
+        dropout: &mut Dropout<'_>,
+        device: &B::Device,
+    ) -> StepOutput<B> {
+        let (b, s) = (batch.batch_size, batch.seq_len);
+        let segments = ints::<B, 2>(&batch.segments, [b, s], device);
+        let attention = floats::<B, 2>(batch.attention.clone(), [b, s], device);
+        let positions = ints::<B, 1>(
+            &batch
+                .positions
+                .iter()
+                .map(|&p| p as u32)
+                .collect::<Vec<_>>(),
+            [batch.positions.len()],
+            device,
+        );
+        let masked = ints::<B, 2>(&batch.masked, [b, s], device);
+        let embedded = self.embeddings.forward(masked, segments, dropout);
+        let hidden = self
+            .encoder
+            .forward(embedded, mask_bias(attention), dropout);
+        let logits = self
+            .head
+            .forward(hidden, positions, self.embeddings.word.val());
+        let (loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
+        let value = f64::from(to_f32(loss.clone().detach())[0]);
+        StepOutput {
+            loss,
+            stats: StepStats {
+                mlm_loss: value,
+                loss: value,
+                mlm_accuracy,
+                masked: batch.positions.len(),
+                tokens: batch.attention.iter().filter(|&&a| a > 0.0).count(),
+                ..StepStats::default()
+            },
+        }
+    }
+}

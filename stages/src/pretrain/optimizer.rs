@@ -1,0 +1,219 @@
+//! AdamW as ELECTRA's `AdamWeightDecayOptimizer` does it, with its learning-rate schedule.
+//!
+//! - moments with β₁ 0.9, β₂ 0.999, ε 1e-6, and no bias correction (as the official code);
+//! - decoupled weight decay 0.01 on weight matrices and embeddings, none on LayerNorm gains
+//!   and biases (every rank-1 parameter);
+//! - gradients clipped to a global norm of 1.0 first;
+//! - learning rate: linear warm-up from 0, then linear decay to 0 at the last step.
+//!
+//! The state (two moments per parameter) is kept in parameter-visiting order, so it can be
+//! saved and restored exactly.
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor};
+
+/// The optimiser's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWSettings {
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Added to the root of the second moment.
+    pub epsilon: f64,
+    /// Decoupled weight decay on rank ≥ 2 parameters.
+    pub weight_decay: f64,
+    /// Global gradient-norm limit.
+    pub clip_norm: f64,
+}
+
+impl Default for AdamWSettings {
+    fn default() -> Self {
+        AdamWSettings {
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-6,
+            weight_decay: 0.01,
+            clip_norm: 1.0,
+        }
+    }
+}
+
+/// Linear warm-up then linear decay to 0 (ELECTRA's `polynomial_decay` with power 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// Peak learning rate.
+    pub peak: f64,
+    /// Warm-up steps.
+    pub warmup: u64,
+    /// Total steps.
+    pub total: u64,
+}
+
+impl Schedule {
+    /// The learning rate of (0-based) `step`.
+    pub fn lr(&self, step: u64) -> f64 {
+        if step < self.warmup {
+            self.peak * step as f64 / self.warmup as f64
+        } else {
+            self.peak * (1.0 - step as f64 / self.total.max(1) as f64).max(0.0)
+        }
+    }
+}
+
+type Moment<B> = Tensor<<B as AutodiffBackend>::InnerBackend, 1>;
+
+/// AdamW state: the two moments of every parameter, in visiting order.
+pub struct AdamW<B: AutodiffBackend> {
+    settings: AdamWSettings,
+    moments: Vec<Option<(Moment<B>, Moment<B>)>>,
+}
+
+impl<B: AutodiffBackend> AdamW<B> {
+    /// A fresh optimiser.
+    pub fn new(settings: AdamWSettings) -> Self {
+        AdamW {
+            settings,
+            moments: Vec::new(),
+        }
+    }
+
+    /// Applies one update with learning rate `lr`; returns the gradients' global norm before
+    /// clipping.
+    pub fn step<M: AutodiffModule<B>>(
+        &mut self,
+        model: M,
+        grads: &B::Gradients,
+        lr: f64,
+    ) -> (M, f64) {
+        let mut norm = SquaredNorm::<B> { grads, sum: None };
+        model.visit(&mut norm);
+        let global = norm
+            .sum
+            .map_or(0.0, |sum| sum.into_scalar().elem::<f64>())
+            .sqrt();
+        let scale = if global > self.settings.clip_norm {
+            self.settings.clip_norm / global
+        } else {
+            1.0
+        };
+        let mut update = Update {
+            grads,
+            optimizer: self,
+            index: 0,
+            lr,
+            scale,
+        };
+        (model.map(&mut update), global)
+    }
+
+    /// The moments as host vectors `(m, v)` in visiting order (`None` before a first update).
+    pub fn export(&self) -> Vec<Option<(Vec<f32>, Vec<f32>)>> {
+        self.moments
+            .iter()
+            .map(|slot| {
+                slot.as_ref().map(|(m, v)| {
+                    (
+                        m.to_data().iter::<f32>().collect(),
+                        v.to_data().iter::<f32>().collect(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Restores moments saved by [`AdamW::export`].
+    pub fn import(&mut self, saved: Vec<Option<(Vec<f32>, Vec<f32>)>>, device: &B::Device) {
+        self.moments = saved
+            .into_iter()
+            .map(|slot| {
+                slot.map(|(m, v)| {
+                    let tensor = |values: Vec<f32>| {
+                        let len = values.len();
+                        Tensor::from_data(burn::tensor::TensorData::new(values, [len]), device)
+                    };
+                    (tensor(m), tensor(v))
+                })
+            })
+            .collect();
+    }
+}
+
+/// Sums the squares of every gradient on the device (one read-back at the end).
+struct SquaredNorm<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    sum: Option<Moment<B>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = param.val().grad(self.grads) {
+            let squares = grad.powi_scalar(2).sum();
+            self.sum = Some(match self.sum.take() {
+                Some(sum) => sum + squares,
+                None => squares,
+            });
+        }
+    }
+}
+
+/// Replaces every parameter by its updated value.
+struct Update<'a, B: AutodiffBackend> {
+    grads: &'a B::Gradients,
+    optimizer: &'a mut AdamW<B>,
+    index: usize,
+    lr: f64,
+    scale: f64,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let index = self.index;
+        self.index += 1;
+        let Some(grad) = tensor.grad(self.grads) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let s = &self.optimizer.settings;
+        let shape = grad.shape();
+        let numel = shape.num_elements();
+        let g = grad.reshape([numel]) * self.scale;
+        if self.optimizer.moments.len() <= index {
+            self.optimizer.moments.resize_with(index + 1, || None);
+        }
+        let (m, v) = match self.optimizer.moments[index].take() {
+            Some(moments) => moments,
+            None => (g.zeros_like(), g.zeros_like()),
+        };
+        let m = m * s.beta1 + g.clone() * (1.0 - s.beta1);
+        let v = v * s.beta2 + g.powi_scalar(2) * (1.0 - s.beta2);
+        let value = tensor.inner().reshape([numel]);
+        let mut step = m.clone() / (v.clone().sqrt() + s.epsilon);
+        if D >= 2 {
+            step = step + value.clone() * s.weight_decay;
+        }
+        let updated = (value - step * self.lr).reshape(shape);
+        self.optimizer.moments[index] = Some((m, v));
+        Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warms_up_linearly_then_decays_to_zero() {
+        let s = Schedule {
+            peak: 5e-4,
+            warmup: 10,
+            total: 100,
+        };
+        assert_eq!(s.lr(0), 0.0);
+        assert!((s.lr(5) - 2.5e-4).abs() < 1e-12);
+        assert!((s.lr(10) - 4.5e-4).abs() < 1e-12);
+        assert!((s.lr(50) - 2.5e-4).abs() < 1e-12);
+        assert_eq!(s.lr(100), 0.0);
+    }
+}

@@ -1,0 +1,250 @@
+//! `pretrain` with tiny models: both objectives learn on real Wikipedia shards, the encoder
+//! learns contextual predictions, and an interrupted run resumes to bit-identical weights.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use burn::backend::{Autodiff, Flex};
+use electra_pipe_api::{CancelToken, Progress, StageContext, StageKind};
+use electra_stages::corpus::Corpus;
+use electra_stages::pretrain::config::Preset;
+use electra_stages::pretrain::layers::{Dropout, Init};
+use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
+use electra_stages::pretrain::objective::Bert;
+use electra_stages::pretrain::optimizer::{AdamW, AdamWSettings};
+use electra_stages::pretrain::tensor_file;
+use electra_stages::pretrain::Pretrain;
+use electra_stages::pretrain_data::{Batch, PretrainData};
+use electra_stages::tokenizer::{SpecialIds, TokenizerKind};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use common::{data_path, run, StageRun};
+
+/// Shards of the first 20 Wikipedia articles, with a 2000-token WordPiece vocabulary trained
+/// on them, in 64-token examples.
+fn shards() -> (StageRun, StageRun, StageRun) {
+    let corpus = run(
+        &Corpus,
+        json!({"inputs": data_path("corpus/wikipedia-en-2015/AA/wiki_00"), "max_docs": 20}),
+        1,
+    );
+    let tok = run(
+        &TokenizerKind,
+        json!({"train": {"corpus": corpus.output("corpus.txt"), "vocab_size": 2000}}),
+        1,
+    );
+    let examples = run(
+        &PretrainData,
+        json!({
+            "corpus": corpus.output("corpus.txt"),
+            "tokenizer": tok.output("tokenizer.json"),
+            "max_seq_len": 64,
+        }),
+        2,
+    );
+    (corpus, tok, examples)
+}
+
+fn metrics(stage: &StageRun) -> Vec<Value> {
+    std::fs::read_to_string(stage.out().join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn mean(lines: &[Value], key: &str) -> f64 {
+    lines.iter().map(|l| l[key].as_f64().unwrap()).sum::<f64>() / lines.len() as f64
+}
+
+fn tiny(objective: &str, shards: &str, steps: u64) -> Value {
+    json!({
+        "objective": objective,
+        "data": shards,
+        "model": {"preset": "tiny"},
+        "steps": steps,
+        "batch_size": 16,
+        "lr": 2e-3,
+        "warmup_steps": 10,
+        "checkpoint_every": 10,
+        "seed": 3,
+    })
+}
+
+#[test]
+fn electra_and_bert_train_on_wikipedia_shards() {
+    let (_corpus, _tok, examples) = shards();
+    let shards = examples.output("shards");
+
+    let electra = run(&Pretrain, tiny("electra", &shards, 100), 2);
+    let m = metrics(&electra);
+    assert_eq!(m.len(), 100);
+    let (first, last) = (&m[..10], &m[90..]);
+    let uniform = (2000f64).ln();
+    assert!(mean(last, "mlm_loss") < mean(first, "mlm_loss") - 0.5);
+    assert!(
+        mean(last, "mlm_loss") < uniform - 0.8,
+        "below the uniform guess"
+    );
+    assert!(mean(last, "bce_loss") < mean(first, "bce_loss") - 0.1);
+    assert!(
+        mean(last, "mlm_accuracy") > 20.0 / 2000.0,
+        "generator accuracy above chance (1/V)"
+    );
+    // In 100 steps the discriminator learns the replacement rate (it matches the all-original
+    // baseline); beating it takes the contextual learning of longer runs.
+    assert!(mean(last, "disc_accuracy") >= mean(last, "disc_baseline") - 0.005);
+    assert!(m.iter().all(|l| l["train_flops"].as_f64().unwrap() > 0.0));
+
+    let model = tensor_file::read(&electra.out().join("model.safetensors")).unwrap();
+    assert!(model.contains_key("embeddings.word"));
+    assert!(model.contains_key("encoder.blocks.1.attention.query.weight"));
+    assert!(model.contains_key("head.logit.weight"));
+    assert!(!model.keys().any(|k| k.contains("generator")));
+    let generator = tensor_file::read(&electra.out().join("generator.safetensors")).unwrap();
+    assert_eq!(
+        generator["encoder.blocks.0.attention.query.weight"].shape,
+        [16, 16]
+    );
+    assert_eq!(
+        generator["embeddings.word"], model["embeddings.word"],
+        "shared embeddings"
+    );
+    let snapshots = std::fs::read_dir(electra.out().join("snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(snapshots, 3, "25%, 50% and 100%");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(electra.out().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["generator"]["hidden"], 16);
+
+    let bert = run(&Pretrain, tiny("bert", &shards, 100), 2);
+    let m = metrics(&bert);
+    let (first, last) = (&m[..10], &m[90..]);
+    assert!(mean(last, "loss") < mean(first, "loss") - 0.5);
+    assert!(mean(last, "loss") < (2000f64).ln() - 0.8);
+    assert!(mean(last, "mlm_accuracy") > 20.0 / 2000.0);
+    assert!(!bert.out().join("generator.safetensors").exists());
+}
+
+#[test]
+fn the_encoder_learns_contextual_predictions_under_dynamic_masking() {
+    // Four sequences of a cycle of 90 token ids with different strides: a token can only be
+    // predicted from its neighbours, and the masked positions change at every step.
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut bert = Bert::new(
+        &mut Init::<B> {
+            device: &device,
+            rng: &mut rng,
+        },
+        &Preset::Tiny.encoder(100),
+    );
+    let special = SpecialIds {
+        pad: 0,
+        unk: 1,
+        cls: 2,
+        sep: 3,
+        mask: 4,
+    };
+    let mut ids = Vec::new();
+    for row in 0..4u32 {
+        ids.push(2);
+        ids.extend((0..30).map(|i| 5 + (i * (7 + row) + row * 13) % 90));
+        ids.push(3);
+    }
+    let batch = Batch {
+        batch_size: 4,
+        seq_len: 32,
+        lengths: vec![32; 4],
+        segment_ids: vec![0; 128],
+        input_ids: ids,
+    };
+    let options = MaskingOptions {
+        mask_prob: 0.15,
+        max_predictions: 5,
+        replacement: Replacement::Electra,
+    };
+    let mut optimizer = AdamW::<B>::new(AdamWSettings::default());
+    let mut accuracy = Vec::new();
+    for _ in 0..200 {
+        let masked = mask_batch(&batch, special, 100, &options, &mut rng);
+        let out = bert.step(&masked, &mut Dropout::Off, &device);
+        let grads = out.loss.backward();
+        bert = optimizer.step(bert, &grads, 1e-3).0;
+        accuracy.push(out.stats.mlm_accuracy);
+    }
+    let late: f64 = accuracy[180..].iter().sum::<f64>() / 20.0;
+    assert!(late > 0.9, "accuracy over the last 20 steps: {late}");
+}
+
+/// Cancels the stage once it reports `at` steps done.
+struct CancelAt {
+    at: u64,
+    cancel: CancelToken,
+    seen: AtomicU64,
+}
+
+impl Progress for CancelAt {
+    fn update(&self, done: u64, _total: Option<u64>, _message: &str) {
+        self.seen.store(done, Ordering::SeqCst);
+        if done >= self.at {
+            self.cancel.cancel();
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_bit_identical_weights() {
+    let (_corpus, _tok, examples) = shards();
+    let params = tiny("electra", &examples.output("shards"), 30);
+    let straight = run(&Pretrain, params.clone(), 2);
+
+    let root = tempfile::tempdir().unwrap();
+    for dir in ["out", "work", "checkpoint"] {
+        std::fs::create_dir(root.path().join(dir)).unwrap();
+    }
+    let cancel = CancelToken::new();
+    let progress = CancelAt {
+        at: 17,
+        cancel: cancel.clone(),
+        seen: AtomicU64::new(0),
+    };
+    let context = |progress: &'static dyn Progress, cancel: CancelToken| StageContext {
+        stage_name: "electra",
+        work_dir: root.path().join("work"),
+        out_dir: root.path().join("out"),
+        checkpoint_dir: root.path().join("checkpoint"),
+        log_path: root.path().join("log"),
+        cpus: 2,
+        progress,
+        cancel,
+    };
+    let progress: &'static CancelAt = Box::leak(Box::new(progress));
+    let first = Pretrain.run(&params, &context(progress, cancel));
+    assert!(first.is_err(), "the run was interrupted");
+    assert_eq!(progress.seen.load(Ordering::SeqCst), 17);
+
+    let resumed = Pretrain
+        .run(
+            &params,
+            &context(&electra_pipe_api::NoProgress, CancelToken::new()),
+        )
+        .unwrap();
+    assert_eq!(resumed["resumed_from"], json!(17));
+    let digest = |dir: &std::path::Path| {
+        blake3::hash(&std::fs::read(dir.join("model.safetensors")).unwrap())
+    };
+    assert_eq!(
+        digest(&root.path().join("out")),
+        digest(&straight.out()),
+        "a resumed run ends with the same weights as an uninterrupted one"
+    );
+    let lines = std::fs::read_to_string(root.path().join("out/metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 30);
+}
