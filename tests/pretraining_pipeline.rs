@@ -31,6 +31,17 @@ stages:
       lr: ${lr}
       warmup_steps: 2
       checkpoint_every: 5
+  bert:
+    kind: pretrain
+    params:
+      objective: bert
+      data: "@examples/shards"
+      model: {preset: tiny}
+      match_compute: pretrain
+      batch_size: 4
+      lr: ${lr}
+      warmup_steps: 2
+      checkpoint_every: 5
   size:
     kind: command
     params:
@@ -47,13 +58,50 @@ fn pretraining_is_cached_and_a_new_lr_reruns_only_what_depends_on_it() {
     let pipeline = ws.write("tiny.yaml", PIPELINE);
     assert_eq!(
         ws.run_ok(&pipeline, &[]),
-        ["examples", "pretrain", "size", "vocab", "wiki"]
+        ["bert", "examples", "pretrain", "size", "vocab", "wiki"]
     );
     assert!(ws.run_ok(&pipeline, &[]).is_empty(), "a rerun does nothing");
     assert_eq!(
         ws.run_ok(&pipeline, &["--set", "lr=1e-3"]),
-        ["pretrain", "size"]
+        ["bert", "pretrain", "size"]
     );
     let metrics = std::fs::read_to_string(ws.output_path("pretrain", "metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 12);
+
+    // BERT's steps are derived so that its train FLOPs equal ELECTRA's 12 steps.
+    let config = |stage: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(ws.output_path(stage, "config.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    let (electra, bert) = (config("pretrain"), config("bert"));
+    let electra_flops = electra["train_flops"].as_f64().unwrap();
+    assert_eq!(bert["match_compute"]["stage"], "pretrain");
+    assert_eq!(
+        bert["match_compute"]["train_flops"].as_f64().unwrap(),
+        electra_flops
+    );
+    let per_step = bert["flops_per_step"].as_f64().unwrap();
+    let steps = bert["steps"].as_u64().unwrap();
+    assert!(
+        steps > 12,
+        "BERT's steps are cheaper than ELECTRA's: {steps}"
+    );
+    assert!((steps as f64 * per_step - electra_flops).abs() <= per_step / 2.0);
+}
+
+#[test]
+fn match_compute_must_name_one_other_stage() {
+    let ws = Workspace::new();
+    let bad = PIPELINE.replace("match_compute: pretrain", "match_compute: pretrian");
+    let pipeline = ws.write("bad.yaml", &bad);
+    let out = ws.run(&["validate", pipeline.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("reference to a missing stage `pretrian`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `pretrain`"), "{err}");
 }

@@ -35,6 +35,11 @@ pub struct StagePlan {
     pub inputs: Vec<String>,
     /// Names of the outputs, each a relative path the stage will create inside `out_dir`.
     pub outputs: Vec<String>,
+    /// Dotted paths of params whose value names another stage (`electra`, or one cell such as
+    /// `electra[size=small]`). Before the stage runs (and before its cache key is computed) the
+    /// orchestrator replaces each with `{"stage": <instance name>, "params": <its params>}`.
+    /// This reads the other stage's configuration only: it adds no dependency.
+    pub stage_params: Vec<String>,
 }
 
 /// A param that failed validation: where in `params` and why.

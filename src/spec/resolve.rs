@@ -91,7 +91,66 @@ impl Checker {
         if self.failed() {
             return;
         }
+        self.inline_stage_params(instances, &lookup);
+        if self.failed() {
+            return;
+        }
         self.check_outputs(instances);
+    }
+
+    /// Replaces every param a kind declared in `StagePlan::stage_params` (a stage name, or a
+    /// selection of one cell) by `{"stage": <instance>, "params": <its params>}`.
+    fn inline_stage_params(&mut self, instances: &mut [Instance], lookup: &Lookup<'_>) {
+        for i in 0..instances.len() {
+            for field in instances[i].plan.stage_params.clone() {
+                let path = join(
+                    &child(&child("stages", &instances[i].stage), "params"),
+                    &field,
+                );
+                let pointer: String = field
+                    .split('.')
+                    .map(|key| format!("/{}", pointer_escape(key)))
+                    .collect();
+                let Some(Value::String(text)) = instances[i].params.pointer(&pointer).cloned()
+                else {
+                    continue;
+                };
+                let selection = match Selection::parse(&text) {
+                    Ok(selection) => selection,
+                    Err(message) => {
+                        let diag = self
+                            .at_value(&path, format!("malformed stage name: {message}"))
+                            .expected("`stage` or `stage[axis=value,...]`");
+                        self.push(diag);
+                        continue;
+                    }
+                };
+                let Some(targets) = self.select(&selection, &path, lookup) else {
+                    continue;
+                };
+                if targets.len() != 1 || targets[0] == i {
+                    let found = if targets.len() == 1 {
+                        "the stage itself".to_owned()
+                    } else {
+                        format!("{} instances", targets.len())
+                    };
+                    let diag = self
+                        .at_value(
+                            &path,
+                            format!("`{text}` must name exactly one other stage instance"),
+                        )
+                        .found(found)
+                        .expected("one cell, e.g. `stage[axis=value]`");
+                    self.push(diag);
+                    continue;
+                }
+                let target = &instances[targets[0]];
+                let inlined = serde_json::json!({"stage": target.name, "params": target.params});
+                if let Some(slot) = instances[i].params.pointer_mut(&pointer) {
+                    *slot = inlined;
+                }
+            }
+        }
     }
 
     fn resolve_value(

@@ -46,6 +46,7 @@ impl StageKind for Command {
         Ok(StagePlan {
             inputs: params.input_paths().map(str::to_owned).collect(),
             outputs: params.outputs.clone(),
+            ..StagePlan::default()
         })
     }
 

@@ -104,6 +104,7 @@ impl StageKind for Corpus {
         Ok(StagePlan {
             inputs: params.inputs.paths().to_vec(),
             outputs: vec![CORPUS_FILE.to_owned()],
+            ..StagePlan::default()
         })
     }
 

@@ -235,7 +235,11 @@ impl StageKind for GlueTask {
         inputs.push(params.tokenizer.clone());
         let mut outputs = vec![TASK_FILE.to_owned()];
         outputs.extend(params.split_names().iter().map(|s| format!("{s}.jsonl")));
-        Ok(StagePlan { inputs, outputs })
+        Ok(StagePlan {
+            inputs,
+            outputs,
+            ..StagePlan::default()
+        })
     }
 
     fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {

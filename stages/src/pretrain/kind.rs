@@ -40,6 +40,21 @@ pub enum ObjectiveName {
     Bert,
 }
 
+/// `match_compute` as written (a stage name) and as the orchestrator fills it in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum MatchCompute {
+    /// That stage's params, inlined by the orchestrator before the stage runs.
+    Resolved {
+        /// The instance's name.
+        stage: String,
+        /// Its params.
+        params: serde_json::Value,
+    },
+    /// The stage's name, e.g. `electra` or `electra[size=small]`.
+    Stage(String),
+}
+
 /// A preset and any fields to override.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,8 +88,11 @@ pub struct PretrainParams {
     /// ELECTRA's generator size relative to the discriminator.
     #[serde(default = "default_generator_size")]
     pub generator_size: f64,
-    /// Training steps.
-    pub steps: u64,
+    /// Training steps (or `match_compute`).
+    pub steps: Option<u64>,
+    /// Another `pretrain` stage (usually ELECTRA's) whose train FLOPs this one must match:
+    /// the steps are derived from both configurations.
+    pub match_compute: Option<MatchCompute>,
     /// Examples per step.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
@@ -111,7 +129,7 @@ pub struct PretrainParams {
     /// Fractions of training after which the weights are kept.
     #[serde(default = "default_snapshots")]
     pub snapshots: Vec<f64>,
-    /// `flex` (CPU, the default).
+    /// `flex` (CPU, the default), `ndarray` or `cuda` (builds with those cargo features).
     #[serde(default = "default_backend")]
     pub backend: String,
 }
@@ -157,7 +175,13 @@ fn default_backend() -> String {
 }
 
 /// The backends this build can train on.
-pub const BACKENDS: &[&str] = &["flex"];
+pub const BACKENDS: &[&str] = &[
+    "flex",
+    #[cfg(feature = "ndarray")]
+    "ndarray",
+    #[cfg(feature = "cuda")]
+    "cuda",
+];
 
 impl PretrainParams {
     /// Parses and validates params.
@@ -204,8 +228,23 @@ impl PretrainParams {
                     )
                 })?;
         }
+        match (parsed.steps, &parsed.match_compute) {
+            (Some(_), Some(_)) => {
+                return Err(ParamError::new(
+                    "match_compute",
+                    "both `steps` and `match_compute` are set: expected one",
+                ))
+            }
+            (None, None) => {
+                return Err(ParamError::new(
+                    "",
+                    "expected `steps`, or `match_compute: <stage>` to derive them from another pretraining stage's FLOPs",
+                ))
+            }
+            _ => {}
+        }
         for (field, value) in [
-            ("steps", parsed.steps),
+            ("steps", parsed.steps.unwrap_or(1)),
             ("checkpoint_every", parsed.checkpoint_every),
         ] {
             if value == 0 {
@@ -256,19 +295,56 @@ impl PretrainParams {
         }
     }
 
-    /// Steps after which snapshots are kept.
-    fn snapshot_steps(&self) -> Vec<u64> {
+    /// Steps after which snapshots are kept, of `total`.
+    fn snapshot_steps(&self, total: u64) -> Vec<u64> {
         let mut steps: Vec<u64> = self
             .snapshots
             .iter()
-            .map(|f| ((f * self.steps as f64).round() as u64).clamp(1, self.steps))
+            .map(|f| ((f * total as f64).round() as u64).clamp(1, total))
             .collect();
         steps.sort_unstable();
         steps.dedup();
         steps
     }
 
-    fn settings(&self, vocab_size: usize, max_seq_len: usize) -> TrainSettings {
+    /// The number of steps: given, or derived so that this stage's train FLOPs equal those of
+    /// the `match_compute` stage (both counted on this stage's vocabulary and sequence length).
+    /// Returns the steps and the matched stage's FLOPs, if any.
+    pub fn resolve_steps(
+        &self,
+        vocab_size: usize,
+        max_seq_len: usize,
+    ) -> Result<(u64, Option<f64>)> {
+        let (stage, other) = match (&self.steps, &self.match_compute) {
+            (Some(steps), _) => return Ok((*steps, None)),
+            (None, Some(MatchCompute::Resolved { stage, params })) => (stage, params),
+            (None, _) => {
+                return Err(DataError::Config(
+                    "params.match_compute: the orchestrator did not fill in the stage's params"
+                        .to_owned(),
+                ))
+            }
+        };
+        let other = PretrainParams::parse(other).map_err(|e| {
+            DataError::Config(format!(
+                "params.match_compute: `{stage}` is not a pretrain stage with explicit steps: {e}"
+            ))
+        })?;
+        let Some(other_steps) = other.steps else {
+            return Err(DataError::Config(format!(
+                "params.match_compute: `{stage}` derives its own steps: expected a stage with `steps`"
+            )));
+        };
+        let target = other
+            .settings(vocab_size, max_seq_len, other_steps)
+            .flops_per_step
+            * other_steps as f64;
+        let own = self.settings(vocab_size, max_seq_len, 1).flops_per_step;
+        let steps = (target / own).round().max(1.0) as u64;
+        Ok((steps, Some(target)))
+    }
+
+    fn settings(&self, vocab_size: usize, max_seq_len: usize, steps: u64) -> TrainSettings {
         let encoder = self.encoder(vocab_size);
         let (objective, forward) = match self.objective {
             ObjectiveName::Electra => {
@@ -293,7 +369,7 @@ impl PretrainParams {
             schedule: Schedule {
                 peak: self.lr,
                 warmup: self.warmup_steps,
-                total: self.steps,
+                total: steps,
             },
             adamw: AdamWSettings {
                 weight_decay: self.weight_decay,
@@ -308,7 +384,7 @@ impl PretrainParams {
             },
             seed: self.seed,
             checkpoint_every: self.checkpoint_every,
-            snapshot_steps: self.snapshot_steps(),
+            snapshot_steps: self.snapshot_steps(steps),
             flops_per_step: flops::train_flops(forward, self.batch_size, 1),
         }
     }
@@ -345,6 +421,11 @@ impl StageKind for Pretrain {
         Ok(StagePlan {
             inputs: vec![params.data.clone()],
             outputs,
+            stage_params: params
+                .match_compute
+                .iter()
+                .map(|_| "match_compute".to_owned())
+                .collect(),
         })
     }
 
@@ -386,7 +467,15 @@ fn export(
 fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let data = PretrainingData::open(Path::new(&params.data))?;
     let index = data.index().clone();
-    let settings = params.settings(index.vocab_size, index.max_seq_len);
+    let (steps, matched_flops) = params.resolve_steps(index.vocab_size, index.max_seq_len)?;
+    let settings = params.settings(index.vocab_size, index.max_seq_len, steps);
+    if let Some(target) = matched_flops {
+        tracing::info!(
+            steps,
+            target_flops = target,
+            "steps derived to match the compute of another stage"
+        );
+    }
     let pool = crate::parallel::worker_pool(ctx.cpus)?;
     let device = Default::default();
     let trained = pool.install(|| train::<Autodiff<Flex>>(&settings, &data, ctx, &device))?;
@@ -436,7 +525,11 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             .map(|t| t.values.len())
             .sum()
     };
-    let train_flops = settings.flops_per_step * params.steps as f64;
+    let train_flops = settings.flops_per_step * steps as f64;
+    let matched = match &params.match_compute {
+        Some(MatchCompute::Resolved { stage, .. }) => Some(stage.clone()),
+        _ => None,
+    };
     let generator = match &settings.objective {
         Objective::Electra { generator, .. } => Some(*generator),
         Objective::Bert => None,
@@ -447,8 +540,9 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
         "generator": generator,
         "special": index.special,
         "max_seq_len": index.max_seq_len,
-        "steps": params.steps,
+        "steps": steps,
         "batch_size": params.batch_size,
+        "match_compute": {"stage": matched, "train_flops": matched_flops},
         "lr": params.lr,
         "warmup_steps": params.warmup_steps,
         "mask_prob": params.mask_prob,
@@ -463,7 +557,8 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     crate::json_file::write_pretty(&ctx.out_dir.join(CONFIG_FILE), &config)?;
     let last = trained.last;
     Ok(Metrics::from([
-        ("steps".to_owned(), json!(params.steps)),
+        ("steps".to_owned(), json!(steps)),
+        ("matched_train_flops".to_owned(), json!(matched_flops)),
         ("resumed_from".to_owned(), json!(trained.resumed_from)),
         ("parameters".to_owned(), json!(parameters(false))),
         ("train_flops".to_owned(), json!(train_flops)),

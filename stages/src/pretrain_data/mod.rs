@@ -147,6 +147,7 @@ impl StageKind for PretrainData {
         Ok(StagePlan {
             inputs: vec![params.corpus.clone(), params.tokenizer.clone()],
             outputs: vec![SHARDS_DIR.to_owned()],
+            ..StagePlan::default()
         })
     }
 

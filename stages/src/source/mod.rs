@@ -107,6 +107,7 @@ impl StageKind for Source {
         Ok(StagePlan {
             inputs: Vec::new(),
             outputs: vec![params.file_name()],
+            ..StagePlan::default()
         })
     }
 

@@ -147,6 +147,7 @@ impl StageKind for TokenizerKind {
         Ok(StagePlan {
             inputs: params.input_paths(),
             outputs: vec![TOKENIZER_FILE.to_owned(), VOCAB_FILE.to_owned()],
+            ..StagePlan::default()
         })
     }
 
