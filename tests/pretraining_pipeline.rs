@@ -52,9 +52,7 @@ stages:
 
 #[test]
 fn pretraining_is_cached_and_a_new_lr_reruns_only_what_depends_on_it() {
-    let ws = Workspace::new();
-    std::fs::remove_dir(ws.data()).unwrap();
-    std::os::unix::fs::symlink(shared_data(), ws.data()).unwrap();
+    let ws = workspace_on_shared_data();
     let pipeline = ws.write("tiny.yaml", PIPELINE);
     assert_eq!(
         ws.run_ok(&pipeline, &[]),
@@ -104,4 +102,97 @@ fn match_compute_must_name_one_other_stage() {
         "{err}"
     );
     assert!(err.contains("did you mean `pretrain`"), "{err}");
+}
+
+const RESUMABLE: &str = r#"
+pipeline: resumable
+stages:
+  wiki:
+    kind: corpus
+    params: {inputs: "${data}/corpus/wikipedia-en-2015/AA/wiki_00", max_docs: 5}
+  vocab:
+    kind: tokenizer
+    params:
+      train: {corpus: "@wiki/corpus.txt", vocab_size: 1000}
+  examples:
+    kind: pretrain_data
+    params: {corpus: "@wiki/corpus.txt", tokenizer: "@vocab/tokenizer.json", max_seq_len: 32}
+  electra:
+    kind: pretrain
+    params:
+      objective: electra
+      data: "@examples/shards"
+      model: {preset: tiny}
+      steps: 60
+      batch_size: 8
+      lr: 2e-3
+      warmup_steps: 5
+      checkpoint_every: 10
+"#;
+
+fn workspace_on_shared_data() -> Workspace {
+    let ws = Workspace::new();
+    std::fs::remove_dir(ws.data()).unwrap();
+    std::os::unix::fs::symlink(shared_data(), ws.data()).unwrap();
+    ws
+}
+
+/// The step of the newest checkpoint under the cache, if any.
+fn checkpointed_step(ws: &Workspace) -> Option<u64> {
+    let dirs = std::fs::read_dir(ws.cache().join("checkpoints")).ok()?;
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("latest/state.json")).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .filter_map(|state| state["step"].as_u64())
+        .max()
+}
+
+#[test]
+fn a_pretraining_run_killed_with_sigkill_resumes_to_the_same_weights() {
+    let straight = workspace_on_shared_data();
+    let pipeline = straight.write("resumable.yaml", RESUMABLE);
+    straight.run_ok(&pipeline, &[]);
+    let expected = std::fs::read(straight.output_path("electra", "model.safetensors")).unwrap();
+
+    let ws = workspace_on_shared_data();
+    let pipeline = ws.write("resumable.yaml", RESUMABLE);
+    let mut child = ws
+        .command(&["run", pipeline.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while checkpointed_step(&ws).is_none_or(|step| step < 20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was written"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to save anything more
+    child.wait().unwrap();
+    let killed_at = checkpointed_step(&ws).unwrap();
+    assert!(killed_at < 60, "killed mid-way, after step {killed_at}");
+
+    assert_eq!(
+        ws.run_ok(&pipeline, &[]),
+        ["electra"],
+        "only the killed stage runs again"
+    );
+    let show = ws.run(&["show", "electra"]);
+    let text = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert!(
+        text.contains(&format!("resumed_from = {killed_at}")),
+        "resumed from the checkpoint of step {killed_at}:\n{text}"
+    );
+    let resumed = std::fs::read(ws.output_path("electra", "model.safetensors")).unwrap();
+    assert!(
+        resumed == expected,
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
 }
