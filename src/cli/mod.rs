@@ -26,7 +26,7 @@ const ABOUT: &str = "Declarative, content-addressed experiment pipelines for rep
 
 const LONG_ABOUT: &str = "\
 electra-pipe runs a pipeline of stages described in a YAML file (see docs/pipeline-format.md):
-each stage has a kind (source, corpus, tokenizer, pretrain_data, glue_task, command; see
+each stage has a kind (source, corpus, tokenizer, pretrain_data, glue_task, pretrain, command; see
 `electra-pipe kinds` and docs/stage-kinds.md), params, and may expand over a matrix such as
 task × seed.
 Stages that reference each other's outputs form a DAG; independent stages run in parallel.

@@ -1,0 +1,158 @@
+//! Tokens per second of a full pretraining step (forward, backward, AdamW update) for the
+//! ELECTRA and BERT objectives at the `tiny` and `small` presets, on real Wikipedia examples
+//! with the BERT vocabulary, on the `flex` CPU backend.
+//!
+//! ```text
+//! cargo bench -p electra-stages --bench pretrain [-- DATA_DIR]
+//! BENCH_BATCH=32 BENCH_STEPS=3 BENCH_PRESETS=tiny,small cargo bench -p electra-stages --bench pretrain
+//! ```
+//! The PyTorch reference (Hugging Face `transformers`, same configuration, same batch, same
+//! threads) is `scripts/bench-reference.py`; `scripts/bench-pretrain.sh` runs both.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::backend::{Autodiff, Flex};
+use electra_pipe_api::{CancelToken, NoProgress, StageContext, StageKind};
+use electra_stages::corpus::Corpus;
+use electra_stages::pretrain::config::Preset;
+use electra_stages::pretrain::layers::{Dropout, Init};
+use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
+use electra_stages::pretrain::objective::{Bert, Electra};
+use electra_stages::pretrain::optimizer::{AdamW, AdamWSettings};
+use electra_stages::pretrain_data::{Cursor, PretrainData, PretrainingData};
+use electra_stages::tokenizer::TokenizerKind;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+type B = Autodiff<Flex>;
+
+fn context<'a>(root: &Path, cpus: usize) -> StageContext<'a> {
+    for dir in ["out", "work", "ckpt"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    StageContext {
+        stage_name: "bench",
+        work_dir: root.join("work"),
+        out_dir: root.join("out"),
+        checkpoint_dir: root.join("ckpt"),
+        log_path: root.join("log"),
+        cpus,
+        progress: &NoProgress,
+        cancel: CancelToken::new(),
+    }
+}
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Shards of 128-token examples from the first 200 Wikipedia articles, BERT vocabulary.
+fn shards(data: &Path, scratch: &Path) -> PathBuf {
+    let wiki = data.join("corpus/wikipedia-en-2015/AA");
+    Corpus
+        .run(
+            &json!({"inputs": wiki, "max_docs": 200}),
+            &context(&scratch.join("corpus"), 2),
+        )
+        .unwrap();
+    TokenizerKind
+        .run(
+            &json!({"load": data.join("vocab/bert-base-uncased/vocab.txt")}),
+            &context(&scratch.join("tok"), 2),
+        )
+        .unwrap();
+    PretrainData
+        .run(
+            &json!({
+                "corpus": scratch.join("corpus/out/corpus.txt"),
+                "tokenizer": scratch.join("tok/out/tokenizer.json"),
+            }),
+            &context(&scratch.join("examples"), 2),
+        )
+        .unwrap();
+    scratch.join("examples/out/shards")
+}
+
+fn main() {
+    let data = std::env::args()
+        .skip(1)
+        .find(|a| a != "--bench")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("ELECTRA_PIPE_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let batch_size: usize = env("BENCH_BATCH", 32);
+    let steps: usize = env("BENCH_STEPS", 3);
+    let cpus: usize = env("BENCH_CPUS", 2);
+    let presets: String = env("BENCH_PRESETS", "tiny,small".to_owned());
+    let scratch = tempfile::tempdir().unwrap();
+    let data = PretrainingData::open(&shards(&data, scratch.path())).unwrap();
+    let index = data.index().clone();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cpus)
+        .build()
+        .unwrap();
+    let masking = MaskingOptions {
+        mask_prob: 0.15,
+        max_predictions: MaskingOptions::max_predictions_for(0.15, index.max_seq_len),
+        replacement: Replacement::Electra,
+    };
+    println!(
+        "batch {batch_size} × seq {}, vocab {}, {cpus} CPUs, flex backend, {steps} timed steps after 1 warm-up",
+        index.max_seq_len, index.vocab_size
+    );
+    println!();
+    println!("| preset | objective | s/step | tokens/s |");
+    println!("|---|---|---:|---:|");
+    for preset in presets.split(',') {
+        let preset: Preset = serde_json::from_value(json!(preset)).expect("tiny|mini|small|base");
+        let config = preset.encoder(index.vocab_size);
+        for objective in ["electra", "bert"] {
+            let device = Default::default();
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            let mut init = Init::<B> {
+                device: &device,
+                rng: &mut rng,
+            };
+            let mut electra = (objective == "electra")
+                .then(|| Electra::new(&mut init, &config, &config.generator(0.25)));
+            let mut bert = (objective == "bert").then(|| Bert::new(&mut init, &config));
+            let mut optimizer = AdamW::<B>::new(AdamWSettings::default());
+            let mut stream = data.stream(0, Cursor::default()).unwrap();
+            let mut timed = 0.0;
+            for step in 0..=steps {
+                let batch = stream.next_batch(batch_size).unwrap();
+                let started = Instant::now();
+                pool.install(|| {
+                    let masked =
+                        mask_batch(&batch, index.special, index.vocab_size, &masking, &mut rng);
+                    let mut dropout_rng = ChaCha8Rng::seed_from_u64(step as u64);
+                    let mut dropout = Dropout::Train {
+                        p: config.dropout,
+                        rng: &mut dropout_rng,
+                    };
+                    if let Some(model) = electra.take() {
+                        let out = model.step(&masked, 50.0, &mut dropout, &mut rng, &device);
+                        let grads = out.loss.backward();
+                        electra = Some(optimizer.step(model, &grads, 1e-4).0);
+                    }
+                    if let Some(model) = bert.take() {
+                        let out = model.step(&masked, &mut dropout, &device);
+                        let grads = out.loss.backward();
+                        bert = Some(optimizer.step(model, &grads, 1e-4).0);
+                    }
+                });
+                if step > 0 {
+                    timed += started.elapsed().as_secs_f64();
+                }
+            }
+            let per_step = timed / steps as f64;
+            let tokens = (batch_size * index.max_seq_len) as f64 / per_step;
+            println!("| {preset:?} | {objective} | {per_step:.3} | {tokens:.0} |");
+        }
+    }
+}
