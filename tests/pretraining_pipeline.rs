@@ -196,3 +196,22 @@ fn a_pretraining_run_killed_with_sigkill_resumes_to_the_same_weights() {
         "the resumed run's weights differ from the uninterrupted run's"
     );
 }
+
+#[test]
+fn an_unavailable_backend_names_the_cargo_feature_that_enables_it() {
+    let ws = workspace_on_shared_data();
+    let pipeline =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/pretrain-tiny.yaml");
+    let out = ws.run(&["plan", pipeline.to_str().unwrap(), "--backend", "cuda"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if cfg!(feature = "cuda") {
+        assert!(out.status.success(), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("pretrain-tiny.yaml:"), "{err}");
+        assert!(
+            err.contains("rebuild electra-pipe with `--features cuda`"),
+            "{err}"
+        );
+    }
+}

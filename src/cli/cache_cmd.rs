@@ -183,6 +183,7 @@ fn gc(
             &PipelineArgs {
                 pipeline: path.clone(),
                 set: set.to_vec(),
+                backend: None,
             },
         )?;
         keep.extend(

@@ -107,6 +107,10 @@ struct PipelineArgs {
     /// Override a pipeline variable: --set seeds=[1,2] --set steps=100.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     set: Vec<(String, String)>,
+    /// Training backend for `pretrain` stages (flex, ndarray, cuda): shorthand for
+    /// --set backend=NAME, for pipelines whose stages say `backend: ${backend}`.
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
 }
 
 fn parse_set(text: &str) -> Result<(String, String), String> {

@@ -19,9 +19,13 @@ use crate::spec::{self, diag::closest, LoadOptions, Pipeline};
 
 /// Loads and checks the pipeline named on the command line.
 pub fn load(global: &Global, args: &PipelineArgs) -> Result<Pipeline> {
+    let mut overrides = args.set.clone();
+    if let Some(backend) = &args.backend {
+        overrides.push(("backend".to_owned(), backend.clone()));
+    }
     let options = LoadOptions {
         data_dir: global.data.clone(),
-        overrides: args.set.clone(),
+        overrides,
     };
     Ok(spec::load(
         &args.pipeline,
