@@ -1,15 +1,16 @@
-//! `pretrain` through the CLI: cached on rerun, and a changed learning rate re-runs only the
-//! pretraining stages and what reads their weights.
+//! `pretrain` through the CLI: cached on rerun, a changed learning rate re-runs only the
+//! pretraining stages and what reads their weights, BERT's steps matched to ELECTRA's FLOPs,
+//! a SIGKILLed run resumed to the same weights, and the backend flag.
 
 mod common;
 
 use common::{shared_data, Workspace};
 
-const PIPELINE: &str = r#"
-pipeline: tiny
-vars:
-  lr: 2e-3
-stages:
+/// Five Wikipedia articles, a 1000-token vocabulary and 32-token examples (a macro so the
+/// pipelines below can `concat!` it).
+macro_rules! data_stages {
+    () => {
+        r#"
   wiki:
     kind: corpus
     params: {inputs: "${data}/corpus/wikipedia-en-2015/AA/wiki_00", max_docs: 5}
@@ -20,7 +21,14 @@ stages:
   examples:
     kind: pretrain_data
     params: {corpus: "@wiki/corpus.txt", tokenizer: "@vocab/tokenizer.json", max_seq_len: 32}
-  pretrain:
+"#
+    };
+}
+
+const PIPELINE: &str = concat!(
+    "pipeline: tiny\nvars:\n  lr: 2e-3\nstages:",
+    data_stages!(),
+    r#"  pretrain:
     kind: pretrain
     params:
       objective: electra
@@ -48,7 +56,8 @@ stages:
       cmd: wc -c < "$model" > size.txt
       inputs: {model: "@pretrain/model.safetensors"}
       outputs: [size.txt]
-"#;
+"#
+);
 
 #[test]
 fn pretraining_is_cached_and_a_new_lr_reruns_only_what_depends_on_it() {
@@ -104,20 +113,10 @@ fn match_compute_must_name_one_other_stage() {
     assert!(err.contains("did you mean `pretrain`"), "{err}");
 }
 
-const RESUMABLE: &str = r#"
-pipeline: resumable
-stages:
-  wiki:
-    kind: corpus
-    params: {inputs: "${data}/corpus/wikipedia-en-2015/AA/wiki_00", max_docs: 5}
-  vocab:
-    kind: tokenizer
-    params:
-      train: {corpus: "@wiki/corpus.txt", vocab_size: 1000}
-  examples:
-    kind: pretrain_data
-    params: {corpus: "@wiki/corpus.txt", tokenizer: "@vocab/tokenizer.json", max_seq_len: 32}
-  electra:
+const RESUMABLE: &str = concat!(
+    "pipeline: resumable\nstages:",
+    data_stages!(),
+    r#"  electra:
     kind: pretrain
     params:
       objective: electra
@@ -128,7 +127,8 @@ stages:
       lr: 2e-3
       warmup_steps: 5
       checkpoint_every: 10
-"#;
+"#
+);
 
 fn workspace_on_shared_data() -> Workspace {
     let ws = Workspace::new();

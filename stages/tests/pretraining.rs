@@ -131,6 +131,37 @@ fn electra_and_bert_train_on_wikipedia_shards() {
     assert!(!bert.out().join("generator.safetensors").exists());
 }
 
+/// Special ids 0..5, four sequences `[CLS] … [SEP]` of 30 ids from a cycle of 90 with
+/// different strides (a token is predictable only from its neighbours), and 15% masking.
+fn cycles() -> (Batch, SpecialIds, MaskingOptions) {
+    let special = SpecialIds {
+        pad: 0,
+        unk: 1,
+        cls: 2,
+        sep: 3,
+        mask: 4,
+    };
+    let mut ids = Vec::new();
+    for row in 0..4u32 {
+        ids.push(special.cls);
+        ids.extend((0..30).map(|i| 5 + (i * (7 + row) + row * 13) % 90));
+        ids.push(special.sep);
+    }
+    let batch = Batch {
+        batch_size: 4,
+        seq_len: 32,
+        lengths: vec![32; 4],
+        segment_ids: vec![0; 128],
+        input_ids: ids,
+    };
+    let options = MaskingOptions {
+        mask_prob: 0.15,
+        max_predictions: 5,
+        replacement: Replacement::Electra,
+    };
+    (batch, special, options)
+}
+
 #[test]
 fn the_encoder_learns_contextual_predictions_under_dynamic_masking() {
     // Four sequences of a cycle of 90 token ids with different strides: a token can only be
@@ -145,31 +176,7 @@ fn the_encoder_learns_contextual_predictions_under_dynamic_masking() {
         },
         &Preset::Tiny.encoder(100),
     );
-    let special = SpecialIds {
-        pad: 0,
-        unk: 1,
-        cls: 2,
-        sep: 3,
-        mask: 4,
-    };
-    let mut ids = Vec::new();
-    for row in 0..4u32 {
-        ids.push(2);
-        ids.extend((0..30).map(|i| 5 + (i * (7 + row) + row * 13) % 90));
-        ids.push(3);
-    }
-    let batch = Batch {
-        batch_size: 4,
-        seq_len: 32,
-        lengths: vec![32; 4],
-        segment_ids: vec![0; 128],
-        input_ids: ids,
-    };
-    let options = MaskingOptions {
-        mask_prob: 0.15,
-        max_predictions: 5,
-        replacement: Replacement::Electra,
-    };
+    let (batch, special, options) = cycles();
     let mut optimizer = AdamW::<B>::new(AdamWSettings::default());
     let mut accuracy = Vec::new();
     for _ in 0..200 {
@@ -268,31 +275,7 @@ fn the_discriminator_learns_to_spot_replaced_tokens() {
         &config,
         &config.generator(0.25),
     );
-    let special = SpecialIds {
-        pad: 0,
-        unk: 1,
-        cls: 2,
-        sep: 3,
-        mask: 4,
-    };
-    let mut ids = Vec::new();
-    for row in 0..4u32 {
-        ids.push(2);
-        ids.extend((0..30).map(|i| 5 + (i * (7 + row) + row * 13) % 90));
-        ids.push(3);
-    }
-    let batch = Batch {
-        batch_size: 4,
-        seq_len: 32,
-        lengths: vec![32; 4],
-        segment_ids: vec![0; 128],
-        input_ids: ids,
-    };
-    let options = MaskingOptions {
-        mask_prob: 0.15,
-        max_predictions: 5,
-        replacement: Replacement::Electra,
-    };
+    let (batch, special, options) = cycles();
     let mut optimizer = AdamW::<B>::new(AdamWSettings::default());
     let (mut accuracy, mut baseline) = (Vec::new(), Vec::new());
     for _ in 0..100 {

@@ -105,6 +105,27 @@ fn to_u32<B: Backend, const D: usize>(tensor: Tensor<B, D, Int>) -> Vec<u32> {
     tensor.into_data().iter::<i64>().map(|v| v as u32).collect()
 }
 
+/// Masked-LM logits `[n, V]` at the masked positions of `batch`: embeddings of the masked
+/// input, the encoder, then the head (tied to the word embeddings).
+fn masked_lm_logits<B: Backend>(
+    embeddings: &Embeddings<B>,
+    encoder: &Encoder<B>,
+    head: &MaskedLmHead<B>,
+    batch: &MaskedBatch,
+    dropout: &mut Dropout<'_>,
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let (b, s) = (batch.batch_size, batch.seq_len);
+    let masked = ints::<B, 2>(&batch.masked, [b, s], device);
+    let segments = ints::<B, 2>(&batch.segments, [b, s], device);
+    let attention = floats::<B, 2>(batch.attention.clone(), [b, s], device);
+    let positions: Vec<u32> = batch.positions.iter().map(|&p| p as u32).collect();
+    let positions = ints::<B, 1>(&positions, [positions.len()], device);
+    let embedded = embeddings.forward(masked, segments, dropout);
+    let hidden = encoder.forward(embedded, mask_bias(attention), dropout);
+    head.forward(hidden, positions, embeddings.word.val())
+}
+
 /// Mean cross-entropy of `logits` `[n, V]` against `targets`; also the argmax accuracy.
 fn masked_lm_loss<B: Backend>(
     logits: Tensor<B, 2>,
@@ -170,27 +191,15 @@ impl<B: Backend> Electra<B> {
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
-        let (b, s) = (batch.batch_size, batch.seq_len);
-        let segments = ints::<B, 2>(&batch.segments, [b, s], device);
-        let attention = floats::<B, 2>(batch.attention.clone(), [b, s], device);
-        let bias = mask_bias(attention.clone());
-        let positions = ints::<B, 1>(
-            &batch
-                .positions
-                .iter()
-                .map(|&p| p as u32)
-                .collect::<Vec<_>>(),
-            [batch.positions.len()],
+        // Generator: masked LM on the masked input.
+        let logits = masked_lm_logits(
+            &self.embeddings,
+            &self.generator,
+            &self.generator_head,
+            batch,
+            dropout,
             device,
         );
-
-        // Generator: masked LM on the masked input.
-        let masked = ints::<B, 2>(&batch.masked, [b, s], device);
-        let embedded = self.embeddings.forward(masked, segments.clone(), dropout);
-        let hidden = self.generator.forward(embedded, bias.clone(), dropout);
-        let logits = self
-            .generator_head
-            .forward(hidden, positions, self.embeddings.word.val());
         let sampled = sample_tokens(logits.clone(), rng);
         let (mlm_loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
 
@@ -295,26 +304,14 @@ impl<B: Backend> Bert<B> {
         dropout: &mut Dropout<'_>,
         device: &B::Device,
     ) -> StepOutput<B> {
-        let (b, s) = (batch.batch_size, batch.seq_len);
-        let segments = ints::<B, 2>(&batch.segments, [b, s], device);
-        let attention = floats::<B, 2>(batch.attention.clone(), [b, s], device);
-        let positions = ints::<B, 1>(
-            &batch
-                .positions
-                .iter()
-                .map(|&p| p as u32)
-                .collect::<Vec<_>>(),
-            [batch.positions.len()],
+        let logits = masked_lm_logits(
+            &self.embeddings,
+            &self.encoder,
+            &self.head,
+            batch,
+            dropout,
             device,
         );
-        let masked = ints::<B, 2>(&batch.masked, [b, s], device);
-        let embedded = self.embeddings.forward(masked, segments, dropout);
-        let hidden = self
-            .encoder
-            .forward(embedded, mask_bias(attention), dropout);
-        let logits = self
-            .head
-            .forward(hidden, positions, self.embeddings.word.val());
         let (loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
         let value = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput {
