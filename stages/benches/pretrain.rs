@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p electra-stages --bench pretrain [-- DATA_DIR]
 //! BENCH_BATCH=32 BENCH_STEPS=3 BENCH_PRESETS=tiny,small cargo bench -p electra-stages --bench pretrain
+//! BENCH_DROPOUT=0 ...   # the same without dropout, to see what the masks cost
 //! ```
 //! The PyTorch reference (Hugging Face `transformers`, same configuration, same batch, same
 //! threads) is `scripts/bench-reference.py`; `scripts/bench-pretrain.sh` runs both.
@@ -110,8 +111,10 @@ fn main() {
     println!("|---|---|---:|---:|");
     for preset in presets.split(',') {
         let preset: Preset = serde_json::from_value(json!(preset)).expect("tiny|mini|small|base");
-        let config = preset.encoder(index.vocab_size);
-        for objective in ["electra", "bert"] {
+        let mut config = preset.encoder(index.vocab_size);
+        config.dropout = env("BENCH_DROPOUT", config.dropout);
+        let objectives: String = env("BENCH_OBJECTIVES", "electra,bert".to_owned());
+        for objective in objectives.split(',') {
             let device = Default::default();
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             let mut init = Init::<B> {
