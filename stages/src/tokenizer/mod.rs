@@ -162,7 +162,8 @@ fn build(params: &TokenizerParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let lowercase = params.lowercase.unwrap_or(true);
     let out = ctx.out_dir.join(TOKENIZER_FILE);
     let vocab_path = ctx.out_dir.join(VOCAB_FILE);
-    let (tokenizer, source) = match (&params.train, &params.load) {
+    // The vocabulary is written once: by training, or from the loaded tokenizer's model.
+    let (tokenizer, source, tokens) = match (&params.train, &params.load) {
         (Some(train), _) => {
             let options = TrainOptions {
                 vocab_size: train.vocab_size,
@@ -175,16 +176,20 @@ fn build(params: &TokenizerParams, ctx: &StageContext<'_>) -> Result<Metrics> {
             let tokens = crate::parallel::worker_pool(ctx.cpus)?
                 .install(|| bert::train_vocab(&files, &options))?;
             vocab::write_vocab_txt(&vocab_path, &tokens)?;
-            (from_vocab_txt(&vocab_path, lowercase)?, vocab_path.clone())
+            let tokenizer = from_vocab_txt(&vocab_path, lowercase)?;
+            (tokenizer, vocab_path, tokens)
         }
-        (None, Some(load)) => load_any(Path::new(load), params.lowercase)?,
+        (None, Some(load)) => {
+            let (tokenizer, source) = load_any(Path::new(load), params.lowercase)?;
+            let tokens = bert::vocab_in_id_order(&tokenizer, &source)?;
+            vocab::write_vocab_txt(&vocab_path, &tokens)?;
+            (tokenizer, source, tokens)
+        }
         (None, None) => unreachable!("validated: train or load"),
     };
-    let tokens = bert::vocab_in_id_order(&tokenizer, &source)?;
     tokenizer
         .save(&out, true)
         .map_err(|e| DataError::Config(format!("writing {}: {e}", out.display())))?;
-    vocab::write_vocab_txt(&vocab_path, &tokens)?;
     let special = SpecialIds::find(|t| tokenizer.token_to_id(t))
         .map_err(|missing| vocab::missing_specials(&source, &missing))?;
     tracing::info!(vocab_size = tokens.len(), source = %source.display(), "tokenizer written");
