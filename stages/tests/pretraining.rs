@@ -134,13 +134,7 @@ fn electra_and_bert_train_on_wikipedia_shards() {
 /// Special ids 0..5, four sequences `[CLS] … [SEP]` of 30 ids from a cycle of 90 with
 /// different strides (a token is predictable only from its neighbours), and 15% masking.
 fn cycles() -> (Batch, SpecialIds, MaskingOptions) {
-    let special = SpecialIds {
-        pad: 0,
-        unk: 1,
-        cls: 2,
-        sep: 3,
-        mask: 4,
-    };
+    let special = SpecialIds::LEADING;
     let mut ids = Vec::new();
     for row in 0..4u32 {
         ids.push(special.cls);

@@ -143,13 +143,7 @@ mod tests {
 
     #[test]
     fn pairs_get_segment_ids() {
-        let special = SpecialIds {
-            pad: 0,
-            unk: 1,
-            cls: 2,
-            sep: 3,
-            mask: 4,
-        };
+        let special = SpecialIds::LEADING;
         let (ids, segments) = assemble(&[10, 11], Some(&[20]), special);
         assert_eq!(ids, [2, 10, 11, 3, 20, 3]);
         assert_eq!(segments, [0, 0, 0, 0, 1, 1]);

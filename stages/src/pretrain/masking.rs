@@ -126,13 +126,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    const SPECIAL: SpecialIds = SpecialIds {
-        pad: 0,
-        unk: 1,
-        cls: 2,
-        sep: 3,
-        mask: 4,
-    };
+    const SPECIAL: SpecialIds = SpecialIds::LEADING;
 
     fn batch() -> Batch {
         // Two rows of 40: [CLS] 10..44 [SEP] and a shorter one padded.

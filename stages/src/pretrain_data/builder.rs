@@ -136,13 +136,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
-    const SPECIAL: SpecialIds = SpecialIds {
-        pad: 0,
-        unk: 1,
-        cls: 2,
-        sep: 3,
-        mask: 4,
-    };
+    const SPECIAL: SpecialIds = SpecialIds::LEADING;
 
     fn builder(single: f64, random: f64) -> ExampleBuilder {
         let options = PackingOptions {

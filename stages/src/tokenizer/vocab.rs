@@ -26,6 +26,16 @@ pub struct SpecialIds {
 }
 
 impl SpecialIds {
+    /// The ids of a vocabulary that starts with [`SPECIAL_TOKENS`], as a trained one does:
+    /// `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4.
+    pub const LEADING: SpecialIds = SpecialIds {
+        pad: 0,
+        unk: 1,
+        cls: 2,
+        sep: 3,
+        mask: 4,
+    };
+
     /// Looks every special token up with `id_of`; `Err` lists the missing ones.
     pub fn find(id_of: impl Fn(&str) -> Option<u32>) -> Result<Self, Vec<&'static str>> {
         let ids: Vec<Option<u32>> = SPECIAL_TOKENS.iter().map(|t| id_of(t)).collect();
