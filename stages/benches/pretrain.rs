@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
-use electra_pipe_api::{CancelToken, NoProgress, StageContext, StageKind};
+use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::pretrain::config::Preset;
 use electra_stages::pretrain::layers::{Dropout, Init};
@@ -27,23 +27,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-type B = Autodiff<Flex>;
+mod common;
 
-fn context<'a>(root: &Path, cpus: usize) -> StageContext<'a> {
-    for dir in ["out", "work", "ckpt"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    StageContext {
-        stage_name: "bench",
-        work_dir: root.join("work"),
-        out_dir: root.join("out"),
-        checkpoint_dir: root.join("ckpt"),
-        log_path: root.join("log"),
-        cpus,
-        progress: &NoProgress,
-        cancel: CancelToken::new(),
-    }
-}
+use common::{context, data_dir};
+
+type B = Autodiff<Flex>;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -58,13 +46,13 @@ fn shards(data: &Path, scratch: &Path) -> PathBuf {
     Corpus
         .run(
             &json!({"inputs": wiki, "max_docs": 200}),
-            &context(&scratch.join("corpus"), 2),
+            &context(&scratch.join("corpus"), "corpus", 2),
         )
         .unwrap();
     TokenizerKind
         .run(
             &json!({"load": data.join("vocab/bert-base-uncased/vocab.txt")}),
-            &context(&scratch.join("tok"), 2),
+            &context(&scratch.join("tok"), "tok", 2),
         )
         .unwrap();
     PretrainData
@@ -73,19 +61,14 @@ fn shards(data: &Path, scratch: &Path) -> PathBuf {
                 "corpus": scratch.join("corpus/out/corpus.txt"),
                 "tokenizer": scratch.join("tok/out/tokenizer.json"),
             }),
-            &context(&scratch.join("examples"), 2),
+            &context(&scratch.join("examples"), "examples", 2),
         )
         .unwrap();
     scratch.join("examples/out/shards")
 }
 
 fn main() {
-    let data = std::env::args()
-        .skip(1)
-        .find(|a| a != "--bench")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("ELECTRA_PIPE_DATA").map(PathBuf::from))
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let data = data_dir(std::env::args().skip(1).find(|a| a != "--bench"));
     let batch_size: usize = env("BENCH_BATCH", 32);
     let steps: usize = env("BENCH_STEPS", 3);
     let cpus: usize = env("BENCH_CPUS", 2);

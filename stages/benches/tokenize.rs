@@ -6,33 +6,21 @@
 //! ```
 //! DATA_DIR defaults to `$ELECTRA_PIPE_DATA` or `../shared/data`; CPUS to 2.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use electra_pipe_api::{CancelToken, NoProgress, StageContext, StageKind};
+use electra_pipe_api::StageKind;
 use electra_stages::corpus::{Corpus, DocumentReader};
 use electra_stages::pretrain_data::{build_shards, PretrainDataParams};
 use electra_stages::tokenizer::{from_vocab_txt, BertTokenizer, TokenizerKind};
 use serde_json::json;
 
+mod common;
+
+use common::{context, data_dir};
+
 /// Text per `encode_batch` call in the raw measurement: the stage's own chunk size.
 const RAW_CHUNK_BYTES: usize = 1 << 20;
-
-fn context<'a>(root: &Path, name: &'a str, cpus: usize) -> StageContext<'a> {
-    for dir in ["out", "work", "ckpt"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    StageContext {
-        stage_name: name,
-        work_dir: root.join("work"),
-        out_dir: root.join("out"),
-        checkpoint_dir: root.join("ckpt"),
-        log_path: root.join("log"),
-        cpus,
-        progress: &NoProgress,
-        cancel: CancelToken::new(),
-    }
-}
 
 /// Sentences of the corpus in chunks of about [`RAW_CHUNK_BYTES`].
 fn sentence_chunks(corpus: &Path) -> Vec<Vec<String>> {
@@ -53,11 +41,7 @@ fn sentence_chunks(corpus: &Path) -> Vec<Vec<String>> {
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    let data = args
-        .next()
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("ELECTRA_PIPE_DATA").map(PathBuf::from))
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let data = data_dir(args.next());
     let cpus: usize = args
         .next()
         .map_or(2, |c| c.parse().expect("CPUS is a number"));
