@@ -1,6 +1,5 @@
 //! The `pretrain` stage kind's params, outputs and run.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::backend::{Autodiff, Flex};
@@ -14,8 +13,8 @@ use super::config::{EncoderConfig, Preset};
 use super::flops;
 use super::masking::{MaskingOptions, Replacement};
 use super::optimizer::{AdamWSettings, Schedule};
-use super::tensor_file::{self, NamedTensor};
-use super::train::{train, Objective, TrainSettings};
+use super::tensor_file;
+use super::train::{snapshot_file, train, Objective, TrainSettings};
 use crate::error::{DataError, Result};
 use crate::pretrain_data::PretrainingData;
 
@@ -435,35 +434,6 @@ impl StageKind for Pretrain {
     }
 }
 
-/// Renames an ELECTRA or BERT parameter path into the fine-tuning layout (`embeddings.*`,
-/// `encoder.*`, `head.*`) for the discriminator (`generator == false`) or the generator.
-fn export_name(path: &str, objective: ObjectiveName, generator: bool) -> Option<String> {
-    let (body, head) = match (objective, generator) {
-        (ObjectiveName::Bert, _) => ("encoder.", "head."),
-        (ObjectiveName::Electra, false) => ("discriminator.", "discriminator_head."),
-        (ObjectiveName::Electra, true) => ("generator.", "generator_head."),
-    };
-    if path.starts_with("embeddings.") {
-        Some(path.to_owned())
-    } else if let Some(rest) = path.strip_prefix(head) {
-        Some(format!("head.{rest}"))
-    } else {
-        path.strip_prefix(body)
-            .map(|rest| format!("encoder.{rest}"))
-    }
-}
-
-fn export(
-    weights: &BTreeMap<String, NamedTensor>,
-    objective: ObjectiveName,
-    generator: bool,
-) -> BTreeMap<String, NamedTensor> {
-    weights
-        .iter()
-        .filter_map(|(path, t)| export_name(path, objective, generator).map(|n| (n, t.clone())))
-        .collect()
-}
-
 fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let data = PretrainingData::open(Path::new(&params.data))?;
     let index = data.index().clone();
@@ -477,41 +447,40 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
         );
     }
     let pool = crate::parallel::worker_pool(ctx.cpus)?;
-    let device = Default::default();
-    let trained = pool.install(|| train::<Autodiff<Flex>>(&settings, &data, ctx, &device))?;
+    tracing::info!(backend = %params.backend, steps, "training");
+    let trained = pool.install(|| match params.backend.as_str() {
+        #[cfg(feature = "ndarray")]
+        "ndarray" => {
+            train::<Autodiff<burn::backend::NdArray>>(&settings, &data, ctx, &Default::default())
+        }
+        #[cfg(feature = "cuda")]
+        "cuda" => {
+            train::<Autodiff<burn::backend::Cuda>>(&settings, &data, ctx, &Default::default())
+        }
+        _ => train::<Autodiff<Flex>>(&settings, &data, ctx, &Default::default()),
+    })?;
 
-    let metadata = BTreeMap::from([
-        ("format".to_owned(), "electra-pipe encoder v1".to_owned()),
-        (
-            "objective".to_owned(),
-            format!("{:?}", params.objective).to_lowercase(),
-        ),
-    ]);
     tensor_file::write(
         &ctx.out_dir.join(MODEL_FILE),
-        &export(&trained.weights, params.objective, false),
-        &metadata,
+        &trained.model,
+        &trained.metadata,
     )?;
-    if params.objective == ObjectiveName::Electra {
+    if let Some(generator) = &trained.generator {
         tensor_file::write(
             &ctx.out_dir.join(GENERATOR_FILE),
-            &export(&trained.weights, params.objective, true),
-            &metadata,
+            generator,
+            &trained.metadata,
         )?;
     }
+    // Snapshots were written in the fine-tuning layout as training reached them.
     let snapshots = ctx.out_dir.join(SNAPSHOTS_DIR);
     std::fs::create_dir_all(&snapshots)
         .map_err(|e| DataError::io(format!("creating {}", snapshots.display()), e))?;
     for step in &settings.snapshot_steps {
-        let name = format!("step-{step:08}.safetensors");
-        let saved = tensor_file::read(&ctx.checkpoint_dir.join(SNAPSHOTS_DIR).join(&name))?;
-        let mut meta = metadata.clone();
-        meta.insert("step".to_owned(), step.to_string());
-        tensor_file::write(
-            &snapshots.join(name),
-            &export(&saved, params.objective, false),
-            &meta,
-        )?;
+        let name = snapshot_file(*step);
+        let from = ctx.checkpoint_dir.join(SNAPSHOTS_DIR).join(&name);
+        std::fs::copy(&from, snapshots.join(&name))
+            .map_err(|e| DataError::io(format!("copying {}", from.display()), e))?;
     }
     std::fs::copy(
         ctx.checkpoint_dir.join(METRICS_FILE),
@@ -519,12 +488,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     )
     .map_err(|e| DataError::io("copying the metrics".to_owned(), e))?;
 
-    let parameters = |objective_part: bool| -> usize {
-        export(&trained.weights, params.objective, objective_part)
-            .values()
-            .map(|t| t.values.len())
-            .sum()
-    };
+    let parameters: usize = trained.model.values().map(|t| t.values.len()).sum();
     let train_flops = settings.flops_per_step * steps as f64;
     let matched = match &params.match_compute {
         Some(MatchCompute::Resolved { stage, .. }) => Some(stage.clone()),
@@ -551,7 +515,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
         "seed": params.seed,
         "flops_per_step": settings.flops_per_step,
         "train_flops": train_flops,
-        "parameters": parameters(false),
+        "parameters": parameters,
         "snapshot_steps": settings.snapshot_steps,
     });
     crate::json_file::write_pretty(&ctx.out_dir.join(CONFIG_FILE), &config)?;
@@ -560,7 +524,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
         ("steps".to_owned(), json!(steps)),
         ("matched_train_flops".to_owned(), json!(matched_flops)),
         ("resumed_from".to_owned(), json!(trained.resumed_from)),
-        ("parameters".to_owned(), json!(parameters(false))),
+        ("parameters".to_owned(), json!(parameters)),
         ("train_flops".to_owned(), json!(train_flops)),
         ("flops_per_step".to_owned(), json!(settings.flops_per_step)),
         ("loss".to_owned(), json!(last.loss)),

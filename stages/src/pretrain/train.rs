@@ -29,6 +29,9 @@ use super::tensor_file::{self, NamedTensor};
 use crate::error::{DataError, Result};
 use crate::pretrain_data::{Cursor, PretrainingData};
 
+/// The `format` metadata of exported weights.
+const ENCODER_FORMAT: &str = "electra-pipe encoder v1";
+
 /// What to train.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Objective {
@@ -142,6 +145,46 @@ impl<B: AutodiffBackend> Model<B> {
         }
     }
 
+    /// The weights renamed into the fine-tuning layout: `embeddings.*`, `encoder.*` (the
+    /// discriminator, BERT's encoder, or with `generator` ELECTRA's generator) and `head.*`.
+    /// ELECTRA's other network is left out.
+    fn exported(&self, generator: bool) -> BTreeMap<String, NamedTensor> {
+        let (body, head) = match (self, generator) {
+            (Model::Bert(_), _) => ("encoder.", "head."),
+            (Model::Electra(_), false) => ("discriminator.", "discriminator_head."),
+            (Model::Electra(_), true) => ("generator.", "generator_head."),
+        };
+        self.named()
+            .into_iter()
+            .filter_map(|(path, tensor)| {
+                let name = if path.starts_with("embeddings.") {
+                    path
+                } else if let Some(rest) = path.strip_prefix(head) {
+                    format!("head.{rest}")
+                } else {
+                    format!("encoder.{}", path.strip_prefix(body)?)
+                };
+                Some((name, tensor))
+            })
+            .collect()
+    }
+
+    /// The safetensors metadata of exported weights (with the step for snapshots).
+    fn metadata(&self, step: Option<u64>) -> BTreeMap<String, String> {
+        let objective = match self {
+            Model::Electra(_) => "electra",
+            Model::Bert(_) => "bert",
+        };
+        let mut metadata = BTreeMap::from([
+            ("format".to_owned(), ENCODER_FORMAT.to_owned()),
+            ("objective".to_owned(), objective.to_owned()),
+        ]);
+        if let Some(step) = step {
+            metadata.insert("step".to_owned(), step.to_string());
+        }
+        metadata
+    }
+
     fn update(self, optimizer: &mut AdamW<B>, grads: &B::Gradients, lr: f64) -> (Self, f64) {
         match self {
             Model::Electra(m) => {
@@ -174,8 +217,13 @@ fn cursor_after(step: u64, batch: usize, len: u64) -> Cursor {
 
 /// The result of a finished run.
 pub struct Trained {
-    /// Final weights by parameter path.
-    pub weights: BTreeMap<String, NamedTensor>,
+    /// The final model to fine-tune (ELECTRA's discriminator, or BERT), in the fine-tuning
+    /// layout (see [`Model::exported`]).
+    pub model: BTreeMap<String, NamedTensor>,
+    /// ELECTRA's final generator in the same layout.
+    pub generator: Option<BTreeMap<String, NamedTensor>>,
+    /// The safetensors metadata for both (format and objective).
+    pub metadata: BTreeMap<String, String>,
     /// The last step's measurements.
     pub last: StepStats,
     /// The step training resumed from (0 for a fresh start).
@@ -268,7 +316,9 @@ pub fn train<B: AutodiffBackend>(
         }
     }
     Ok(Trained {
-        weights: model.named(),
+        model: model.exported(false),
+        generator: matches!(model, Model::Electra(_)).then(|| model.exported(true)),
+        metadata: model.metadata(None),
         last,
         resumed_from: start,
         tokens_per_second: tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
@@ -307,9 +357,13 @@ fn save_snapshot<B: AutodiffBackend>(
     let dir = ctx.checkpoint_dir.join("snapshots");
     std::fs::create_dir_all(&dir)
         .map_err(|e| DataError::io(format!("creating {}", dir.display()), e))?;
-    let path = dir.join(format!("step-{step:08}.safetensors"));
-    let metadata = BTreeMap::from([("step".to_owned(), step.to_string())]);
-    tensor_file::write(&path, &model.named(), &metadata)
+    let path = dir.join(snapshot_file(step));
+    tensor_file::write(&path, &model.exported(false), &model.metadata(Some(step)))
+}
+
+/// The file name of the snapshot taken after `step` steps.
+pub fn snapshot_file(step: u64) -> String {
+    format!("step-{step:08}.safetensors")
 }
 
 /// Keeps only the metrics lines of steps ≤ `step` (those after it will be recomputed).
