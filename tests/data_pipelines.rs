@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{shared_data, text, Workspace};
+use common::{shared_data, text, workspace_on_shared_data, Workspace};
 
 /// SHA-256 of `corpus/brown/brown_detagged.txt` (from the data's MANIFEST.tsv).
 const BROWN_SHA256: &str = "607ad18fc70508d058028cabaeb94436e6207b09a77cb286d8b82540633fbb7f";
@@ -44,14 +44,6 @@ impl DataServer {
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
-}
-
-/// A workspace whose data directory is the real shared data.
-fn workspace_on_shared_data() -> Workspace {
-    let ws = Workspace::new();
-    std::fs::remove_dir(ws.data()).unwrap();
-    std::os::unix::fs::symlink(shared_data(), ws.data()).unwrap();
-    ws
 }
 
 fn brown_source(url: &str, sha256: &str, local: &str) -> String {
@@ -187,7 +179,9 @@ fn a_data_pipeline_on_the_real_data_runs_once_and_is_cached() {
             "wiki"
         ]
     );
-    let features = ws.output_path("glue[task=rte]", "dev.jsonl");
+    let features = ws
+        .output_path("glue[task=rte]", "features")
+        .join("dev.jsonl");
     assert_eq!(
         std::fs::read_to_string(features).unwrap().lines().count(),
         277

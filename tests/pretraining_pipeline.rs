@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{shared_data, Workspace};
+use common::{checkpointed_step, workspace_on_shared_data, Workspace};
 
 /// Five Wikipedia articles, a 1000-token vocabulary and 32-token examples (a macro so the
 /// pipelines below can `concat!` it).
@@ -129,23 +129,6 @@ const RESUMABLE: &str = concat!(
       checkpoint_every: 10
 "#
 );
-
-fn workspace_on_shared_data() -> Workspace {
-    let ws = Workspace::new();
-    std::fs::remove_dir(ws.data()).unwrap();
-    std::os::unix::fs::symlink(shared_data(), ws.data()).unwrap();
-    ws
-}
-
-/// The step of the newest checkpoint under the cache, if any.
-fn checkpointed_step(ws: &Workspace) -> Option<u64> {
-    let dirs = std::fs::read_dir(ws.cache().join("checkpoints")).ok()?;
-    dirs.flatten()
-        .filter_map(|d| std::fs::read_to_string(d.path().join("latest/state.json")).ok())
-        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .filter_map(|state| state["step"].as_u64())
-        .max()
-}
 
 #[test]
 fn a_pretraining_run_killed_with_sigkill_resumes_to_the_same_weights() {

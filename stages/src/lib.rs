@@ -3,15 +3,18 @@
 //! Each kind implements [`electra_pipe_api::StageKind`]; [`registry`] lists them all for the
 //! orchestrator. Kinds: `source` (a file by url + sha256), `command` (a shell command with declared inputs and outputs),
 //! `corpus` (pretraining text into a document stream), `tokenizer` (BERT WordPiece), `pretrain_data` (ELECTRA
-//! pretraining examples in shards), `glue_task` (one GLUE task as tokenized features).
+//! pretraining examples in shards), `glue_task` (one GLUE task as tokenized features),
+//! `pretrain` (ELECTRA or BERT with burn), `finetune` (one GLUE task × seed, scored on dev).
 
 use std::sync::Arc;
 
 use electra_pipe_api::Registry;
 
+pub mod backend;
 pub mod command;
 pub mod corpus;
 pub mod error;
+pub mod finetune;
 pub mod glue;
 pub mod inputs;
 pub mod json_file;
@@ -31,6 +34,7 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(pretrain_data::PretrainData));
     registry.register(Arc::new(glue::GlueTask));
     registry.register(Arc::new(pretrain::Pretrain));
+    registry.register(Arc::new(finetune::Finetune));
     registry.register(Arc::new(source::Source));
     registry
 }

@@ -148,7 +148,8 @@ fn every_available_task_loads_with_the_published_row_counts() {
             }),
             2,
         );
-        let info = TaskInfo::read(&stage.out().join("task.json")).unwrap();
+        let info = TaskInfo::read(&stage.out().join("features").join("task.json")).unwrap();
+        assert_eq!(info.vocab_size, 30522, "the BERT vocabulary");
         for &(split, rows) in splits {
             assert_eq!(
                 count(stage.metrics(), &format!("rows.{split}")),
@@ -157,12 +158,14 @@ fn every_available_task_loads_with_the_published_row_counts() {
             );
             assert_eq!(info.splits[split].skipped, 0);
             check_shapes(
-                &stage.out(),
+                &stage.out().join("features"),
                 split,
                 special,
                 task != "cola" && task != "sst2",
             );
-            let features = read_features(&stage.out().join(format!("{split}.jsonl"))).unwrap();
+            let features =
+                read_features(&stage.out().join("features").join(format!("{split}.jsonl")))
+                    .unwrap();
             let file: PathBuf = data().join(format!("glue/{dir}/{split}.tsv"));
             if split == "test" {
                 assert!(features.iter().all(|f| f.label.is_none()));
@@ -206,9 +209,9 @@ fn mnli_fixture_reads_matched_and_mismatched_splits_with_gold_label_last() {
     ] {
         assert_eq!(count(m, &format!("rows.{split}")), rows, "{split}");
     }
-    let info = TaskInfo::read(&stage.out().join("task.json")).unwrap();
+    let info = TaskInfo::read(&stage.out().join("features").join("task.json")).unwrap();
     let labels = info.labels.unwrap();
-    let dev = read_features(&stage.out().join("dev_matched.jsonl")).unwrap();
+    let dev = read_features(&stage.out().join("features").join("dev_matched.jsonl")).unwrap();
     let decoded: Vec<&str> = dev
         .iter()
         .map(|f| match f.label {
@@ -235,9 +238,9 @@ fn qqp_skips_its_malformed_lines_and_counts_them() {
     assert_eq!(count(m, "rows.train"), 4);
     assert_eq!(count(m, "skipped.train"), 2);
     assert_eq!((count(m, "rows.dev"), count(m, "rows.test")), (2, 3));
-    let info = TaskInfo::read(&stage.out().join("task.json")).unwrap();
+    let info = TaskInfo::read(&stage.out().join("features").join("task.json")).unwrap();
     assert_eq!(info.splits["train"].skipped_lines, [4, 5]);
-    let train = read_features(&stage.out().join("train.jsonl")).unwrap();
+    let train = read_features(&stage.out().join("features").join("train.jsonl")).unwrap();
     let ids: Vec<&str> = train.iter().map(|f| f.index.as_str()).collect();
     assert_eq!(ids, ["133273", "402555", "360472", "150662"]);
 }
@@ -319,5 +322,5 @@ fn params_are_checked_before_anything_runs() {
         .plan(&json!({"task": "qnli", "dir": "/g/QNLI", "splits": ["dev"], "tokenizer": "/t"}))
         .unwrap();
     assert_eq!(ok.inputs, ["/g/QNLI/dev.tsv", "/t"]);
-    assert_eq!(ok.outputs, ["task.json", "dev.jsonl"]);
+    assert_eq!(ok.outputs, ["features"]);
 }

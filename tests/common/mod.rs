@@ -157,3 +157,21 @@ stages:
         rev: "@right/out"
       outputs: [joined.txt]
 "#;
+
+/// A workspace whose data directory is the real shared data.
+pub fn workspace_on_shared_data() -> Workspace {
+    let ws = Workspace::new();
+    std::fs::remove_dir(ws.data()).unwrap();
+    std::os::unix::fs::symlink(shared_data(), ws.data()).unwrap();
+    ws
+}
+
+/// The step of the newest checkpoint under the cache, if any.
+pub fn checkpointed_step(ws: &Workspace) -> Option<u64> {
+    let dirs = std::fs::read_dir(ws.cache().join("checkpoints")).ok()?;
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("latest/state.json")).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .filter_map(|state| state["step"].as_u64())
+        .max()
+}

@@ -13,8 +13,11 @@
 //!     max_seq_len: 128              # default 128; pairs are cut longest-first
 //! ```
 //!
-//! Outputs `task.json` (labels, metric, rows per split, skipped lines) and `<split>.jsonl`
-//! (one [`Feature`] per line). Test splits have no labels and keep the file's `index`.
+//! Outputs one directory, `features/`: `task.json` (labels, metric, vocabulary size, rows per
+//! split, skipped lines) and `<split>.jsonl` (one [`Feature`] per line). Test splits have no
+//! labels and keep the file's `index`. A `finetune` stage takes the whole directory
+//! (`@glue[task=cola]/features`), so one template serves every task, MNLI's split names
+//! included.
 
 mod features;
 mod tasks;
@@ -36,7 +39,9 @@ pub use tsv::{read_split, Label, Row, SplitRows};
 use crate::error::{DataError, Result};
 use crate::tokenizer::BertTokenizer;
 
-/// The description file a `glue_task` stage writes.
+/// The directory output of a `glue_task` stage.
+pub const FEATURES_DIR: &str = "features";
+/// The description file inside [`FEATURES_DIR`].
 pub const TASK_FILE: &str = "task.json";
 
 /// Params of a `glue_task` stage.
@@ -76,6 +81,8 @@ pub struct TaskInfo {
     pub labels: Option<Vec<String>>,
     /// Longest sequence.
     pub max_seq_len: usize,
+    /// Size of the tokenizer's vocabulary (a fine-tuned encoder must have the same).
+    pub vocab_size: usize,
     /// Per split: rows, skipped lines, truncated examples.
     pub splits: BTreeMap<String, SplitInfo>,
 }
@@ -97,6 +104,20 @@ impl TaskInfo {
     /// Reads `task.json` from a `glue_task` stage's output.
     pub fn read(path: &Path) -> Result<Self> {
         crate::json_file::read(path, "a task description")
+    }
+
+    /// The task's entry in [`TASKS`]; an error names `path` if it is not a GLUE task.
+    pub fn spec(&self, path: &Path) -> Result<&'static Task> {
+        Task::named(&self.task).ok_or_else(|| {
+            DataError::invalid(
+                path,
+                format!(
+                    "unknown GLUE task `{}`: expected one of {}",
+                    self.task,
+                    Task::names().join(", ")
+                ),
+            )
+        })
     }
 }
 
@@ -222,7 +243,7 @@ impl StageKind for GlueTask {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn summary(&self) -> &'static str {
@@ -233,11 +254,9 @@ impl StageKind for GlueTask {
         let params = GlueTaskParams::parse(params)?;
         let mut inputs: Vec<String> = params.split_files().into_iter().map(|(_, f)| f).collect();
         inputs.push(params.tokenizer.clone());
-        let mut outputs = vec![TASK_FILE.to_owned()];
-        outputs.extend(params.split_names().iter().map(|s| format!("{s}.jsonl")));
         Ok(StagePlan {
             inputs,
-            outputs,
+            outputs: vec![FEATURES_DIR.to_owned()],
             ..StagePlan::default()
         })
     }
@@ -254,6 +273,9 @@ fn load_task(task: &Task, params: &GlueTaskParams, ctx: &StageContext<'_>) -> Re
     let tokenizer = BertTokenizer::load(Path::new(&params.tokenizer))?;
     let pool = crate::parallel::worker_pool(ctx.cpus)?;
     let files = params.split_files();
+    let out = ctx.out_dir.join(FEATURES_DIR);
+    std::fs::create_dir_all(&out)
+        .map_err(|e| DataError::io(format!("creating {}", out.display()), e))?;
     let mut info = TaskInfo {
         task: task.name.to_owned(),
         metric: task.metric,
@@ -261,6 +283,7 @@ fn load_task(task: &Task, params: &GlueTaskParams, ctx: &StageContext<'_>) -> Re
             .labels
             .map(|l| l.iter().map(|s| s.to_string()).collect()),
         max_seq_len: params.max_seq_len,
+        vocab_size: tokenizer.vocab_size(),
         splits: BTreeMap::new(),
     };
     let mut metrics = Metrics::new();
@@ -276,7 +299,7 @@ fn load_task(task: &Task, params: &GlueTaskParams, ctx: &StageContext<'_>) -> Re
         let rows = read_split(task, split, Path::new(file))?;
         let (features, truncated) =
             pool.install(|| featurize(rows.rows, &tokenizer, params.max_seq_len))?;
-        write_features(&ctx.out_dir.join(format!("{split}.jsonl")), &features)?;
+        write_features(&out.join(format!("{split}.jsonl")), &features)?;
         metrics.insert(format!("rows.{split}"), json!(features.len()));
         if !rows.skipped.is_empty() {
             metrics.insert(format!("skipped.{split}"), json!(rows.skipped.len()));
@@ -299,6 +322,6 @@ fn load_task(task: &Task, params: &GlueTaskParams, ctx: &StageContext<'_>) -> Re
             },
         );
     }
-    crate::json_file::write_pretty(&ctx.out_dir.join(TASK_FILE), &info)?;
+    crate::json_file::write_pretty(&out.join(TASK_FILE), &info)?;
     Ok(metrics)
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
 use electra_pipe_api::{
     parse_params, Metrics, ParamError, Params, StageContext, StageError, StageKind, StagePlan,
 };
@@ -74,6 +74,22 @@ pub struct ModelParams {
     pub dropout: Option<f64>,
 }
 
+impl ModelParams {
+    /// The preset's encoder for a vocabulary of `vocab_size`, with the overridden fields.
+    pub fn encoder(&self, vocab_size: usize) -> EncoderConfig {
+        let base = self.preset.encoder(vocab_size);
+        EncoderConfig {
+            embedding: self.embedding.unwrap_or(base.embedding),
+            hidden: self.hidden.unwrap_or(base.hidden),
+            layers: self.layers.unwrap_or(base.layers),
+            heads: self.heads.unwrap_or(base.heads),
+            intermediate: self.intermediate.unwrap_or(base.intermediate),
+            dropout: self.dropout.unwrap_or(base.dropout),
+            ..base
+        }
+    }
+}
+
 /// Params of a `pretrain` stage.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,7 +145,7 @@ pub struct PretrainParams {
     #[serde(default = "default_snapshots")]
     pub snapshots: Vec<f64>,
     /// `flex` (CPU, the default), `ndarray` or `cuda` (builds with those cargo features).
-    #[serde(default = "default_backend")]
+    #[serde(default = "crate::backend::default_backend")]
     pub backend: String,
 }
 
@@ -169,40 +185,12 @@ fn default_checkpoint_every() -> u64 {
 fn default_snapshots() -> Vec<f64> {
     vec![0.25, 0.5, 1.0]
 }
-fn default_backend() -> String {
-    "flex".to_owned()
-}
-
-/// The backends this build can train on.
-pub const BACKENDS: &[&str] = &[
-    "flex",
-    #[cfg(feature = "ndarray")]
-    "ndarray",
-    #[cfg(feature = "cuda")]
-    "cuda",
-];
 
 impl PretrainParams {
     /// Parses and validates params.
     pub fn parse(params: &Params) -> Result<Self, ParamError> {
         let parsed: PretrainParams = parse_params(params)?;
-        if !BACKENDS.contains(&parsed.backend.as_str()) {
-            let hint = match parsed.backend.as_str() {
-                "cuda" | "ndarray" => format!(
-                    "; rebuild electra-pipe with `--features {}` to enable it",
-                    parsed.backend
-                ),
-                _ => String::new(),
-            };
-            return Err(ParamError::new(
-                "backend",
-                format!(
-                    "backend `{}` is not available in this build: expected one of {}{hint}",
-                    parsed.backend,
-                    BACKENDS.join(", ")
-                ),
-            ));
-        }
+        crate::backend::check(&parsed.backend)?;
         let encoder = parsed.encoder(1);
         encoder
             .validate()
@@ -281,17 +269,7 @@ impl PretrainParams {
 
     /// The encoder (ELECTRA's discriminator) for a vocabulary of `vocab_size`.
     pub fn encoder(&self, vocab_size: usize) -> EncoderConfig {
-        let m = &self.model;
-        let base = m.preset.encoder(vocab_size);
-        EncoderConfig {
-            embedding: m.embedding.unwrap_or(base.embedding),
-            hidden: m.hidden.unwrap_or(base.hidden),
-            layers: m.layers.unwrap_or(base.layers),
-            heads: m.heads.unwrap_or(base.heads),
-            intermediate: m.intermediate.unwrap_or(base.intermediate),
-            dropout: m.dropout.unwrap_or(base.dropout),
-            ..base
-        }
+        self.model.encoder(vocab_size)
     }
 
     /// Steps after which snapshots are kept, of `total`.
@@ -399,7 +377,7 @@ impl StageKind for Pretrain {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn summary(&self) -> &'static str {
@@ -448,16 +426,15 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     }
     let pool = crate::parallel::worker_pool(ctx.cpus)?;
     tracing::info!(backend = %params.backend, steps, "training");
-    let trained = pool.install(|| match params.backend.as_str() {
-        #[cfg(feature = "ndarray")]
-        "ndarray" => {
-            train::<Autodiff<burn::backend::NdArray>>(&settings, &data, ctx, &Default::default())
-        }
-        #[cfg(feature = "cuda")]
-        "cuda" => {
-            train::<Autodiff<burn::backend::Cuda>>(&settings, &data, ctx, &Default::default())
-        }
-        _ => train::<Autodiff<Flex>>(&settings, &data, ctx, &Default::default()),
+    let trained = pool.install(|| {
+        crate::backend::run_on(
+            &params.backend,
+            Training {
+                settings: &settings,
+                data: &data,
+                ctx,
+            },
+        )
     })?;
 
     tensor_file::write(
@@ -469,7 +446,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
         tensor_file::write(
             &ctx.out_dir.join(GENERATOR_FILE),
             generator,
-            &trained.metadata,
+            &trained.generator_metadata,
         )?;
     }
     // Snapshots were written in the fine-tuning layout as training reached them.
@@ -536,4 +513,18 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             json!(trained.tokens_per_second),
         ),
     ]))
+}
+
+/// [`train`] as work for [`crate::backend::run_on`].
+struct Training<'a> {
+    settings: &'a TrainSettings,
+    data: &'a PretrainingData,
+    ctx: &'a StageContext<'a>,
+}
+
+impl crate::backend::OnBackend for Training<'_> {
+    type Output = Result<super::train::Trained>;
+    fn run<B: AutodiffBackend>(self, device: &B::Device) -> Self::Output {
+        train::<B>(self.settings, self.data, self.ctx, device)
+    }
 }

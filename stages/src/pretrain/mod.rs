@@ -20,11 +20,13 @@
 //! (dense, LayerNorm, dropout, initialisation), [`encoder`] (embeddings and transformer),
 //! [`heads`] (masked-LM and replaced-token heads), [`masking`], [`objective`] (the ELECTRA
 //! and BERT losses), [`optimizer`] (AdamW and the schedule), [`flops`] (the official FLOPs
-//! count), [`train`] (the loop), [`checkpoint`] and [`tensor_file`] (safetensors weights).
+//! count), [`train`] (the loop), [`checkpoint`] and [`tensor_file`] (safetensors weights), and
+//! [`export`] (the self-describing format of the trained encoders).
 
 pub mod checkpoint;
 pub mod config;
 pub mod encoder;
+pub mod export;
 pub mod flops;
 pub mod heads;
 pub mod kind;

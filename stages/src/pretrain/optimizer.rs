@@ -87,6 +87,19 @@ impl<B: AutodiffBackend> AdamW<B> {
         grads: &B::Gradients,
         lr: f64,
     ) -> (M, f64) {
+        self.step_scaled(model, grads, lr, &|_| 1.0)
+    }
+
+    /// [`AdamW::step`] with the learning rate of each parameter multiplied by
+    /// `lr_factor(path)`, its module path (`encoder.blocks.3.output.weight`): layer-wise
+    /// learning-rate decay.
+    pub fn step_scaled<M: AutodiffModule<B>>(
+        &mut self,
+        model: M,
+        grads: &B::Gradients,
+        lr: f64,
+        lr_factor: &dyn Fn(&str) -> f64,
+    ) -> (M, f64) {
         let mut norm = SquaredNorm::<B> { grads, sum: None };
         model.visit(&mut norm);
         let global = norm
@@ -103,6 +116,8 @@ impl<B: AutodiffBackend> AdamW<B> {
             optimizer: self,
             index: 0,
             lr,
+            lr_factor,
+            path: Vec::new(),
             scale,
         };
         (model.map(&mut update), global)
@@ -164,10 +179,21 @@ struct Update<'a, B: AutodiffBackend> {
     optimizer: &'a mut AdamW<B>,
     index: usize,
     lr: f64,
+    lr_factor: &'a dyn Fn(&str) -> f64,
+    /// The module path of the parameter being mapped.
+    path: Vec<String>,
     scale: f64,
 }
 
 impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         let index = self.index;
@@ -193,7 +219,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         if D >= 2 {
             step = step + value.clone() * s.weight_decay;
         }
-        let updated = (value - step * self.lr).reshape(shape);
+        let lr = self.lr * (self.lr_factor)(&self.path.join("."));
+        let updated = (value - step * lr).reshape(shape);
         self.optimizer.moments[index] = Some((m, v));
         Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
     }

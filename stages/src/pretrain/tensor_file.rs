@@ -66,6 +66,13 @@ pub fn write(
 
 /// Reads a file written by [`write`] (or any all-F32 safetensors file).
 pub fn read(path: &Path) -> Result<BTreeMap<String, NamedTensor>> {
+    Ok(read_with_metadata(path)?.0)
+}
+
+/// Reads the tensors and the free-form string metadata of a safetensors file.
+pub fn read_with_metadata(
+    path: &Path,
+) -> Result<(BTreeMap<String, NamedTensor>, BTreeMap<String, String>)> {
     let bytes =
         std::fs::read(path).map_err(|e| DataError::io(format!("reading {}", path.display()), e))?;
     let bad = |message: String| DataError::invalid(path, message);
@@ -79,8 +86,11 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, NamedTensor>> {
         .and_then(|h| serde_json::from_slice(h).ok())
         .ok_or_else(|| bad("expected a safetensors JSON header".to_owned()))?;
     let mut tensors = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
     for (name, entry) in header {
         if name == "__metadata__" {
+            metadata = serde_json::from_value(entry)
+                .map_err(|e| bad(format!("__metadata__: expected string values: {e}")))?;
             continue;
         }
         let dtype = entry["dtype"].as_str().unwrap_or_default();
@@ -103,7 +113,18 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, NamedTensor>> {
             .collect();
         tensors.insert(name, NamedTensor { shape, values });
     }
-    Ok(tensors)
+    Ok((tensors, metadata))
+}
+
+/// The tensors whose names start with `prefix`, with it removed (`encoder.` of a whole model).
+pub fn with_prefix(
+    tensors: &BTreeMap<String, NamedTensor>,
+    prefix: &str,
+) -> BTreeMap<String, NamedTensor> {
+    tensors
+        .iter()
+        .filter_map(|(name, t)| Some((name.strip_prefix(prefix)?.to_owned(), t.clone())))
+        .collect()
 }
 
 /// Tracks the module path while visiting or mapping.

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use super::checkpoint::{self, TrainingState, CHECKPOINT_VERSION};
 use super::config::EncoderConfig;
+use super::export;
 use super::layers::{Dropout, Init};
 use super::masking::{mask_batch, MaskingOptions};
 use super::objective::{Bert, Electra, StepOutput, StepStats};
@@ -28,9 +29,6 @@ use super::optimizer::{AdamW, AdamWSettings, Schedule};
 use super::tensor_file::{self, NamedTensor};
 use crate::error::{DataError, Result};
 use crate::pretrain_data::{Cursor, PretrainingData};
-
-/// The `format` metadata of exported weights.
-const ENCODER_FORMAT: &str = "electra-pipe encoder v1";
 
 /// What to train.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,20 +167,22 @@ impl<B: AutodiffBackend> Model<B> {
             .collect()
     }
 
-    /// The safetensors metadata of exported weights (with the step for snapshots).
-    fn metadata(&self, step: Option<u64>) -> BTreeMap<String, String> {
-        let objective = match self {
-            Model::Electra(_) => "electra",
-            Model::Bert(_) => "bert",
+    /// The safetensors metadata of the exported discriminator/BERT or, with `generator`, of
+    /// ELECTRA's generator (with the step for snapshots).
+    fn metadata(
+        &self,
+        settings: &TrainSettings,
+        generator: bool,
+        step: Option<u64>,
+    ) -> BTreeMap<String, String> {
+        let (objective, config) = match (self, &settings.objective, generator) {
+            (Model::Electra(_), Objective::Electra { generator, .. }, true) => {
+                ("electra", *generator)
+            }
+            (Model::Electra(_), _, _) => ("electra", settings.encoder),
+            (Model::Bert(_), _, _) => ("bert", settings.encoder),
         };
-        let mut metadata = BTreeMap::from([
-            ("format".to_owned(), ENCODER_FORMAT.to_owned()),
-            ("objective".to_owned(), objective.to_owned()),
-        ]);
-        if let Some(step) = step {
-            metadata.insert("step".to_owned(), step.to_string());
-        }
-        metadata
+        export::metadata(&config, objective, step)
     }
 
     fn update(self, optimizer: &mut AdamW<B>, grads: &B::Gradients, lr: f64) -> (Self, f64) {
@@ -222,8 +222,10 @@ pub struct Trained {
     pub model: BTreeMap<String, NamedTensor>,
     /// ELECTRA's final generator in the same layout.
     pub generator: Option<BTreeMap<String, NamedTensor>>,
-    /// The safetensors metadata for both (format and objective).
+    /// The safetensors metadata of `model` (see [`export`]).
     pub metadata: BTreeMap<String, String>,
+    /// The safetensors metadata of `generator`.
+    pub generator_metadata: BTreeMap<String, String>,
     /// The last step's measurements.
     pub last: StepStats,
     /// The step training resumed from (0 for a fresh start).
@@ -254,12 +256,7 @@ pub fn train<B: AutodiffBackend>(
         tracing::info!(step = start, "resuming from checkpoint");
     }
     let metrics_path = ctx.checkpoint_dir.join("metrics.jsonl");
-    truncate_metrics(&metrics_path, start)?;
-    let mut metrics = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(|e| DataError::io(format!("opening {}", metrics_path.display()), e))?;
+    let mut metrics = open_step_log(&metrics_path, start)?;
     let mut stream = data.stream(
         settings.seed,
         cursor_after(start, settings.batch_size, data.len()),
@@ -309,7 +306,7 @@ pub fn train<B: AutodiffBackend>(
         );
         let done = step + 1;
         if settings.snapshot_steps.contains(&done) {
-            save_snapshot(ctx, &model, done)?;
+            save_snapshot(ctx, settings, &model, done)?;
         }
         if done % settings.checkpoint_every == 0 && done < total {
             save_checkpoint(ctx, settings, &model, &optimizer, done, data.len())?;
@@ -318,7 +315,8 @@ pub fn train<B: AutodiffBackend>(
     Ok(Trained {
         model: model.exported(false),
         generator: matches!(model, Model::Electra(_)).then(|| model.exported(true)),
-        metadata: model.metadata(None),
+        metadata: model.metadata(settings, false, None),
+        generator_metadata: model.metadata(settings, true, None),
         last,
         resumed_from: start,
         tokens_per_second: tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
@@ -351,6 +349,7 @@ fn save_checkpoint<B: AutodiffBackend>(
 
 fn save_snapshot<B: AutodiffBackend>(
     ctx: &StageContext<'_>,
+    settings: &TrainSettings,
     model: &Model<B>,
     step: u64,
 ) -> Result<()> {
@@ -358,12 +357,27 @@ fn save_snapshot<B: AutodiffBackend>(
     std::fs::create_dir_all(&dir)
         .map_err(|e| DataError::io(format!("creating {}", dir.display()), e))?;
     let path = dir.join(snapshot_file(step));
-    tensor_file::write(&path, &model.exported(false), &model.metadata(Some(step)))
+    tensor_file::write(
+        &path,
+        &model.exported(false),
+        &model.metadata(settings, false, Some(step)),
+    )
 }
 
 /// The file name of the snapshot taken after `step` steps.
 pub fn snapshot_file(step: u64) -> String {
     format!("step-{step:08}.safetensors")
+}
+
+/// Opens the per-step JSON-lines log at `path` for appending after dropping the lines of
+/// steps after `step` (a resumed run recomputes them).
+pub fn open_step_log(path: &Path, step: u64) -> Result<File> {
+    truncate_metrics(path, step)?;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| DataError::io(format!("opening {}", path.display()), e))
 }
 
 /// Keeps only the metrics lines of steps ≤ `step` (those after it will be recomputed).

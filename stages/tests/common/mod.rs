@@ -59,7 +59,16 @@ impl StageRun {
 /// Plans then runs `kind` with `params` on `cpus` CPUs, checking it creates every output it
 /// declared.
 pub fn run(kind: &dyn StageKind, params: Value, cpus: usize) -> StageRun {
-    let root = tempfile::tempdir().unwrap();
+    run_in(tempfile::tempdir().unwrap(), kind, params, cpus)
+}
+
+/// [`run`] with its directories in `root`.
+pub fn run_in(
+    root: tempfile::TempDir,
+    kind: &dyn StageKind,
+    params: Value,
+    cpus: usize,
+) -> StageRun {
     let plan = kind.plan(&params).unwrap_or_else(|e| panic!("plan: {e}"));
     for dir in ["out", "work", "checkpoint"] {
         std::fs::create_dir(root.path().join(dir)).unwrap();

@@ -1,0 +1,139 @@
+//! The fine-tuning model: a pretrained (or freshly initialised) encoder with a task head on
+//! the `[CLS]` token, and the layer-wise learning-rate decay over its parameters.
+//!
+//! Shapes: `b` batch, `s` longest sequence of the batch, `h` hidden, `k` outputs (classes, or
+//! 1 for STS-B's regression).
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::error::Result;
+use crate::pretrain::config::EncoderConfig;
+use crate::pretrain::encoder::{mask_bias, Embeddings, Encoder};
+use crate::pretrain::export::ExportedEncoder;
+use crate::pretrain::layers::{Dense, Dropout, Init};
+use crate::pretrain::tensor_file::{load_named, with_prefix};
+
+/// Encoder + task head: `[CLS]` hidden state → dropout → linear to `k` outputs.
+#[derive(Module, Debug)]
+pub struct Classifier<B: Backend> {
+    /// Token, position and segment embeddings.
+    pub embeddings: Embeddings<B>,
+    /// The transformer.
+    pub encoder: Encoder<B>,
+    /// The task head `h → k`.
+    pub head: Dense<B>,
+}
+
+/// One padded batch on the device.
+pub struct BatchTensors<B: Backend> {
+    /// `[b, s]` token ids.
+    pub ids: Tensor<B, 2, burn::tensor::Int>,
+    /// `[b, s]` segment ids.
+    pub segments: Tensor<B, 2, burn::tensor::Int>,
+    /// `[b, s]`: 1 on tokens, 0 on padding.
+    pub attention: Tensor<B, 2>,
+}
+
+impl<B: Backend> Classifier<B> {
+    /// A fresh model of `config`'s shape with `outputs` outputs.
+    pub fn new(init: &mut Init<'_, B>, config: &EncoderConfig, outputs: usize) -> Self {
+        Classifier {
+            embeddings: Embeddings::new(init, config),
+            encoder: Encoder::new(init, config),
+            head: Dense::new(init, config.hidden, outputs),
+        }
+    }
+
+    /// The pretrained `exported` encoder under a fresh head from `init`.
+    pub fn pretrained(
+        init: &mut Init<'_, B>,
+        exported: &ExportedEncoder,
+        outputs: usize,
+        source: &std::path::Path,
+    ) -> Result<Self> {
+        let fresh = Classifier::new(init, &exported.config, outputs);
+        Ok(Classifier {
+            embeddings: load_named(
+                fresh.embeddings,
+                &with_prefix(&exported.tensors, "embeddings."),
+                init.device,
+                source,
+            )?,
+            encoder: load_named(
+                fresh.encoder,
+                &with_prefix(&exported.tensors, "encoder."),
+                init.device,
+                source,
+            )?,
+            head: fresh.head,
+        })
+    }
+
+    /// Outputs `[b, k]` for `batch`; `dropout` applies inside the encoder, `head_dropout` to
+    /// the `[CLS]` state.
+    pub fn forward(
+        &self,
+        batch: &BatchTensors<B>,
+        dropout: &mut Dropout<'_>,
+        head_dropout: &mut Dropout<'_>,
+    ) -> Tensor<B, 2> {
+        let embedded = self
+            .embeddings
+            .forward(batch.ids.clone(), batch.segments.clone(), dropout);
+        let hidden = self
+            .encoder
+            .forward(embedded, mask_bias(batch.attention.clone()), dropout); // [b, s, h]
+        let [b, _, h] = hidden.dims();
+        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
+        self.head.forward(head_dropout.apply(cls))
+    }
+}
+
+/// The learning-rate factor of the parameter at `path` under layer-wise decay `decay` in an
+/// encoder of `layers` blocks:
+///
+/// | parameters | factor |
+/// |---|---|
+/// | the task head (`head.*`) | 1 |
+/// | the top block (`encoder.blocks.{L−1}.*`) | 1 |
+/// | block `i` (0-based, `encoder.blocks.{i}.*`) | decay^(L−1−i) |
+/// | the embeddings and the `e → h` projection | decay^L (the lowest) |
+///
+/// So with 12 blocks and decay 0.8 the bottom block trains at 0.8¹¹ ≈ 0.086 of the peak rate
+/// and the embeddings at 0.8¹² ≈ 0.069. (The official ELECTRA code counts the head as two
+/// levels above the top block, giving the top block 0.8² and the embeddings 0.8^(L+2); this
+/// follows the rule as the issue states it: the top layer gets the full rate.)
+pub fn layer_lr_factor(path: &str, layers: usize, decay: f64) -> f64 {
+    let depth_below_top = if path.starts_with("head.") {
+        0
+    } else if let Some(rest) = path.strip_prefix("encoder.blocks.") {
+        let block: usize = rest
+            .split('.')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(0);
+        layers.saturating_sub(1 + block)
+    } else {
+        layers
+    };
+    decay.powi(depth_below_top as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_block_gets_the_full_rate_and_the_embeddings_the_lowest() {
+        let f = |path| layer_lr_factor(path, 12, 0.8);
+        assert_eq!(f("head.weight"), 1.0);
+        assert_eq!(f("encoder.blocks.11.attention.query.weight"), 1.0);
+        assert!((f("encoder.blocks.10.output.bias") - 0.8).abs() < 1e-12);
+        assert!((f("encoder.blocks.0.norm.gamma") - 0.8f64.powi(11)).abs() < 1e-12);
+        assert!((f("encoder.projection.weight") - 0.8f64.powi(12)).abs() < 1e-12);
+        assert!((f("embeddings.word") - 0.8f64.powi(12)).abs() < 1e-12);
+        assert_eq!(layer_lr_factor("embeddings.word", 12, 1.0), 1.0);
+    }
+}

@@ -1,0 +1,74 @@
+//! The format of exported encoders (`model.safetensors`, `generator.safetensors`, snapshots):
+//! safetensors with tensors `embeddings.*`, `encoder.*` and `head.*` (the pretraining head),
+//! and metadata that makes the file self-describing: `format`, `objective`, `encoder` (the
+//! [`EncoderConfig`] as JSON) and, for snapshots, `step`. A fine-tuning stage needs nothing
+//! but this file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::config::EncoderConfig;
+use super::tensor_file::{self, NamedTensor};
+use crate::error::{DataError, Result};
+
+/// The `format` metadata of exported weights.
+pub const ENCODER_FORMAT: &str = "electra-pipe encoder v1";
+
+/// An exported encoder read back.
+#[derive(Debug, Clone)]
+pub struct ExportedEncoder {
+    /// Tensors by name (`embeddings.word`, `encoder.blocks.0.attention.query.weight`, ...).
+    pub tensors: BTreeMap<String, NamedTensor>,
+    /// The encoder's shape.
+    pub config: EncoderConfig,
+    /// `electra` or `bert`.
+    pub objective: String,
+    /// Pretraining steps taken, for snapshots.
+    pub step: Option<u64>,
+}
+
+/// The metadata written with an exported encoder.
+pub fn metadata(
+    config: &EncoderConfig,
+    objective: &str,
+    step: Option<u64>,
+) -> BTreeMap<String, String> {
+    let mut metadata = BTreeMap::from([
+        ("format".to_owned(), ENCODER_FORMAT.to_owned()),
+        ("objective".to_owned(), objective.to_owned()),
+        (
+            "encoder".to_owned(),
+            serde_json::to_string(config).expect("a config serializes"),
+        ),
+    ]);
+    if let Some(step) = step {
+        metadata.insert("step".to_owned(), step.to_string());
+    }
+    metadata
+}
+
+impl ExportedEncoder {
+    /// Reads an exported encoder; the error names the file and what it lacks.
+    pub fn read(path: &Path) -> Result<Self> {
+        let (tensors, metadata) = tensor_file::read_with_metadata(path)?;
+        let bad = |message: String| DataError::invalid(path, message);
+        if metadata.get("format").map(String::as_str) != Some(ENCODER_FORMAT) {
+            return Err(bad(format!(
+                "expected an encoder exported by a pretrain stage (metadata format `{ENCODER_FORMAT}`), found format {:?}",
+                metadata.get("format")
+            )));
+        }
+        let config = metadata
+            .get("encoder")
+            .and_then(|json| serde_json::from_str(json).ok())
+            .ok_or_else(|| {
+                bad("expected the encoder's configuration in the metadata key `encoder`".to_owned())
+            })?;
+        Ok(ExportedEncoder {
+            tensors,
+            config,
+            objective: metadata.get("objective").cloned().unwrap_or_default(),
+            step: metadata.get("step").and_then(|s| s.parse().ok()),
+        })
+    }
+}

@@ -1,0 +1,446 @@
+//! `finetune` on the real GLUE data with a tiny ELECTRA encoder pretrained here on Wikipedia
+//! with the BERT vocabulary: it learns SST-2 and STS-B, the same seed gives the same
+//! predictions, an interrupted run resumes to identical results, every available task gets
+//! its submission file, and bad input fails before any training.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use electra_pipe_api::{CancelToken, Progress, StageContext, StageKind};
+use electra_stages::corpus::Corpus;
+use electra_stages::finetune::Finetune;
+use electra_stages::glue::GlueTask;
+use electra_stages::pretrain::Pretrain;
+use electra_stages::pretrain_data::PretrainData;
+use electra_stages::tokenizer::TokenizerKind;
+use serde_json::{json, Value};
+
+use common::{data, data_path, run_in, StageRun};
+
+/// Tasks with a train split here (QNLI has dev and test only).
+const TRAINABLE: &[&str] = &["cola", "sst2", "mrpc", "stsb", "rte", "wnli"];
+
+/// Everything the tests fine-tune from, built once per test binary.
+struct Fixture {
+    electra: StageRun,
+    glue: BTreeMap<&'static str, StageRun>,
+}
+
+/// A directory for one stage run, under this process's scratch area in the target directory
+/// (the fixture lives as long as the process, so its directories are never dropped).
+fn scratch() -> tempfile::TempDir {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        // Clear what earlier runs left, once, before this process creates anything.
+        let parent = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for entry in std::fs::read_dir(parent).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("finetune-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let root = parent.join(format!("finetune-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        root
+    });
+    tempfile::tempdir_in(root).unwrap()
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let tok = run_in(
+            scratch(),
+            &TokenizerKind,
+            json!({"load": data_path("vocab/bert-base-uncased/vocab.txt")}),
+            1,
+        );
+        let corpus = run_in(
+            scratch(),
+            &Corpus,
+            json!({"inputs": data_path("corpus/wikipedia-en-2015/AA/wiki_00"), "max_docs": 40}),
+            1,
+        );
+        let examples = run_in(
+            scratch(),
+            &PretrainData,
+            json!({
+                "corpus": corpus.output("corpus.txt"),
+                "tokenizer": tok.output("tokenizer.json"),
+                "max_seq_len": 64,
+            }),
+            2,
+        );
+        let electra = run_in(
+            scratch(),
+            &Pretrain,
+            json!({
+                "objective": "electra",
+                "data": examples.output("shards"),
+                "model": {"preset": "tiny"},
+                "steps": 120,
+                "batch_size": 16,
+                // Gently (the paper's rate, warming up over most of the run): at 2e-3 with
+                // 10 warm-up steps every token's output collapses to one vector within 20
+                // steps, and nothing is left to fine-tune.
+                "lr": 5e-4,
+                "warmup_steps": 100,
+                "checkpoint_every": 1000,
+                "snapshots": [0.5, 1.0],
+                "seed": 3,
+            }),
+            2,
+        );
+        electra.metrics();
+        let mut glue = BTreeMap::new();
+        for task in TRAINABLE.iter().chain(&["qnli"]) {
+            let mut params = json!({"task": task, "glue_dir": data_path("glue"), "tokenizer": tok.output("tokenizer.json")});
+            if *task == "qnli" {
+                params["splits"] = json!(["dev", "test"]);
+            }
+            let stage = run_in(scratch(), &GlueTask, params, 2);
+            stage.metrics();
+            glue.insert(*task, stage);
+        }
+        Fixture { electra, glue }
+    })
+}
+
+fn features(task: &str) -> String {
+    fixture().glue[task].output("features")
+}
+
+/// Params for fine-tuning the fixture's encoder on `task`, with `extra` on top.
+fn params(task: &str, extra: Value) -> Value {
+    let mut params = json!({
+        "task": features(task),
+        "encoder": fixture().electra.output("model.safetensors"),
+        "seed": 1,
+        "lr": 1e-3,
+        "epochs": 2,
+        "max_train_examples": 2000,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    params
+}
+
+fn finetune(params: Value) -> StageRun {
+    run_in(scratch(), &Finetune, params, 2)
+}
+
+fn summary(stage: &StageRun) -> Value {
+    let text = std::fs::read_to_string(stage.out().join("metrics.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn sst2_beats_the_majority_class_and_the_same_seed_predicts_the_same() {
+    let first = finetune(params("sst2", json!({})));
+    let s = summary(&first);
+    assert_eq!(
+        (s["task"].as_str(), s["metric"].as_str()),
+        (Some("sst2"), Some("accuracy"))
+    );
+    assert_eq!(s["train_examples"], 2000);
+    assert_eq!(s["train_examples_available"], 67349);
+    assert_eq!(s["steps"], 2 * 63, "2 epochs of ⌈2000 / 32⌉ steps");
+    assert_eq!(s["encoder"]["objective"], "electra");
+    // SST-2 dev: 444 positive of 872.
+    let majority = 444.0 / 872.0;
+    let accuracy = s["score"].as_f64().unwrap();
+    assert!(
+        accuracy > majority + 0.05,
+        "accuracy {accuracy} vs majority {majority}"
+    );
+    let dev = read(first.out().join("predictions/dev.tsv"));
+    assert_eq!(dev.lines().count(), 873);
+    assert!(dev.starts_with("index\tlabel\tprediction\n"));
+
+    let again = finetune(params("sst2", json!({})));
+    assert_eq!(
+        read(again.out().join("predictions/dev.tsv")),
+        dev,
+        "same seed, same predictions"
+    );
+    assert_eq!(
+        read(again.out().join("submission/SST-2.tsv")),
+        read(first.out().join("submission/SST-2.tsv"))
+    );
+    assert_eq!(summary(&again)["score"], s["score"]);
+
+    let other = finetune(params("sst2", json!({"seed": 2})));
+    assert_ne!(
+        read(other.out().join("train_log.jsonl")),
+        read(first.out().join("train_log.jsonl")),
+        "another seed trains differently"
+    );
+}
+
+#[test]
+fn stsb_regression_yields_a_positive_spearman() {
+    let stage = finetune(params(
+        "stsb",
+        json!({"epochs": 3, "max_train_examples": null}),
+    ));
+    let s = summary(&stage);
+    assert_eq!(s["metric"], "spearman");
+    let spearman = s["score"].as_f64().unwrap();
+    assert!(spearman > 0.05, "Spearman {spearman}");
+    assert!(s["dev"]["dev"]["pearson"].as_f64().is_some());
+    let submission = read(stage.out().join("submission/STS-B.tsv"));
+    for line in submission.lines().skip(1) {
+        let score: f64 = line.split('\t').nth(1).unwrap().parse().unwrap();
+        assert!((0.0..=5.0).contains(&score), "{line}");
+    }
+}
+
+/// Cancels the stage once `at` steps are done.
+struct CancelAt {
+    at: u64,
+    cancel: CancelToken,
+    seen: AtomicU64,
+}
+
+impl Progress for CancelAt {
+    fn update(&self, done: u64, _total: Option<u64>, _message: &str) {
+        self.seen.store(done, Ordering::SeqCst);
+        if done == self.at {
+            self.cancel.cancel();
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_finetune_resumes_to_identical_results() {
+    // 200 examples, batch 32: 7 steps per epoch; interrupted in the middle of epoch 2.
+    let p = params("rte", json!({"max_train_examples": 200, "epochs": 3}));
+    let straight = finetune(p.clone());
+    straight.metrics();
+
+    let root = scratch();
+    for dir in ["out", "work", "checkpoint"] {
+        std::fs::create_dir(root.path().join(dir)).unwrap();
+    }
+    let cancel = CancelToken::new();
+    let progress: &'static CancelAt = Box::leak(Box::new(CancelAt {
+        at: 10,
+        cancel: cancel.clone(),
+        seen: AtomicU64::new(0),
+    }));
+    let ctx = |progress: &'static dyn Progress, cancel: CancelToken| StageContext {
+        stage_name: "finetune",
+        work_dir: root.path().join("work"),
+        out_dir: root.path().join("out"),
+        checkpoint_dir: root.path().join("checkpoint"),
+        log_path: root.path().join("stage.log"),
+        cpus: 2,
+        progress,
+        cancel,
+    };
+    let first = Finetune.run(&p, &ctx(progress, cancel));
+    assert!(first.is_err(), "cancelled");
+    assert_eq!(progress.seen.load(Ordering::SeqCst), 10);
+    let resumed = Finetune
+        .run(&p, &ctx(&electra_pipe_api::NoProgress, CancelToken::new()))
+        .unwrap();
+    assert_eq!(resumed["resumed_from"], 10);
+    let out = root.path().join("out");
+    for file in [
+        "predictions/dev.tsv",
+        "submission/RTE.tsv",
+        "train_log.jsonl",
+    ] {
+        assert_eq!(
+            read(out.join(file)),
+            read(straight.out().join(file)),
+            "{file} after resuming"
+        );
+    }
+}
+
+/// Data rows of a submission file after checking its header and values.
+fn submission_rows(path: &Path, labels: Option<&[&str]>) -> usize {
+    let text = read(path.to_path_buf());
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("index\tprediction"),
+        "{}",
+        path.display()
+    );
+    let mut rows = 0;
+    for line in lines {
+        let (_, prediction) = line.split_once('\t').unwrap();
+        match labels {
+            Some(labels) => assert!(labels.contains(&prediction), "{}: {line}", path.display()),
+            None => assert!(prediction.parse::<f64>().is_ok(), "{line}"),
+        }
+        rows += 1;
+    }
+    rows
+}
+
+#[test]
+fn every_available_task_gets_a_submission_file_with_every_test_row() {
+    let expected = [
+        ("cola", "CoLA.tsv", 1063),
+        ("sst2", "SST-2.tsv", 1821),
+        ("mrpc", "MRPC.tsv", 1725),
+        ("stsb", "STS-B.tsv", 1379),
+        ("rte", "RTE.tsv", 3000),
+        ("wnli", "WNLI.tsv", 146),
+    ];
+    for (task, file, rows) in expected {
+        // The random-init baseline on half of them.
+        let extra = if matches!(task, "cola" | "rte" | "wnli") {
+            json!({"encoder": null, "from_scratch": {"preset": "tiny"}, "max_train_examples": 64, "epochs": 1})
+        } else {
+            json!({"max_train_examples": 64, "epochs": 1})
+        };
+        let mut p = params(task, extra);
+        if p["encoder"].is_null() {
+            p.as_object_mut().unwrap().remove("encoder");
+        }
+        let stage = finetune(p);
+        let s = summary(&stage);
+        assert_eq!(s["submission_files"], json!([file]), "{task}");
+        let info: Value =
+            serde_json::from_str(&read(PathBuf::from(features(task)).join("task.json"))).unwrap();
+        let labels: Option<Vec<String>> = serde_json::from_value(info["labels"].clone()).unwrap();
+        let labels: Option<Vec<&str>> = labels
+            .as_ref()
+            .map(|l| l.iter().map(String::as_str).collect());
+        assert_eq!(
+            submission_rows(
+                &stage.out().join("submission").join(file),
+                labels.as_deref()
+            ),
+            rows,
+            "{task}"
+        );
+        assert!(s["score"].as_f64().is_some(), "{task}");
+    }
+    let qnli = finetune(params("qnli", json!({})));
+    let err = qnli.error();
+    assert!(
+        err.contains("qnli has no train split here (loaded: dev, test)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_fails_before_any_training() {
+    // An encoder pretrained with another vocabulary (2000 WordPieces trained on Wikipedia).
+    let corpus = run_in(
+        scratch(),
+        &Corpus,
+        json!({"inputs": data_path("corpus/wikipedia-en-2015/AA/wiki_00"), "max_docs": 5}),
+        1,
+    );
+    let tok = run_in(
+        scratch(),
+        &TokenizerKind,
+        json!({"train": {"corpus": corpus.output("corpus.txt"), "vocab_size": 2000}}),
+        1,
+    );
+    let examples = run_in(
+        scratch(),
+        &PretrainData,
+        json!({"corpus": corpus.output("corpus.txt"), "tokenizer": tok.output("tokenizer.json"), "max_seq_len": 32}),
+        1,
+    );
+    let other = run_in(
+        scratch(),
+        &Pretrain,
+        json!({"objective": "bert", "data": examples.output("shards"), "model": {"preset": "tiny"}, "steps": 1, "batch_size": 2}),
+        1,
+    );
+    other.metrics();
+    let err = finetune(params(
+        "rte",
+        json!({"encoder": other.output("model.safetensors")}),
+    ))
+    .error();
+    assert!(
+        err.contains("model.safetensors: the encoder was pretrained with a vocabulary of")
+            && err.contains("come from a tokenizer of 30522 tokens: expected the tokenizer the encoder was pretrained with"),
+        "{err}"
+    );
+
+    // A label outside the task's label set, in a copy of RTE's features.
+    let copy = scratch();
+    let source = PathBuf::from(features("rte"));
+    for entry in std::fs::read_dir(&source).unwrap().flatten() {
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let train = copy.path().join("train.jsonl");
+    let text = read(train.clone());
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[2] = lines[2]
+        .replace("\"label\":1", "\"label\":7")
+        .replace("\"label\":0", "\"label\":7");
+    std::fs::write(&train, lines.join("\n") + "\n").unwrap();
+    let stage = finetune(params("rte", json!({"task": copy.path()})));
+    let err = stage.error();
+    assert!(
+        err.contains("train.jsonl:3: label Some(Class(7)) is outside rte's label set: expected a class id 0..1 (entailment, not_entailment)"),
+        "{err}"
+    );
+    assert!(
+        !stage
+            .root
+            .path()
+            .join("checkpoint/train_log.jsonl")
+            .exists(),
+        "no step ran"
+    );
+
+    // A task description naming no GLUE task.
+    let info_path = copy.path().join("task.json");
+    let info = read(info_path.clone()).replace("\"task\": \"rte\"", "\"task\": \"rte2\"");
+    std::fs::write(&info_path, info).unwrap();
+    let err = finetune(params("rte", json!({"task": copy.path()}))).error();
+    assert!(
+        err.contains("task.json: unknown GLUE task `rte2`: expected one of cola"),
+        "{err}"
+    );
+
+    // Missing features.
+    let err = finetune(params("rte", json!({"task": data().join("no-such-task")}))).error();
+    assert!(err.contains("no-such-task/task.json"), "{err}");
+}
+
+#[test]
+fn params_are_checked_before_anything_runs() {
+    let plan = |p: Value| Finetune.plan(&p).unwrap_err();
+    let both = plan(json!({"task": "/t", "encoder": "/e", "from_scratch": {"preset": "tiny"}}));
+    assert_eq!(both.path, "from_scratch");
+    let neither = plan(json!({"task": "/t"}));
+    assert!(neither.message.contains("expected `encoder`"), "{neither}");
+    let decay = plan(json!({"task": "/t", "encoder": "/e", "layerwise_lr_decay": 1.5}));
+    assert_eq!(decay.path, "layerwise_lr_decay");
+    let heads = plan(json!({"task": "/t", "from_scratch": {"preset": "tiny", "heads": 3}}));
+    assert_eq!(heads.path, "from_scratch.heads");
+    let ok = Finetune
+        .plan(&json!({"task": "/t", "encoder": "/e"}))
+        .unwrap();
+    assert_eq!(ok.inputs, ["/t", "/e"]);
+    assert_eq!(
+        ok.outputs,
+        [
+            "metrics.json",
+            "predictions",
+            "submission",
+            "train_log.jsonl"
+        ]
+    );
+}
