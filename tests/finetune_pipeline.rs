@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{checkpointed_step, text, workspace_on_shared_data, Workspace};
+use common::{checkpointed_step, run_and_sigkill_when, text, workspace_on_shared_data, Workspace};
 
 /// A tiny ELECTRA on five Wikipedia articles with the BERT vocabulary, fine-tuned on 256 RTE
 /// examples per seed (8 steps per epoch, 3 epochs).
@@ -107,26 +107,10 @@ fn a_finetune_stage_killed_with_sigkill_resumes_to_identical_results() {
 
     let ws = workspace_on_shared_data();
     let pipeline = ws.write("ft.yaml", PIPELINE);
-    let mut child = ws
-        .command(&["run", pipeline.to_str().unwrap(), "--set", "seeds=[1]"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while checkpointed_step(&ws).is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint was written"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it was killed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    child.kill().unwrap(); // SIGKILL: mid-epoch, with only the epoch checkpoint saved
-    child.wait().unwrap();
+    // Killed mid-epoch, with only the epoch checkpoint saved.
+    run_and_sigkill_when(&ws, &pipeline, &["--set", "seeds=[1]"], || {
+        checkpointed_step(&ws).is_some()
+    });
     let killed_at = checkpointed_step(&ws).unwrap();
     assert!(killed_at.is_multiple_of(8) && killed_at < 24, "{killed_at}");
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{checkpointed_step, workspace_on_shared_data, Workspace};
+use common::{checkpointed_step, run_and_sigkill_when, workspace_on_shared_data, Workspace};
 
 /// Five Wikipedia articles, a 1000-token vocabulary and 32-token examples (a macro so the
 /// pipelines below can `concat!` it).
@@ -139,26 +139,9 @@ fn a_pretraining_run_killed_with_sigkill_resumes_to_the_same_weights() {
 
     let ws = workspace_on_shared_data();
     let pipeline = ws.write("resumable.yaml", RESUMABLE);
-    let mut child = ws
-        .command(&["run", pipeline.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while checkpointed_step(&ws).is_none_or(|step| step < 20) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint was written"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it was killed"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL: no chance to save anything more
-    child.wait().unwrap();
+    run_and_sigkill_when(&ws, &pipeline, &[], || {
+        checkpointed_step(&ws).is_some_and(|step| step >= 20)
+    });
     let killed_at = checkpointed_step(&ws).unwrap();
     assert!(killed_at < 60, "killed mid-way, after step {killed_at}");
 

@@ -7,10 +7,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use electra_pipe_api::{CancelToken, Progress, StageContext, StageKind};
+use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::finetune::Finetune;
 use electra_stages::glue::GlueTask;
@@ -19,7 +18,7 @@ use electra_stages::pretrain_data::PretrainData;
 use electra_stages::tokenizer::TokenizerKind;
 use serde_json::{json, Value};
 
-use common::{data, data_path, run_in, StageRun};
+use common::{data, data_path, run_in, run_interrupted, StageRun};
 
 /// Tasks with a train split here (QNLI has dev and test only).
 const TRAINABLE: &[&str] = &["cola", "sst2", "mrpc", "stsb", "rte", "wnli"];
@@ -203,22 +202,6 @@ fn stsb_regression_yields_a_positive_spearman() {
     }
 }
 
-/// Cancels the stage once `at` steps are done.
-struct CancelAt {
-    at: u64,
-    cancel: CancelToken,
-    seen: AtomicU64,
-}
-
-impl Progress for CancelAt {
-    fn update(&self, done: u64, _total: Option<u64>, _message: &str) {
-        self.seen.store(done, Ordering::SeqCst);
-        if done == self.at {
-            self.cancel.cancel();
-        }
-    }
-}
-
 #[test]
 fn an_interrupted_finetune_resumes_to_identical_results() {
     // 200 examples, batch 32: 7 steps per epoch; interrupted in the middle of epoch 2.
@@ -226,34 +209,9 @@ fn an_interrupted_finetune_resumes_to_identical_results() {
     let straight = finetune(p.clone());
     straight.metrics();
 
-    let root = scratch();
-    for dir in ["out", "work", "checkpoint"] {
-        std::fs::create_dir(root.path().join(dir)).unwrap();
-    }
-    let cancel = CancelToken::new();
-    let progress: &'static CancelAt = Box::leak(Box::new(CancelAt {
-        at: 10,
-        cancel: cancel.clone(),
-        seen: AtomicU64::new(0),
-    }));
-    let ctx = |progress: &'static dyn Progress, cancel: CancelToken| StageContext {
-        stage_name: "finetune",
-        work_dir: root.path().join("work"),
-        out_dir: root.path().join("out"),
-        checkpoint_dir: root.path().join("checkpoint"),
-        log_path: root.path().join("stage.log"),
-        cpus: 2,
-        progress,
-        cancel,
-    };
-    let first = Finetune.run(&p, &ctx(progress, cancel));
-    assert!(first.is_err(), "cancelled");
-    assert_eq!(progress.seen.load(Ordering::SeqCst), 10);
-    let resumed = Finetune
-        .run(&p, &ctx(&electra_pipe_api::NoProgress, CancelToken::new()))
-        .unwrap();
-    assert_eq!(resumed["resumed_from"], 10);
-    let out = root.path().join("out");
+    let resumed = run_interrupted(&Finetune, p, 10);
+    assert_eq!(resumed.metrics()["resumed_from"], 10);
+    let out = resumed.out();
     for file in [
         "predictions/dev.tsv",
         "submission/RTE.tsv",

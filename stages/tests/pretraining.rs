@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use burn::backend::{Autodiff, Flex};
-use electra_pipe_api::{CancelToken, Progress, StageContext, StageKind};
 use electra_stages::corpus::Corpus;
 use electra_stages::pretrain::config::Preset;
 use electra_stages::pretrain::layers::{Dropout, Init};
@@ -21,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use common::{data_path, run, StageRun};
+use common::{data_path, run, run_interrupted, StageRun};
 
 /// Shards of the first 20 Wikipedia articles, with a 2000-token WordPiece vocabulary trained
 /// on them, in 64-token examples.
@@ -184,69 +181,23 @@ fn the_encoder_learns_contextual_predictions_under_dynamic_masking() {
     assert!(late > 0.9, "accuracy over the last 20 steps: {late}");
 }
 
-/// Cancels the stage once it reports `at` steps done.
-struct CancelAt {
-    at: u64,
-    cancel: CancelToken,
-    seen: AtomicU64,
-}
-
-impl Progress for CancelAt {
-    fn update(&self, done: u64, _total: Option<u64>, _message: &str) {
-        self.seen.store(done, Ordering::SeqCst);
-        if done >= self.at {
-            self.cancel.cancel();
-        }
-    }
-}
-
 #[test]
 fn an_interrupted_run_resumes_to_bit_identical_weights() {
     let (_corpus, _tok, examples) = shards();
     let params = tiny("electra", &examples.output("shards"), 30);
     let straight = run(&Pretrain, params.clone(), 2);
 
-    let root = tempfile::tempdir().unwrap();
-    for dir in ["out", "work", "checkpoint"] {
-        std::fs::create_dir(root.path().join(dir)).unwrap();
-    }
-    let cancel = CancelToken::new();
-    let progress = CancelAt {
-        at: 17,
-        cancel: cancel.clone(),
-        seen: AtomicU64::new(0),
-    };
-    let context = |progress: &'static dyn Progress, cancel: CancelToken| StageContext {
-        stage_name: "electra",
-        work_dir: root.path().join("work"),
-        out_dir: root.path().join("out"),
-        checkpoint_dir: root.path().join("checkpoint"),
-        log_path: root.path().join("log"),
-        cpus: 2,
-        progress,
-        cancel,
-    };
-    let progress: &'static CancelAt = Box::leak(Box::new(progress));
-    let first = Pretrain.run(&params, &context(progress, cancel));
-    assert!(first.is_err(), "the run was interrupted");
-    assert_eq!(progress.seen.load(Ordering::SeqCst), 17);
-
-    let resumed = Pretrain
-        .run(
-            &params,
-            &context(&electra_pipe_api::NoProgress, CancelToken::new()),
-        )
-        .unwrap();
-    assert_eq!(resumed["resumed_from"], json!(17));
+    let resumed = run_interrupted(&Pretrain, params, 17);
+    assert_eq!(resumed.metrics()["resumed_from"], json!(17));
     let digest = |dir: &std::path::Path| {
         blake3::hash(&std::fs::read(dir.join("model.safetensors")).unwrap())
     };
     assert_eq!(
-        digest(&root.path().join("out")),
+        digest(&resumed.out()),
         digest(&straight.out()),
         "a resumed run ends with the same weights as an uninterrupted one"
     );
-    let lines = std::fs::read_to_string(root.path().join("out/metrics.jsonl")).unwrap();
+    let lines = std::fs::read_to_string(resumed.out().join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 30);
 }
 

@@ -175,3 +175,36 @@ pub fn checkpointed_step(ws: &Workspace) -> Option<u64> {
         .filter_map(|state| state["step"].as_u64())
         .max()
 }
+
+/// Runs `electra-pipe run <pipeline> <extra>` in `ws` and kills it with SIGKILL (no chance to
+/// save anything more) as soon as `ready` holds; panics if it ends first or `ready` never holds
+/// within five minutes.
+pub fn run_and_sigkill_when(
+    ws: &Workspace,
+    pipeline: &Path,
+    extra: &[&str],
+    ready: impl Fn() -> bool,
+) {
+    let mut args = vec!["run", pipeline.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut child = ws
+        .command(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready to be killed"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -610,40 +610,33 @@ fn write_outputs(
 
 /// The task's metrics on one dev split.
 fn score(task: &Task, split: &Split, predicted: &Predictions) -> BTreeMap<String, f64> {
+    let labels = split.features.iter().map(|f| f.label);
     match predicted {
         Predictions::Classes(predicted) => {
-            let gold: Vec<u32> = split
-                .features
-                .iter()
-                .map(|f| match f.label {
+            let gold: Vec<u32> = labels
+                .map(|label| match label {
                     Some(Label::Class(id)) => id,
                     _ => unreachable!("labels are checked before training"),
                 })
                 .collect();
-            task_metrics(
-                task,
-                &Scored::Classes {
-                    predicted,
-                    gold: &gold,
-                },
-            )
+            let scored = Scored::Classes {
+                predicted,
+                gold: &gold,
+            };
+            task_metrics(task, &scored)
         }
         Predictions::Scores(predicted) => {
-            let gold: Vec<f64> = split
-                .features
-                .iter()
-                .map(|f| match f.label {
+            let gold: Vec<f64> = labels
+                .map(|label| match label {
                     Some(Label::Score(score)) => score,
                     _ => unreachable!("labels are checked before training"),
                 })
                 .collect();
-            task_metrics(
-                task,
-                &Scored::Scores {
-                    predicted,
-                    gold: &gold,
-                },
-            )
+            let scored = Scored::Scores {
+                predicted,
+                gold: &gold,
+            };
+            task_metrics(task, &scored)
         }
     }
 }

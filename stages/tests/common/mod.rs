@@ -4,7 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use electra_pipe_api::{CancelToken, Metrics, NoProgress, StageContext, StageError, StageKind};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use electra_pipe_api::{
+    CancelToken, Metrics, NoProgress, Progress, StageContext, StageError, StageKind,
+};
 use serde_json::Value;
 
 /// The shared real data directory (`../shared/data` beside the project).
@@ -100,4 +104,53 @@ pub fn count(metrics: &Metrics, name: &str) -> u64 {
     metrics[name]
         .as_u64()
         .unwrap_or_else(|| panic!("metric {name}: {:?}", metrics.get(name)))
+}
+
+/// Cancels the stage once it reports `at` steps done.
+struct CancelAt {
+    at: u64,
+    cancel: CancelToken,
+    seen: AtomicU64,
+}
+
+impl Progress for CancelAt {
+    fn update(&self, done: u64, _total: Option<u64>, _message: &str) {
+        self.seen.store(done, Ordering::SeqCst);
+        if done >= self.at {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// Runs `kind` with `params`, cancels it once `at` steps are done (checking that it stopped
+/// there), then runs it again in the same directories to resume; returns the resumed run.
+pub fn run_interrupted(kind: &dyn StageKind, params: Value, at: u64) -> StageRun {
+    let root = tempfile::tempdir().unwrap();
+    for dir in ["out", "work", "checkpoint"] {
+        std::fs::create_dir(root.path().join(dir)).unwrap();
+    }
+    let context = |progress: &'static dyn Progress, cancel: CancelToken| StageContext {
+        stage_name: kind.name(),
+        work_dir: root.path().join("work"),
+        out_dir: root.path().join("out"),
+        checkpoint_dir: root.path().join("checkpoint"),
+        log_path: root.path().join("log"),
+        cpus: 2,
+        progress,
+        cancel,
+    };
+    let cancel = CancelToken::new();
+    let progress: &'static CancelAt = Box::leak(Box::new(CancelAt {
+        at,
+        cancel: cancel.clone(),
+        seen: AtomicU64::new(0),
+    }));
+    let first = kind.run(&params, &context(progress, cancel));
+    assert!(
+        matches!(first, Err(StageError::Cancelled)),
+        "the run was interrupted"
+    );
+    assert_eq!(progress.seen.load(Ordering::SeqCst), at);
+    let result = kind.run(&params, &context(&NoProgress, CancelToken::new()));
+    StageRun { root, result }
 }
