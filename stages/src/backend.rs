@@ -58,3 +58,23 @@ pub fn run_on<W: OnBackend>(backend: &str, work: W) -> W::Output {
         _ => work.run::<Autodiff<Flex>>(&Default::default()),
     }
 }
+
+/// What ran the work, for reports: the CPU model and thread count for the CPU backends, the
+/// backend's name for the others.
+pub fn hardware(backend: &str, cpus: usize) -> String {
+    match backend {
+        "flex" | "ndarray" => {
+            let model = std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find(|l| l.starts_with("model name"))
+                        .and_then(|l| l.split_once(':'))
+                        .map(|(_, name)| name.trim().to_owned())
+                })
+                .unwrap_or_else(|| "CPU".to_owned());
+            format!("{model}, {cpus} threads ({backend})")
+        }
+        other => format!("{other} device 0"),
+    }
+}

@@ -4,7 +4,8 @@
 //! orchestrator. Kinds: `source` (a file by url + sha256), `command` (a shell command with declared inputs and outputs),
 //! `corpus` (pretraining text into a document stream), `tokenizer` (BERT WordPiece), `pretrain_data` (ELECTRA
 //! pretraining examples in shards), `glue_task` (one GLUE task as tokenized features),
-//! `pretrain` (ELECTRA or BERT with burn), `finetune` (one GLUE task × seed, scored on dev).
+//! `pretrain` (ELECTRA or BERT with burn), `finetune` (one GLUE task × seed, scored on dev),
+//! `report` (the compute-matched comparison: table, CSV, HTML, plots).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use electra_pipe_api::Registry;
 pub mod backend;
 pub mod command;
 pub mod corpus;
+pub mod digest;
 pub mod error;
 pub mod finetune;
 pub mod glue;
@@ -21,6 +23,7 @@ pub mod json_file;
 pub mod parallel;
 pub mod pretrain;
 pub mod pretrain_data;
+pub mod report;
 pub mod source;
 pub mod textfile;
 pub mod tokenizer;
@@ -35,6 +38,7 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(glue::GlueTask));
     registry.register(Arc::new(pretrain::Pretrain));
     registry.register(Arc::new(finetune::Finetune));
+    registry.register(Arc::new(report::Report));
     registry.register(Arc::new(source::Source));
     registry
 }

@@ -63,6 +63,9 @@ pub struct FinetuneParams {
     pub task: String,
     /// An exported encoder: a pretrain stage's `model.safetensors` or one of its snapshots.
     pub encoder: Option<String>,
+    /// With `encoder` naming a pretrain stage's `snapshots` directory: the snapshot taken after
+    /// this fraction of training.
+    pub snapshot: Option<f64>,
     /// Instead of `encoder`: a randomly initialised encoder of this size.
     pub from_scratch: Option<ModelParams>,
     /// Seed of the head, the training subset, the data order and dropout.
@@ -154,6 +157,14 @@ impl FinetuneParams {
                     ParamError::new(format!("from_scratch.{field}"), message)
                 })?,
             (Some(_), None) => {}
+        }
+        if let Some(fraction) = parsed.snapshot {
+            if parsed.encoder.is_none() || !(fraction > 0.0 && fraction <= 1.0) {
+                return Err(ParamError::new(
+                    "snapshot",
+                    format!("expected a fraction of training in (0, 1] with `encoder: \"@<pretrain stage>/snapshots\"`, found {fraction}"),
+                ));
+            }
         }
         let positive = |field: &str, ok: bool, found: String| {
             if ok {
@@ -282,7 +293,20 @@ struct Prepared {
     train: Split,
     devs: Vec<Split>,
     tests: Vec<Split>,
-    exported: Option<ExportedEncoder>,
+    /// The pretrained encoder and its file.
+    exported: Option<(ExportedEncoder, PathBuf)>,
+}
+
+/// The encoder file: `encoder`, or with `snapshot` the file in that directory.
+fn encoder_file(params: &FinetuneParams) -> Result<Option<PathBuf>> {
+    Ok(match (&params.encoder, params.snapshot) {
+        (Some(dir), Some(fraction)) => Some(crate::pretrain::export::find_snapshot(
+            Path::new(dir),
+            fraction,
+        )?),
+        (Some(file), None) => Some(PathBuf::from(file)),
+        (None, _) => None,
+    })
 }
 
 fn prepare(params: &FinetuneParams) -> Result<Prepared> {
@@ -337,12 +361,11 @@ fn prepare(params: &FinetuneParams) -> Result<Prepared> {
         .iter()
         .map(|name| Split::read(dir, name))
         .collect::<Result<Vec<_>>>()?;
-    let exported = match &params.encoder {
+    let exported = match encoder_file(params)? {
         Some(path) => {
-            let path = Path::new(path);
-            let exported = ExportedEncoder::read(path)?;
-            check_encoder(&exported, &info, path, &info_path)?;
-            Some(exported)
+            let exported = ExportedEncoder::read(&path)?;
+            check_encoder(&exported, &info, &path, &info_path)?;
+            Some((exported, path))
         }
         None => None,
     };
@@ -426,10 +449,9 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         head_dropout: params.head_dropout,
         seed: params.seed,
     };
-    let encoder_path = params.encoder.as_deref().map(Path::new);
-    let start = match (&prepared.exported, encoder_path) {
-        (Some(exported), Some(path)) => Start::Pretrained(exported, path),
-        _ => Start::Scratch(
+    let start = match &prepared.exported {
+        Some((exported, path)) => Start::Pretrained(exported, path),
+        None => Start::Scratch(
             params
                 .from_scratch
                 .as_ref()
@@ -547,12 +569,12 @@ fn write_outputs(
     let log = ctx.checkpoint_dir.join(TRAIN_LOG);
     std::fs::copy(&log, ctx.out_dir.join(TRAIN_LOG))
         .map_err(|e| DataError::io(format!("copying {}", log.display()), e))?;
-    let encoder = match (&prepared.exported, &params.encoder) {
-        (Some(exported), Some(path)) => json!({
+    let encoder = match &prepared.exported {
+        Some((exported, path)) => json!({
             "from_scratch": false,
             "objective": exported.objective,
             "pretrain_step": exported.step,
-            "digest": file_digest(Path::new(path))?,
+            "digest": crate::digest::file_digest(path)?,
             "config": exported.config,
         }),
         _ => json!({
@@ -639,11 +661,4 @@ fn score(task: &Task, split: &Split, predicted: &Predictions) -> BTreeMap<String
             task_metrics(task, &scored)
         }
     }
-}
-
-/// BLAKE3 of a file, so results can be matched to the exact encoder they started from.
-fn file_digest(path: &Path) -> Result<String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| DataError::io(format!("reading {}", path.display()), e))?;
-    Ok(blake3::hash(&bytes).to_hex().to_string())
 }

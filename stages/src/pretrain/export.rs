@@ -1,8 +1,8 @@
 //! The format of exported encoders (`model.safetensors`, `generator.safetensors`, snapshots):
 //! safetensors with tensors `embeddings.*`, `encoder.*` and `head.*` (the pretraining head),
 //! and metadata that makes the file self-describing: `format`, `objective`, `encoder` (the
-//! [`EncoderConfig`] as JSON) and, for snapshots, `step`. A fine-tuning stage needs nothing
-//! but this file.
+//! [`EncoderConfig`] as JSON) and, for snapshots, `step` and `total_steps`. A fine-tuning
+//! stage needs nothing but this file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,7 +31,7 @@ pub struct ExportedEncoder {
 pub fn metadata(
     config: &EncoderConfig,
     objective: &str,
-    step: Option<u64>,
+    snapshot: Option<Snapshot>,
 ) -> BTreeMap<String, String> {
     let mut metadata = BTreeMap::from([
         ("format".to_owned(), ENCODER_FORMAT.to_owned()),
@@ -41,10 +41,53 @@ pub fn metadata(
             serde_json::to_string(config).expect("a config serializes"),
         ),
     ]);
-    if let Some(step) = step {
-        metadata.insert("step".to_owned(), step.to_string());
+    if let Some(snapshot) = snapshot {
+        metadata.insert("step".to_owned(), snapshot.step.to_string());
+        metadata.insert("total_steps".to_owned(), snapshot.total_steps.to_string());
     }
     metadata
+}
+
+/// Where a snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Steps done.
+    pub step: u64,
+    /// Steps of the whole run.
+    pub total_steps: u64,
+}
+
+/// The snapshot file in `dir` (a pretrain stage's `snapshots/`) taken after `fraction` of
+/// training; the error lists the fractions there are.
+pub fn find_snapshot(dir: &Path, fraction: f64) -> Result<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(format!("listing {}", dir.display()), e))?;
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            continue;
+        }
+        let metadata = tensor_file::read_metadata(&path)?;
+        let number = |key: &str| metadata.get(key).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(step), Some(total)) = (number("step"), number("total_steps")) {
+            if step == ((fraction * total as f64).round() as u64).clamp(1, total) {
+                return Ok(path);
+            }
+            found.push(format!(
+                "{} (step {step} of {total})",
+                step as f64 / total as f64
+            ));
+        }
+    }
+    found.sort();
+    Err(DataError::invalid(
+        dir,
+        format!(
+            "no snapshot after {fraction} of training: expected one of {} (the pretrain stage's `snapshots`)",
+            if found.is_empty() { "none".to_owned() } else { found.join(", ") }
+        ),
+    ))
 }
 
 impl ExportedEncoder {

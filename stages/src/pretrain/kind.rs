@@ -377,7 +377,7 @@ impl StageKind for Pretrain {
     }
 
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn summary(&self) -> &'static str {
@@ -466,6 +466,20 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     .map_err(|e| DataError::io("copying the metrics".to_owned(), e))?;
 
     let parameters: usize = trained.model.values().map(|t| t.values.len()).sum();
+    let train_seconds = train_seconds(&ctx.out_dir.join(METRICS_FILE))?;
+    let snapshots = settings
+        .snapshot_steps
+        .iter()
+        .map(|&step| {
+            let file = format!("{SNAPSHOTS_DIR}/{}", snapshot_file(step));
+            Ok(json!({
+                "step": step,
+                "fraction": step as f64 / steps as f64,
+                "file": file,
+                "digest": crate::digest::file_digest(&ctx.out_dir.join(&file))?,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let train_flops = settings.flops_per_step * steps as f64;
     let matched = match &params.match_compute {
         Some(MatchCompute::Resolved { stage, .. }) => Some(stage.clone()),
@@ -493,7 +507,11 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
         "flops_per_step": settings.flops_per_step,
         "train_flops": train_flops,
         "parameters": parameters,
-        "snapshot_steps": settings.snapshot_steps,
+        "snapshots": snapshots,
+        "model_digest": crate::digest::file_digest(&ctx.out_dir.join(MODEL_FILE))?,
+        "backend": params.backend,
+        "hardware": crate::backend::hardware(&params.backend, ctx.cpus),
+        "train_seconds": train_seconds,
     });
     crate::json_file::write_pretty(&ctx.out_dir.join(CONFIG_FILE), &config)?;
     let last = trained.last;
@@ -513,6 +531,18 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             json!(trained.tokens_per_second),
         ),
     ]))
+}
+
+/// Wall time of training: the sum of the steps' `seconds` in the metrics log (across
+/// resumptions).
+fn train_seconds(metrics: &Path) -> Result<f64> {
+    let text = std::fs::read_to_string(metrics)
+        .map_err(|e| DataError::io(format!("reading {}", metrics.display()), e))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line["seconds"].as_f64())
+        .sum())
 }
 
 /// [`train`] as work for [`crate::backend::run_on`].

@@ -116,6 +116,26 @@ pub fn read_with_metadata(
     Ok((tensors, metadata))
 }
 
+/// The free-form metadata of a safetensors file, reading only its header.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    use std::io::Read;
+    let context = || format!("reading {}", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(context(), e))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| DataError::io(context(), e))?;
+    let mut header = vec![0u8; u64::from_le_bytes(len) as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| DataError::io(context(), e))?;
+    let header: Map<String, Value> = serde_json::from_slice(&header).map_err(|e| {
+        DataError::invalid(path, format!("expected a safetensors JSON header: {e}"))
+    })?;
+    Ok(header
+        .get("__metadata__")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default())
+}
+
 /// The tensors whose names start with `prefix`, with it removed (`encoder.` of a whole model).
 pub fn with_prefix(
     tensors: &BTreeMap<String, NamedTensor>,

@@ -182,7 +182,11 @@ impl<B: AutodiffBackend> Model<B> {
             (Model::Electra(_), _, _) => ("electra", settings.encoder),
             (Model::Bert(_), _, _) => ("bert", settings.encoder),
         };
-        export::metadata(&config, objective, step)
+        let snapshot = step.map(|step| export::Snapshot {
+            step,
+            total_steps: settings.schedule.total,
+        });
+        export::metadata(&config, objective, snapshot)
     }
 
     fn update(self, optimizer: &mut AdamW<B>, grads: &B::Gradients, lr: f64) -> (Self, f64) {
@@ -294,6 +298,7 @@ pub fn train<B: AutodiffBackend>(
             "lr": lr,
             "grad_norm": grad_norm,
             "tokens_per_second": last.tokens as f64 / step_seconds,
+            "seconds": step_seconds,
             "train_flops": settings.flops_per_step * (step + 1) as f64,
         });
         writeln!(metrics, "{line}")

@@ -1,0 +1,280 @@
+//! The `report` stage kind: the paper's compute-matched comparison from this pipeline's
+//! pretraining and fine-tuning results, as Markdown, a tidy CSV and a self-contained HTML page
+//! with SVG plots.
+//!
+//! ```yaml
+//! report:
+//!   kind: report
+//!   params:
+//!     title: ELECTRA vs. compute-matched BERT
+//!     pipeline: pipelines/glue_small.yaml        # named in the rerun instructions
+//!     models:                                    # one row each (plus one per snapshot)
+//!       - {name: ELECTRA-Small, config: "@electra/config.json", metrics: "@electra/metrics.jsonl"}
+//!       - {name: BERT-Small, config: "@bert/config.json", metrics: "@bert/metrics.jsonl"}
+//!     finetune: ["@finetune[*]/metrics.json", "@scratch[*]/metrics.json"]
+//!     published: true                            # the paper's rows, marked as such
+//! ```
+//!
+//! Fine-tuning results are matched to the weights they started from by the encoder file's
+//! digest (a model's final weights or one of its snapshots), so the snapshot rows build
+//! themselves. Modules: [`results`] (reading and grouping), [`table`] (rows, medians, the
+//! GLUE average, Markdown), [`plots`] (SVG), [`render`] (the documents).
+
+pub mod plots;
+pub mod render;
+pub mod results;
+pub mod table;
+
+use std::path::{Path, PathBuf};
+
+use electra_pipe_api::{
+    parse_params, Metrics, ParamError, Params, StageContext, StageError, StageKind, StagePlan,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use self::render::Context;
+use crate::error::{DataError, Result};
+
+/// The Markdown report.
+pub const REPORT_MD: &str = "report.md";
+/// One row per (model, checkpoint, task, seed).
+pub const RESULTS_CSV: &str = "results.csv";
+/// The self-contained HTML report.
+pub const REPORT_HTML: &str = "report.html";
+/// The SVG plots.
+pub const PLOTS_DIR: &str = "plots";
+
+/// One pretrained model of the report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// Its row label.
+    pub name: String,
+    /// The pretrain stage's `config.json`.
+    pub config: String,
+    /// The pretrain stage's `metrics.jsonl`.
+    pub metrics: String,
+}
+
+/// Params of a `report` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    /// The title.
+    #[serde(default = "default_title")]
+    pub title: String,
+    /// The pipeline file, for the rerun instructions.
+    pub pipeline: Option<String>,
+    /// The pretrained models, in row order.
+    pub models: Vec<ModelRef>,
+    /// Fine-tuning `metrics.json` files (lists of lists are flattened).
+    pub finetune: Value,
+    /// Add the paper's published rows.
+    #[serde(default = "default_published")]
+    pub published: bool,
+}
+
+fn default_title() -> String {
+    "ELECTRA vs. compute-matched BERT on GLUE".to_owned()
+}
+fn default_published() -> bool {
+    true
+}
+
+/// Every string in a (nested) list of paths.
+fn flatten(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
+        _ => {}
+    }
+}
+
+impl ReportParams {
+    /// Parses and validates params.
+    pub fn parse(params: &Params) -> Result<Self, ParamError> {
+        let parsed: ReportParams = parse_params(params)?;
+        if parsed.models.is_empty() {
+            return Err(ParamError::new(
+                "models",
+                "expected at least one pretrained model",
+            ));
+        }
+        let mut finetune = Vec::new();
+        if !matches!(parsed.finetune, Value::String(_) | Value::Array(_)) {
+            return Err(ParamError::new(
+                "finetune",
+                "expected a path or a list of paths (references to finetune stages' metrics.json)",
+            ));
+        }
+        flatten(&parsed.finetune, &mut finetune);
+        if finetune.is_empty() {
+            return Err(ParamError::new(
+                "finetune",
+                "expected at least one fine-tuning result",
+            ));
+        }
+        for (i, a) in parsed.models.iter().enumerate() {
+            if parsed.models[..i].iter().any(|b| b.name == a.name) {
+                return Err(ParamError::new(
+                    format!("models[{i}].name"),
+                    format!("`{}` names two models: expected distinct names", a.name),
+                ));
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn finetune_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        flatten(&self.finetune, &mut out);
+        out
+    }
+}
+
+/// The `report` stage kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Report;
+
+impl StageKind for Report {
+    fn name(&self) -> &'static str {
+        "report"
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn summary(&self) -> &'static str {
+        "the compute-matched comparison table, CSV, HTML and plots from pretraining and fine-tuning results"
+    }
+
+    fn plan(&self, params: &Params) -> Result<StagePlan, ParamError> {
+        let params = ReportParams::parse(params)?;
+        let mut inputs: Vec<String> = params
+            .models
+            .iter()
+            .flat_map(|m| [m.config.clone(), m.metrics.clone()])
+            .collect();
+        inputs.extend(params.finetune_paths());
+        Ok(StagePlan {
+            inputs,
+            outputs: vec![
+                REPORT_MD.to_owned(),
+                RESULTS_CSV.to_owned(),
+                REPORT_HTML.to_owned(),
+                PLOTS_DIR.to_owned(),
+            ],
+            ..StagePlan::default()
+        })
+    }
+
+    fn run(&self, params: &Params, ctx: &StageContext<'_>) -> Result<Metrics, StageError> {
+        let params = ReportParams::parse(params)?;
+        Ok(run(&params, ctx)?)
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| DataError::io(format!("writing {}", path.display()), e))
+}
+
+fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
+    let models = params
+        .models
+        .iter()
+        .map(|m| results::read_model(&m.name, Path::new(&m.config), Path::new(&m.metrics)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut finetune = Vec::new();
+    let mut inputs = Vec::new();
+    for m in &models {
+        inputs.push((
+            format!("{} model.safetensors", m.name),
+            m.summary.model_digest.clone(),
+        ));
+    }
+    for path in params.finetune_paths() {
+        let path = PathBuf::from(path);
+        let result = results::read_result(&path)?;
+        let origin = match (&result.encoder.digest, result.encoder.from_scratch) {
+            (_, true) => "random init".to_owned(),
+            (Some(digest), false) => format!("encoder {}…", &digest[..digest.len().min(12)]),
+            (None, false) => "encoder unknown".to_owned(),
+        };
+        inputs.push((
+            format!(
+                "fine-tuning result: {} seed {} from {origin}",
+                result.task, result.seed
+            ),
+            crate::digest::file_digest(&path)?,
+        ));
+        finetune.push((path, result));
+    }
+    let groups = results::group(&models, finetune)?;
+    let mut rows = table::our_rows(&models, &groups);
+    if params.published {
+        rows.extend(table::published_rows());
+    }
+    let versions = vec![
+        (
+            "electra-pipe".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+        ("burn".to_owned(), "0.21.0".to_owned()),
+        (
+            "stage kinds".to_owned(),
+            format!(
+                "pretrain v{}, finetune v{}, report v{}",
+                crate::pretrain::Pretrain.version(),
+                crate::finetune::Finetune.version(),
+                Report.version()
+            ),
+        ),
+    ];
+    let context = Context {
+        title: &params.title,
+        pipeline: params.pipeline.as_deref(),
+        inputs: &inputs,
+        versions: &versions,
+    };
+    let notes = render::notes(&groups);
+    let plots_dir = ctx.out_dir.join(PLOTS_DIR);
+    std::fs::create_dir_all(&plots_dir)
+        .map_err(|e| DataError::io(format!("creating {}", plots_dir.display()), e))?;
+    let glue_plot = plots::glue_vs_flops(&models, &rows)?;
+    let loss_plot = plots::loss_curves(&models)?;
+    let task_plot = plots::task_scores(&rows)?;
+    for (file, svg) in [
+        ("glue_vs_flops.svg", &glue_plot),
+        ("pretraining_loss.svg", &loss_plot),
+        ("task_scores.svg", &task_plot),
+    ] {
+        write(&plots_dir.join(file), svg)?;
+    }
+    write(
+        &ctx.out_dir.join(REPORT_MD),
+        &render::report_markdown(&rows, &context, &notes),
+    )?;
+    write(
+        &ctx.out_dir.join(RESULTS_CSV),
+        &render::results_csv(&models, &rows, &groups),
+    )?;
+    let plots = [
+        ("GLUE dev average against pretraining compute (log scale); the paper's ELECTRA-Small curve and BERT-Small point for scale.", glue_plot.as_str()),
+        ("Pretraining losses against train FLOPs (moving average over 2% of the steps).", loss_plot.as_str()),
+        ("Every fine-tuning seed's dev score per task; bars mark the medians.", task_plot.as_str()),
+    ];
+    write(
+        &ctx.out_dir.join(REPORT_HTML),
+        &render::report_html(&rows, &context, &notes, &plots),
+    )?;
+    let mut metrics = Metrics::new();
+    for row in &rows {
+        if let (table::RowKind::Ours(_), Some(glue)) = (&row.kind, row.glue) {
+            metrics.insert(format!("glue.{}", row.label), json!(glue));
+        }
+    }
+    tracing::info!(rows = rows.len(), "report written");
+    Ok(metrics)
+}

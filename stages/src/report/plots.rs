@@ -1,0 +1,281 @@
+//! The report's plots, as SVG drawn with plotters: GLUE average against train FLOPs (log
+//! axis), the pretraining loss curves, and every seed's dev score per task.
+
+use plotters::prelude::*;
+
+use super::results::Model;
+use super::table::{task_columns, Row, RowKind};
+use crate::error::{DataError, Result};
+
+const WIDTH: u32 = 860;
+const HEIGHT: u32 = 460;
+const FONT: &str = "sans-serif";
+
+fn colour(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 8] = [
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x2c, 0xa0, 0x2c),
+        RGBColor(0x94, 0x67, 0xbd),
+        RGBColor(0xff, 0x7f, 0x0e),
+        RGBColor(0x8c, 0x56, 0x4b),
+        RGBColor(0xe3, 0x77, 0xc2),
+        RGBColor(0x7f, 0x7f, 0x7f),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+fn plot_error(e: impl std::fmt::Display) -> DataError {
+    DataError::Config(format!("drawing a plot: {e}"))
+}
+
+/// Draws onto an SVG string with `draw`.
+fn svg(
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<String> {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        draw(&root)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(out)
+}
+
+/// GLUE average against train FLOPs on a log axis: one line per pretraining run through its
+/// snapshots and final weights, and the paper's ELECTRA-Small curve and BERT-Small point.
+pub fn glue_vs_flops(models: &[Model], rows: &[Row]) -> Result<String> {
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let points = rows
+                .iter()
+                .filter(|r| matches!(&r.kind, RowKind::Ours(super::results::Origin::Pretrained { model, .. }) if *model == i))
+                .filter_map(|r| Some((r.train_flops?, r.glue?)))
+                .collect();
+            (m.name.clone(), points)
+        })
+        .collect();
+    for objective in ["ELECTRA", "BERT"] {
+        let points = rows
+            .iter()
+            .filter(|r| r.kind == RowKind::Published && r.objective == objective)
+            .filter_map(|r| Some((r.train_flops?, r.glue?)))
+            .collect();
+        series.push((format!("{objective}-Small (published)"), points));
+    }
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let (lo, hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(x, _)| {
+        (lo.min(x), hi.max(x))
+    });
+    let (y_lo, y_hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y)| {
+        (lo.min(y), hi.max(y))
+    });
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("GLUE dev average vs. pretraining compute", (FONT, 20))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(54)
+            .build_cartesian_2d(
+                ((lo / 3.0).max(1.0)..hi * 3.0).log_scale(),
+                (y_lo - 5.0).max(0.0)..(y_hi + 5.0).min(100.0),
+            )
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("train FLOPs (log scale)")
+            .y_desc("GLUE dev average")
+            .x_label_formatter(&|x| format!("{x:.0e}"))
+            .draw()
+            .map_err(plot_error)?;
+        for (i, (name, points)) in series.iter().enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .draw()
+            .map_err(plot_error)
+    })
+}
+
+/// Moving average over `window` points.
+fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let window = window.max(1);
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, _))| {
+            let from = i.saturating_sub(window - 1);
+            let slice = &points[from..=i];
+            (
+                x,
+                slice.iter().map(|p| p.1).sum::<f64>() / slice.len() as f64,
+            )
+        })
+        .collect()
+}
+
+/// Which value of a metrics line a panel plots.
+type CurveValue = fn(&super::results::CurvePoint) -> f64;
+
+/// A model's index (its colour), the model and its smoothed `(FLOPs, value)` points.
+type Curve<'a> = (usize, &'a Model, Vec<(f64, f64)>);
+
+/// The masked-LM loss of every run (the generator's for ELECTRA) and ELECTRA's discriminator
+/// loss, against train FLOPs, smoothed over 2% of the steps.
+pub fn loss_curves(models: &[Model]) -> Result<String> {
+    svg(|root| {
+        let panels = root.split_evenly((1, 2));
+        let kinds: [(&str, CurveValue, bool); 2] = [
+            ("masked-LM loss", |p| p.mlm_loss, false),
+            ("discriminator BCE (ELECTRA)", |p| p.bce_loss, true),
+        ];
+        for (panel, (title, value, electra_only)) in panels.iter().zip(kinds) {
+            let curves: Vec<Curve<'_>> = models
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| !electra_only || m.summary.objective == "electra")
+                .map(|(i, m)| {
+                    let raw: Vec<(f64, f64)> =
+                        m.curve.iter().map(|p| (p.train_flops, value(p))).collect();
+                    (i, m, smooth(&raw, m.curve.len() / 50))
+                })
+                .collect();
+            let points = curves.iter().flat_map(|(_, _, c)| c.iter());
+            let (x_hi, y_lo, y_hi) = points
+                .fold((1.0f64, f64::MAX, f64::MIN), |(x, lo, hi), &(px, py)| {
+                    (x.max(px), lo.min(py), hi.max(py))
+                });
+            if curves.is_empty() || y_lo > y_hi {
+                continue;
+            }
+            let pad = (y_hi - y_lo).max(1e-3) * 0.05;
+            let mut chart = ChartBuilder::on(panel)
+                .caption(title, (FONT, 17))
+                .margin(12)
+                .x_label_area_size(44)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0.0..x_hi, (y_lo - pad)..(y_hi + pad))
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("train FLOPs")
+                .x_labels(5)
+                .x_label_formatter(&|x| format!("{x:.1e}"))
+                .draw()
+                .map_err(plot_error)?;
+            for (i, model, curve) in curves {
+                let c = colour(i);
+                chart
+                    .draw_series(LineSeries::new(curve, c.stroke_width(2)))
+                    .map_err(plot_error)?
+                    .label(model.name.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((FONT, 13))
+                .draw()
+                .map_err(plot_error)?;
+        }
+        Ok(())
+    })
+}
+
+/// Every seed's dev score per task (dots) and the median (a bar), one colour per row.
+pub fn task_scores(rows: &[Row]) -> Result<String> {
+    let ours: Vec<&Row> = rows
+        .iter()
+        .filter(|r| matches!(r.kind, RowKind::Ours(_)))
+        .collect();
+    let columns = task_columns(rows);
+    let n = columns.len().max(1);
+    let scores = ours
+        .iter()
+        .flat_map(|r| r.tasks.values().flat_map(|t| t.seeds.iter().map(|s| s.1)));
+    let (lo, hi) = scores.fold((0.0f64, 1.0f64), |(lo, hi), s| (lo.min(s), hi.max(s)));
+    let names: Vec<&str> = columns.iter().map(|c| c.1).collect();
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(
+                "Dev score per task: every seed (dots) and the median (bar)",
+                (FONT, 18),
+            )
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-0.5..(n as f64 - 0.5), (lo - 5.0)..(hi + 5.0).min(105.0))
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    names
+                        .get(i as usize)
+                        .map_or_else(String::new, |s| s.to_string())
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("dev score (MCC, Spearman or accuracy × 100)")
+            .draw()
+            .map_err(plot_error)?;
+        let width = 0.8 / ours.len().max(1) as f64;
+        for (k, row) in ours.iter().enumerate() {
+            let c = colour(k);
+            let offset = -0.4 + width * (k as f64 + 0.5);
+            let mut dots = Vec::new();
+            let mut bars = Vec::new();
+            for (j, (task, _)) in columns.iter().enumerate() {
+                if let Some(t) = row.tasks.get(*task) {
+                    let x = j as f64 + offset;
+                    dots.extend(t.seeds.iter().map(|&(_, s)| (x, s)));
+                    bars.push(((x - width * 0.4, t.median), (x + width * 0.4, t.median)));
+                }
+            }
+            chart
+                .draw_series(dots.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(plot_error)?
+                .label(row.label.as_str())
+                .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
+            chart
+                .draw_series(
+                    bars.iter()
+                        .map(|&(a, b)| PathElement::new(vec![a, b], c.stroke_width(3))),
+                )
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 12))
+            .draw()
+            .map_err(plot_error)
+    })
+}

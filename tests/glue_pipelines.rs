@@ -1,0 +1,156 @@
+//! The reproduction pipelines: `glue_tiny.yaml` runs end to end on the real data (CI runs it on
+//! every submission) and its report is checked against its own results; a second run is all
+//! cached; `glue_small.yaml` and `electra_small_paper.yaml` plan.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{text, workspace_on_shared_data};
+
+fn pipeline(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pipelines")
+        .join(name)
+}
+
+/// The fields of one CSV line (quoted fields may hold commas and doubled quotes).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// The median of a few numbers (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+#[test]
+fn glue_tiny_runs_end_to_end_and_its_report_agrees_with_its_results() {
+    let ws = workspace_on_shared_data();
+    let file = pipeline("glue_tiny.yaml");
+    let ran = ws.run_ok(&file, &[]);
+    assert_eq!(ran.len(), 1 + 1 + 1 + 2 + 5 + 20 + 10 + 10 + 1, "{ran:?}");
+
+    let csv = std::fs::read_to_string(ws.output_path("report", "results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = csv_fields(lines.next().unwrap());
+    let column = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<Vec<String>> = lines.map(csv_fields).collect();
+    assert_eq!(rows.len(), 40, "4 rows of models × 5 tasks × 2 seeds");
+    let mut scores: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for row in &rows {
+        let score: f64 = row[column("score")].parse().unwrap();
+        assert!((-1.0..=1.0).contains(&score), "{row:?}");
+        scores
+            .entry((
+                row[column("model")].to_owned(),
+                row[column("task")].to_owned(),
+            ))
+            .or_default()
+            .push(score * 100.0);
+    }
+    let models: Vec<&str> = scores.keys().map(|(m, _)| m.as_str()).collect();
+    for model in [
+        "ELECTRA-Tiny",
+        "ELECTRA-Tiny (50.0% of training)",
+        "BERT-Tiny",
+        "no pretraining (tiny, random init)",
+    ] {
+        assert!(models.contains(&model), "{model} in {models:?}");
+    }
+
+    let report = std::fs::read_to_string(ws.output_path("report", "report.md")).unwrap();
+    for published in ["ELECTRA-Small (published) †", "BERT-Small (published) †"] {
+        assert!(report.contains(published), "{report}");
+    }
+    // Each table cell is the median over seeds, with their min–max.
+    let electra = report
+        .lines()
+        .find(|l| l.starts_with("| ELECTRA-Tiny |"))
+        .unwrap();
+    let sst2 = &scores[&("ELECTRA-Tiny".to_owned(), "sst2".to_owned())];
+    let expected = format!(
+        "{:.1} ({:.1}–{:.1})",
+        median(sst2.clone()),
+        sst2.iter().copied().fold(f64::MAX, f64::min),
+        sst2.iter().copied().fold(f64::MIN, f64::max)
+    );
+    assert!(electra.contains(&expected), "{expected} in {electra}");
+    // The GLUE average is the mean of the five tasks' medians.
+    let glue: f64 = ["cola", "sst2", "mrpc", "stsb", "rte"]
+        .iter()
+        .map(|t| median(scores[&("ELECTRA-Tiny".to_owned(), t.to_string())].clone()))
+        .sum::<f64>()
+        / 5.0;
+    assert!(
+        electra.ends_with(&format!("**{glue:.1}** |")),
+        "{glue:.1} in {electra}"
+    );
+    assert!(report.contains("## Reading"), "{report}");
+    assert!(
+        report.contains("rerun") || report.contains("Rerun"),
+        "{report}"
+    );
+
+    let html = std::fs::read_to_string(ws.output_path("report", "report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 3, "three plots embedded");
+    assert!(!html.contains("src=\"http"), "self-contained");
+    let plots = ws.output_path("report", "plots");
+    for plot in [
+        "glue_vs_flops.svg",
+        "pretraining_loss.svg",
+        "task_scores.svg",
+    ] {
+        let svg = std::fs::read_to_string(plots.join(plot)).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("<text"), "{plot}");
+    }
+
+    assert!(
+        ws.run_ok(&file, &[]).is_empty(),
+        "a second run is all cached"
+    );
+}
+
+#[test]
+fn the_small_and_paper_pipelines_plan() {
+    let ws = workspace_on_shared_data();
+    let out = ws.run(&["plan", pipeline("glue_small.yaml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(plan.contains("71 stages"), "{plan}");
+    assert!(plan.contains(" 0 blocked"), "{plan}");
+
+    // The paper's pipeline is for a GPU build; planned here on the CPU backend, its tasks
+    // without data here (MNLI, QQP, QNLI's train split) are blocked with the reason.
+    let paper = pipeline("electra_small_paper.yaml");
+    let out = ws.run(&["plan", paper.to_str().unwrap(), "--backend", "flex"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(plan.contains("158 stages"), "{plan}");
+    assert!(plan.contains("blocked   glue[task=mnli]"), "{plan}");
+    assert!(
+        plan.contains("will run  finetune[model=bert,task=cola,seed=3]"),
+        "{plan}"
+    );
+}
