@@ -378,6 +378,47 @@ fn bad_input_fails_before_any_training() {
 }
 
 #[test]
+fn mnli_is_scored_on_dev_matched_and_reports_dev_mismatched() {
+    // The MNLI fixture (MNLI is not available here), tokenized with the fixture's BERT vocabulary.
+    let vocab = run_in(
+        scratch(),
+        &TokenizerKind,
+        json!({"load": data_path("vocab/bert-base-uncased/vocab.txt")}),
+        1,
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glue/MNLI");
+    let mnli = run_in(
+        scratch(),
+        &GlueTask,
+        json!({"task": "mnli", "dir": dir, "tokenizer": vocab.output("tokenizer.json")}),
+        1,
+    );
+    mnli.metrics();
+    let stage = finetune(json!({
+        "task": mnli.output("features"),
+        "from_scratch": {"preset": "tiny"},
+        "seed": 1,
+        "epochs": 1,
+    }));
+    let s = summary(&stage);
+    assert_eq!(s["scored_split"], "dev_matched");
+    let dev = s["dev"].as_object().unwrap();
+    assert_eq!(
+        dev.keys().collect::<Vec<_>>(),
+        ["dev_matched", "dev_mismatched"]
+    );
+    assert_eq!(s["score"], dev["dev_matched"]["accuracy"]);
+    assert_eq!(s["submission_files"], json!(["MNLI-m.tsv", "MNLI-mm.tsv"]));
+    let labels = ["contradiction", "entailment", "neutral"];
+    for (file, rows) in [("MNLI-m.tsv", 3), ("MNLI-mm.tsv", 3)] {
+        let path = stage.out().join("submission").join(file);
+        assert_eq!(submission_rows(&path, Some(&labels)), rows, "{file}");
+    }
+    let predictions = read(stage.out().join("predictions/dev_mismatched.tsv"));
+    assert_eq!(predictions.lines().count(), 5);
+}
+
+#[test]
 fn params_are_checked_before_anything_runs() {
     let plan = |p: Value| Finetune.plan(&p).unwrap_err();
     let both = plan(json!({"task": "/t", "encoder": "/e", "from_scratch": {"preset": "tiny"}}));
