@@ -19,32 +19,31 @@
 //!     max_train_examples: 2000          # a seeded subset, for CPU-scale pipelines
 //! ```
 //!
-//! Modules: [`model`] (encoder + `[CLS]` head, layer-wise LR factors), [`batches`] (subset,
-//! epoch order, padding), [`train`] (the loop, checkpoints, prediction), [`metrics`] (GLUE's
-//! metrics), [`predictions`] (dev and submission files).
+//! Modules: [`inputs`] (reading and checking the task and the encoder), [`model`] (encoder +
+//! `[CLS]` head, layer-wise LR factors), [`batches`] (subset, epoch order, padding), [`train`]
+//! (the loop, checkpoints, prediction), [`metrics`] (GLUE's metrics), [`outputs`] and
+//! [`predictions`] (metrics.json, dev and submission files).
 
 pub mod batches;
+pub mod inputs;
 pub mod metrics;
 pub mod model;
+pub mod outputs;
 pub mod predictions;
 pub mod train;
-
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::AutodiffBackend;
 use electra_pipe_api::{
     parse_params, Metrics, ParamError, Params, StageContext, StageError, StageKind, StagePlan,
 };
 use serde::Deserialize;
-use serde_json::json;
 
 use self::batches::training_subset;
-use self::metrics::{score_name, task_metrics, Scored};
-use self::train::{finetune, FinetuneSettings, Finetuned, Predictions, Start, TRAIN_LOG};
-use crate::error::{DataError, Result};
-use crate::glue::{read_features, Feature, Label, Task, TaskInfo, TASK_FILE};
-use crate::pretrain::export::ExportedEncoder;
+use self::inputs::prepare;
+use self::outputs::write_outputs;
+use self::train::{finetune, FinetuneSettings, Finetuned, Start, TRAIN_LOG};
+use crate::error::Result;
+use crate::glue::Feature;
 use crate::pretrain::kind::ModelParams;
 use crate::pretrain::optimizer::{AdamWSettings, Schedule};
 
@@ -247,168 +246,6 @@ impl StageKind for Finetune {
     }
 }
 
-/// One split's features and the file they came from.
-struct Split {
-    name: String,
-    path: PathBuf,
-    features: Vec<Feature>,
-}
-
-impl Split {
-    fn read(dir: &Path, name: &str) -> Result<Self> {
-        let path = dir.join(format!("{name}.jsonl"));
-        Ok(Split {
-            name: name.to_owned(),
-            features: read_features(&path)?,
-            path,
-        })
-    }
-
-    /// Checks every example has a label of the task's kind and within its label set.
-    fn check_labels(&self, task: &Task) -> Result<()> {
-        for (i, f) in self.features.iter().enumerate() {
-            let problem = match (f.label, task.labels) {
-                (Some(Label::Class(id)), Some(labels)) if (id as usize) < labels.len() => None,
-                (Some(Label::Score(_)), None) => None,
-                (label, Some(labels)) => Some(format!(
-                    "label {label:?} is outside {}'s label set: expected a class id 0..{} ({})",
-                    task.name,
-                    labels.len() - 1,
-                    labels.join(", ")
-                )),
-                (label, None) => Some(format!("label {label:?}: expected a {} score", task.name)),
-            };
-            if let Some(message) = problem {
-                return Err(DataError::malformed(&self.path, i + 1, message));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Everything read and checked before any training starts.
-struct Prepared {
-    info: TaskInfo,
-    task: &'static Task,
-    train: Split,
-    devs: Vec<Split>,
-    tests: Vec<Split>,
-    /// The pretrained encoder and its file.
-    exported: Option<(ExportedEncoder, PathBuf)>,
-}
-
-/// The encoder file: `encoder`, or with `snapshot` the file in that directory.
-fn encoder_file(params: &FinetuneParams) -> Result<Option<PathBuf>> {
-    Ok(match (&params.encoder, params.snapshot) {
-        (Some(dir), Some(fraction)) => Some(crate::pretrain::export::find_snapshot(
-            Path::new(dir),
-            fraction,
-        )?),
-        (Some(file), None) => Some(PathBuf::from(file)),
-        (None, _) => None,
-    })
-}
-
-fn prepare(params: &FinetuneParams) -> Result<Prepared> {
-    let dir = Path::new(&params.task);
-    let info_path = dir.join(TASK_FILE);
-    let info = TaskInfo::read(&info_path)?;
-    let task = info.spec(&info_path)?;
-    let present = |prefix: &str| -> Vec<&str> {
-        task.splits
-            .iter()
-            .copied()
-            .filter(|s| s.starts_with(prefix) && info.splits.contains_key(*s))
-            .collect()
-    };
-    let loaded = || info.splits.keys().cloned().collect::<Vec<_>>().join(", ");
-    if !info.splits.contains_key("train") {
-        return Err(DataError::invalid(
-            &info_path,
-            format!(
-                "{} has no train split here (loaded: {}): expected the glue_task stage to load `train`",
-                task.name,
-                loaded()
-            ),
-        ));
-    }
-    let dev_names = present("dev");
-    if dev_names.is_empty() {
-        return Err(DataError::invalid(
-            &info_path,
-            format!(
-                "{} has no dev split here (loaded: {}): expected one to score on",
-                task.name,
-                loaded()
-            ),
-        ));
-    }
-    let train = Split::read(dir, "train")?;
-    let devs = dev_names
-        .iter()
-        .map(|name| Split::read(dir, name))
-        .collect::<Result<Vec<_>>>()?;
-    for split in std::iter::once(&train).chain(&devs) {
-        split.check_labels(task)?;
-    }
-    if train.features.is_empty() {
-        return Err(DataError::invalid(
-            &train.path,
-            "no training examples: expected at least one",
-        ));
-    }
-    let tests = present("test")
-        .iter()
-        .map(|name| Split::read(dir, name))
-        .collect::<Result<Vec<_>>>()?;
-    let exported = match encoder_file(params)? {
-        Some(path) => {
-            let exported = ExportedEncoder::read(&path)?;
-            check_encoder(&exported, &info, &path, &info_path)?;
-            Some((exported, path))
-        }
-        None => None,
-    };
-    Ok(Prepared {
-        info,
-        task,
-        train,
-        devs,
-        tests,
-        exported,
-    })
-}
-
-/// The encoder must read the task's token ids: same vocabulary, long enough positions.
-fn check_encoder(
-    exported: &ExportedEncoder,
-    info: &TaskInfo,
-    path: &Path,
-    info_path: &Path,
-) -> Result<()> {
-    if exported.config.vocab_size != info.vocab_size {
-        return Err(DataError::invalid(
-            path,
-            format!(
-                "the encoder was pretrained with a vocabulary of {} tokens, but the task's features ({}) come from a tokenizer of {} tokens: expected the tokenizer the encoder was pretrained with",
-                exported.config.vocab_size,
-                info_path.display(),
-                info.vocab_size
-            ),
-        ));
-    }
-    if exported.config.max_positions < info.max_seq_len {
-        return Err(DataError::invalid(
-            path,
-            format!(
-                "the encoder has {} positions, but the task's features are up to {} tokens long: expected max_seq_len ≤ {}",
-                exported.config.max_positions, info.max_seq_len, exported.config.max_positions
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let prepared = prepare(params)?;
     let task = prepared.task;
@@ -519,146 +356,5 @@ impl crate::backend::OnBackend for Work<'_> {
             self.ctx,
             device,
         )
-    }
-}
-
-/// Scores every dev split; writes `metrics.json`, the predictions, the submission files and
-/// the training log.
-fn write_outputs(
-    params: &FinetuneParams,
-    prepared: &Prepared,
-    settings: &FinetuneSettings,
-    finetuned: &Finetuned,
-    train_examples: usize,
-    seconds: f64,
-    ctx: &StageContext<'_>,
-) -> Result<Metrics> {
-    let task = prepared.task;
-    let create = |name: &str| {
-        let dir = ctx.out_dir.join(name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| DataError::io(format!("creating {}", dir.display()), e))?;
-        Ok::<_, DataError>(dir)
-    };
-    let (predictions_dir, submission_dir) = (create(PREDICTIONS_DIR)?, create(SUBMISSION_DIR)?);
-    let (dev_predictions, test_predictions) = finetuned.predictions.split_at(prepared.devs.len());
-    let mut dev_metrics = BTreeMap::new();
-    for (split, predicted) in prepared.devs.iter().zip(dev_predictions) {
-        dev_metrics.insert(split.name.clone(), score(task, split, predicted));
-        predictions::write_dev(
-            &predictions_dir.join(format!("{}.tsv", split.name)),
-            task,
-            &split.features,
-            predicted,
-        )?;
-    }
-    let mut submission_files = Vec::new();
-    for (split, predicted) in prepared.tests.iter().zip(test_predictions) {
-        let file = predictions::submission_file(task, &split.name);
-        predictions::write_submission(
-            &submission_dir.join(&file),
-            task,
-            &split.features,
-            predicted,
-        )?;
-        submission_files.push(file);
-    }
-    let scored_split = &prepared.devs[0].name;
-    let metric = score_name(task.metric);
-    let score = dev_metrics[scored_split][metric];
-    let log = ctx.checkpoint_dir.join(TRAIN_LOG);
-    std::fs::copy(&log, ctx.out_dir.join(TRAIN_LOG))
-        .map_err(|e| DataError::io(format!("copying {}", log.display()), e))?;
-    let encoder = match &prepared.exported {
-        Some((exported, path)) => json!({
-            "from_scratch": false,
-            "objective": exported.objective,
-            "pretrain_step": exported.step,
-            "digest": crate::digest::file_digest(path)?,
-            "config": exported.config,
-        }),
-        _ => json!({
-            "from_scratch": true,
-            "config": params.from_scratch.as_ref().map(|m| m.encoder(prepared.info.vocab_size)),
-        }),
-    };
-    let summary = json!({
-        "task": task.name,
-        "metric": metric,
-        "score": score,
-        "scored_split": scored_split,
-        "dev": dev_metrics,
-        "seed": params.seed,
-        "train_examples": train_examples,
-        "train_examples_available": prepared.train.features.len(),
-        "max_train_examples": params.max_train_examples,
-        "epochs": settings.epochs,
-        "steps": settings.schedule.total,
-        "warmup_steps": settings.schedule.warmup,
-        "batch_size": settings.batch_size,
-        "lr": params.lr,
-        "layerwise_lr_decay": params.layerwise_lr_decay,
-        "weight_decay": params.weight_decay,
-        "last_epoch_loss": finetuned.last_epoch_loss,
-        "encoder": encoder,
-        "backend": params.backend,
-        "seconds": seconds,
-        "examples_per_second": finetuned.examples_per_second,
-        "submission_files": submission_files,
-    });
-    crate::json_file::write_pretty(&ctx.out_dir.join(METRICS_FILE), &summary)?;
-    tracing::info!(task = task.name, metric, score, "dev score");
-    let mut metrics = Metrics::from([
-        ("score".to_owned(), json!(score)),
-        ("metric".to_owned(), json!(metric)),
-        ("train_examples".to_owned(), json!(train_examples)),
-        (
-            "last_epoch_loss".to_owned(),
-            json!(finetuned.last_epoch_loss),
-        ),
-        ("resumed_from".to_owned(), json!(finetuned.resumed_from)),
-        (
-            "examples_per_second".to_owned(),
-            json!(finetuned.examples_per_second),
-        ),
-    ]);
-    for (split, values) in &dev_metrics {
-        for (name, value) in values {
-            metrics.insert(format!("{split}.{name}"), json!(value));
-        }
-    }
-    Ok(metrics)
-}
-
-/// The task's metrics on one dev split.
-fn score(task: &Task, split: &Split, predicted: &Predictions) -> BTreeMap<String, f64> {
-    let labels = split.features.iter().map(|f| f.label);
-    match predicted {
-        Predictions::Classes(predicted) => {
-            let gold: Vec<u32> = labels
-                .map(|label| match label {
-                    Some(Label::Class(id)) => id,
-                    _ => unreachable!("labels are checked before training"),
-                })
-                .collect();
-            let scored = Scored::Classes {
-                predicted,
-                gold: &gold,
-            };
-            task_metrics(task, &scored)
-        }
-        Predictions::Scores(predicted) => {
-            let gold: Vec<f64> = labels
-                .map(|label| match label {
-                    Some(Label::Score(score)) => score,
-                    _ => unreachable!("labels are checked before training"),
-                })
-                .collect();
-            let scored = Scored::Scores {
-                predicted,
-                gold: &gold,
-            };
-            task_metrics(task, &scored)
-        }
     }
 }
