@@ -225,3 +225,101 @@ pub fn group(
     }
     Ok(groups)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(digest: &str, snapshot: &str) -> Model {
+        Model {
+            name: "ELECTRA".to_owned(),
+            summary: PretrainSummary {
+                objective: "electra".to_owned(),
+                encoder: Preset::Tiny.encoder(100),
+                parameters: 1,
+                steps: 10,
+                batch_size: 2,
+                flops_per_step: 1.0,
+                train_flops: 10.0,
+                train_seconds: 1.0,
+                hardware: "cpu".to_owned(),
+                model_digest: digest.to_owned(),
+                snapshots: vec![
+                    Snapshot {
+                        step: 5,
+                        fraction: 0.5,
+                        digest: snapshot.to_owned(),
+                    },
+                    Snapshot {
+                        step: 10,
+                        fraction: 1.0,
+                        digest: digest.to_owned(),
+                    },
+                ],
+            },
+            curve: Vec::new(),
+            config_path: PathBuf::from("config.json"),
+        }
+    }
+
+    fn result(digest: Option<&str>, from_scratch: bool) -> (PathBuf, FinetuneResult) {
+        let result = FinetuneResult {
+            task: "rte".to_owned(),
+            metric: "accuracy".to_owned(),
+            score: 0.5,
+            seed: 1,
+            train_examples: 10,
+            train_examples_available: 10,
+            epochs: 1,
+            encoder: EncoderOrigin {
+                from_scratch,
+                digest: digest.map(str::to_owned),
+                config: Some(Preset::Tiny.encoder(100)),
+            },
+        };
+        (PathBuf::from("ft/metrics.json"), result)
+    }
+
+    #[test]
+    fn results_join_their_checkpoint_by_digest() {
+        let models = [model("final", "half")];
+        let groups = group(
+            &models,
+            vec![
+                result(Some("final"), false),
+                result(Some("half"), false),
+                result(None, true),
+            ],
+        )
+        .unwrap();
+        let origins: Vec<&Origin> = groups.keys().collect();
+        assert_eq!(
+            origins,
+            [
+                &Origin::Pretrained {
+                    model: 0,
+                    step: None
+                },
+                &Origin::Pretrained {
+                    model: 0,
+                    step: Some(5)
+                },
+                &Origin::Scratch("tiny".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_result_from_an_unknown_encoder_names_its_file() {
+        let err = group(
+            &[model("final", "half")],
+            vec![result(Some("other"), false)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ft/metrics.json") && err.contains("digest other"),
+            "{err}"
+        );
+    }
+}
