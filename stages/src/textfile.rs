@@ -1,5 +1,5 @@
 //! Reads text files line by line (plain or gzip-compressed), checking that each line is UTF-8
-//! and keeping its line number for error messages.
+//! and keeping its line number for error messages; writes whole text files.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 
 use crate::error::{DataError, Result};
+
+/// Writes `text` to `path`; the error names the file.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| DataError::io(format!("writing {}", path.display()), e))
+}
 
 /// The first two bytes of every gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];

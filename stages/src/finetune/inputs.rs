@@ -179,3 +179,19 @@ fn check_encoder(
     }
     Ok(())
 }
+
+/// The class id of a training or dev example (its label was checked by [`prepare`]).
+pub fn class_of(feature: &Feature) -> u32 {
+    match feature.label {
+        Some(Label::Class(id)) => id,
+        _ => unreachable!("labels are checked before training"),
+    }
+}
+
+/// The score of a training or dev STS-B example (its label was checked by [`prepare`]).
+pub fn score_of(feature: &Feature) -> f64 {
+    match feature.label {
+        Some(Label::Score(score)) => score,
+        _ => unreachable!("labels are checked before training"),
+    }
+}

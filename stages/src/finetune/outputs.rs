@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use electra_pipe_api::{Metrics, StageContext};
 use serde_json::json;
 
-use super::inputs::{Prepared, Split};
+use super::inputs::{class_of, score_of, Prepared, Split};
 use super::metrics::{score_name, task_metrics, Scored};
 use super::predictions;
 use super::train::{FinetuneSettings, Finetuned, Predictions, TRAIN_LOG};
 use super::{FinetuneParams, METRICS_FILE, PREDICTIONS_DIR, SUBMISSION_DIR};
 use crate::error::{DataError, Result};
-use crate::glue::{Label, Task};
+use crate::glue::Task;
 
 /// Scores every dev split; writes `metrics.json`, the predictions, the submission files and
 /// the training log.
@@ -124,15 +124,9 @@ pub fn write_outputs(
 
 /// The task's metrics on one dev split.
 fn score(task: &Task, split: &Split, predicted: &Predictions) -> BTreeMap<String, f64> {
-    let labels = split.features.iter().map(|f| f.label);
     match predicted {
         Predictions::Classes(predicted) => {
-            let gold: Vec<u32> = labels
-                .map(|label| match label {
-                    Some(Label::Class(id)) => id,
-                    _ => unreachable!("labels are checked before training"),
-                })
-                .collect();
+            let gold: Vec<u32> = split.features.iter().map(class_of).collect();
             let scored = Scored::Classes {
                 predicted,
                 gold: &gold,
@@ -140,12 +134,7 @@ fn score(task: &Task, split: &Split, predicted: &Predictions) -> BTreeMap<String
             task_metrics(task, &scored)
         }
         Predictions::Scores(predicted) => {
-            let gold: Vec<f64> = labels
-                .map(|label| match label {
-                    Some(Label::Score(score)) => score,
-                    _ => unreachable!("labels are checked before training"),
-                })
-                .collect();
+            let gold: Vec<f64> = split.features.iter().map(score_of).collect();
             let scored = Scored::Scores {
                 predicted,
                 gold: &gold,

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::train::Predictions;
-use crate::error::{DataError, Result};
+use crate::error::Result;
 use crate::glue::{Feature, Label, Task};
+use crate::textfile::write_text;
 
 /// The benchmark's file name for `task`'s test split `split`: `CoLA.tsv`, `SST-2.tsv`, ...,
 /// `MNLI-m.tsv` / `MNLI-mm.tsv` for MNLI's matched and mismatched test sets.
@@ -54,7 +55,7 @@ pub fn write_dev(
             prediction_text(task, predictions, i)
         );
     }
-    write(path, &text)
+    write_text(path, &text)
 }
 
 /// The benchmark's `index<TAB>prediction` file for a test split; STS-B scores are clipped to
@@ -73,11 +74,7 @@ pub fn write_submission(
         };
         let _ = writeln!(text, "{}\t{prediction}", f.index);
     }
-    write(path, &text)
-}
-
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| DataError::io(format!("writing {}", path.display()), e))
+    write_text(path, &text)
 }
 
 #[cfg(test)]

@@ -20,9 +20,10 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::batches::{epoch_order, pad, stream, Stream};
+use super::inputs::{class_of, score_of};
 use super::model::{layer_lr_factor, Classifier};
 use crate::error::{DataError, Result};
-use crate::glue::{Feature, Label};
+use crate::glue::Feature;
 use crate::pretrain::checkpoint::{self, TrainingState, CHECKPOINT_VERSION};
 use crate::pretrain::config::EncoderConfig;
 use crate::pretrain::export::ExportedEncoder;
@@ -226,23 +227,11 @@ fn task_loss<B: Backend>(
 ) -> Tensor<B, 1> {
     let b = batch.len();
     if classification {
-        let labels: Vec<i64> = batch
-            .iter()
-            .map(|f| match f.label {
-                Some(Label::Class(id)) => i64::from(id),
-                _ => unreachable!("labels are checked before training"),
-            })
-            .collect();
+        let labels: Vec<i64> = batch.iter().map(|f| i64::from(class_of(f))).collect();
         let labels = Tensor::<B, 2, Int>::from_data(TensorData::new(labels, [b, 1]), device);
         -log_softmax(outputs, 1).gather(1, labels).mean()
     } else {
-        let targets: Vec<f32> = batch
-            .iter()
-            .map(|f| match f.label {
-                Some(Label::Score(score)) => score as f32,
-                _ => unreachable!("labels are checked before training"),
-            })
-            .collect();
+        let targets: Vec<f32> = batch.iter().map(|f| score_of(f) as f32).collect();
         let targets = Tensor::<B, 1>::from_data(TensorData::new(targets, [b]), device);
         (outputs.reshape([b]) - targets).powi_scalar(2).mean()
     }

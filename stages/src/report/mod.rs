@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 
 use self::render::Context;
 use crate::error::{DataError, Result};
+use crate::textfile::write_text;
 
 /// The Markdown report.
 pub const REPORT_MD: &str = "report.md";
@@ -176,10 +177,6 @@ impl StageKind for Report {
     }
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| DataError::io(format!("writing {}", path.display()), e))
-}
-
 fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let models = params
         .models
@@ -250,13 +247,13 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         ("pretraining_loss.svg", &loss_plot),
         ("task_scores.svg", &task_plot),
     ] {
-        write(&plots_dir.join(file), svg)?;
+        write_text(&plots_dir.join(file), svg)?;
     }
-    write(
+    write_text(
         &ctx.out_dir.join(REPORT_MD),
         &render::report_markdown(&rows, &context, &notes),
     )?;
-    write(
+    write_text(
         &ctx.out_dir.join(RESULTS_CSV),
         &render::results_csv(&models, &rows, &groups),
     )?;
@@ -265,7 +262,7 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         ("Pretraining losses against train FLOPs (moving average over 2% of the steps).", loss_plot.as_str()),
         ("Every fine-tuning seed's dev score per task; bars mark the medians.", task_plot.as_str()),
     ];
-    write(
+    write_text(
         &ctx.out_dir.join(REPORT_HTML),
         &render::report_html(&rows, &context, &notes, &plots),
     )?;

@@ -115,7 +115,7 @@ pub fn write_vocab_txt(path: &Path, tokens: &[String]) -> Result<()> {
         text.push_str(token);
         text.push('\n');
     }
-    std::fs::write(path, text).map_err(|e| DataError::io(format!("writing {}", path.display()), e))
+    crate::textfile::write_text(path, &text)
 }
 
 #[cfg(test)]
