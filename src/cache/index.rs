@@ -67,6 +67,23 @@ pub struct Failure {
     pub log: PathBuf,
 }
 
+/// A cluster job submitted for a cache key. It is recorded before the orchestrator waits on
+/// the job, so that an orchestrator restarted while the job runs reattaches to it instead of
+/// submitting it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The scheduler's job id.
+    pub job_id: u64,
+    /// The instance name.
+    pub stage: String,
+    /// The job's staging directory (task, outputs, result).
+    pub staging: PathBuf,
+    /// When it was submitted (RFC 3339).
+    pub submitted: String,
+    /// The run that submitted it.
+    pub run_id: String,
+}
+
 /// The sled database of a cache.
 #[derive(Clone)]
 pub struct Index {
@@ -74,6 +91,7 @@ pub struct Index {
     records: sled::Tree,
     latest: sled::Tree,
     failures: sled::Tree,
+    jobs: sled::Tree,
     /// Data-file digests by path, valid while size, mtime, ctime and inode are unchanged.
     pub stats: sled::Tree,
 }
@@ -99,6 +117,7 @@ impl Index {
             records: db.open_tree("records")?,
             latest: db.open_tree("latest")?,
             failures: db.open_tree("failures")?,
+            jobs: db.open_tree("jobs")?,
             stats: db.open_tree("stats")?,
             db,
         })
@@ -203,6 +222,25 @@ impl Index {
             .failures
             .get(instance_key(pipeline, stage))?
             .and_then(|b| decode(&b)))
+    }
+
+    /// Records the cluster job running `key`, durably (before anyone waits on it).
+    pub fn record_job(&self, key: &str, job: &JobRecord) -> Result<(), CacheError> {
+        self.jobs.insert(key, encode(job))?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The cluster job recorded as running `key`, if any.
+    pub fn job(&self, key: &str) -> Result<Option<JobRecord>, CacheError> {
+        Ok(self.jobs.get(key)?.and_then(|b| decode(&b)))
+    }
+
+    /// Forgets the job of `key` once its result is imported, or it failed or was cancelled.
+    pub fn forget_job(&self, key: &str) -> Result<(), CacheError> {
+        self.jobs.remove(key)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Deletes a record (its objects are left to `cache gc`).

@@ -3,7 +3,8 @@
 //!
 //! Layout under the cache directory:
 //! `LOCK` (process lock), `index/` (sled), `objects/` (blobs), `outputs/` (readable views),
-//! `work/<key>/` (a running attempt), `checkpoints/<key>/` (resumable state),
+//! `work/<key>/` (a running attempt), `checkpoints/<key>/` (resumable state), `staging/<key>/`
+//! (a cluster job's files),
 //! `logs/<pipeline>/` (stage logs), `runs/` (run journals), `tmp/`, `quarantine/`.
 
 pub mod digest;
@@ -14,7 +15,7 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
-pub use index::{Failure, Index, Latest, Record};
+pub use index::{Failure, Index, JobRecord, Latest, Record};
 pub use key::KeyMaterial;
 pub use lock::LockMode;
 pub use store::{ObjectKind, ObjectRef, Problem, Store};
@@ -73,6 +74,7 @@ const DIRS: &[&str] = &[
     "outputs",
     "work",
     "checkpoints",
+    "staging",
     "logs",
     "runs",
     "tmp",
@@ -145,6 +147,12 @@ impl Cache {
             .join("logs")
             .join(pipeline)
             .join(format!("{safe}.{}.log", store::short(key)))
+    }
+
+    /// The staging directory of a cluster job for `key` (task, outputs and result, on the
+    /// filesystem the nodes share).
+    pub fn staging_dir(&self, key: &str) -> PathBuf {
+        self.root.join("staging").join(key)
     }
 
     /// The directory of run journals.

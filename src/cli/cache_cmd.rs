@@ -184,6 +184,7 @@ fn gc(
                 pipeline: path.clone(),
                 set: set.to_vec(),
                 backend: None,
+                executor: None,
             },
         )?;
         keep.extend(

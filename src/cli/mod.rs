@@ -1,6 +1,7 @@
 //! The command line: argument parsing (clap) and one module per group of commands.
 
 mod cache_cmd;
+mod exec_stage;
 mod inspect;
 mod logging;
 mod pipeline_cmd;
@@ -111,6 +112,11 @@ struct PipelineArgs {
     /// --set backend=NAME, for pipelines whose stages say `backend: ${backend}`.
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
+    /// Where stages that name no `executor:` run: `local` (this machine, the default) or
+    /// `slurm` (each stage a Slurm job; the nodes must share the cache directory and see this
+    /// binary at the same path).
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::spec::EXECUTORS))]
+    executor: Option<String>,
 }
 
 fn parse_set(text: &str) -> Result<(String, String), String> {
@@ -184,6 +190,12 @@ enum Command {
     Cache(CacheCommand),
     /// List the stage kinds this build knows.
     Kinds,
+    /// Run one staged stage from its task file: what a Slurm job runs on its node.
+    #[command(hide = true)]
+    ExecStage {
+        /// The `task.json` in the job's staging directory.
+        task: PathBuf,
+    },
 }
 
 /// Graph output syntax.
@@ -247,6 +259,7 @@ pub fn main() -> ExitCode {
             log_lines,
         } => inspect::show(&cli.global, &stage, pipeline.as_deref(), log_lines),
         Command::Cache(command) => cache_cmd::dispatch(&cli.global, command),
+        Command::ExecStage { task } => exec_stage::run(&task),
         Command::Kinds => {
             let registry = electra_stages::registry();
             let width = registry.names().iter().map(|n| n.len()).max().unwrap_or(0);

@@ -15,6 +15,7 @@ use crate::run::executor::{Executor, LocalExecutor};
 use crate::run::journal::Event;
 use crate::run::observer::{human_seconds, Observer, Verbosity};
 use crate::run::scheduler::{self, RunOptions};
+use crate::run::slurm::SlurmExecutor;
 use crate::spec::{self, diag::closest, LoadOptions, Pipeline};
 
 /// Loads and checks the pipeline named on the command line.
@@ -26,6 +27,7 @@ pub fn load(global: &Global, args: &PipelineArgs) -> Result<Pipeline> {
     let options = LoadOptions {
         data_dir: global.data.clone(),
         overrides,
+        executor: args.executor.clone(),
     };
     Ok(spec::load(
         &args.pipeline,
@@ -88,6 +90,16 @@ pub fn run(
     }
     let cache = Cache::open(&global.cache, lock_mode(no_wait))?;
     let run_id = run_id();
+    let mut executors: HashMap<String, Arc<dyn Executor>> = HashMap::new();
+    let local: Arc<dyn Executor> = Arc::new(LocalExecutor);
+    executors.insert(local.name().to_owned(), local);
+    if pipeline.instances.iter().any(|i| i.executor == "slurm") {
+        // Checked before anything runs: tools on PATH, controller up.
+        executors.insert(
+            "slurm".to_owned(),
+            Arc::new(SlurmExecutor::new(&cache, &run_id)?),
+        );
+    }
     let verbosity = if global.quiet {
         Verbosity::Quiet
     } else {
@@ -122,9 +134,6 @@ pub fn run(
         eprintln!("\ninterrupt: stopping running stages; nothing unfinished is recorded (Ctrl-C again to quit at once)");
         handler_token.cancel();
     });
-    let mut executors: HashMap<String, Arc<dyn Executor>> = HashMap::new();
-    let local: Arc<dyn Executor> = Arc::new(LocalExecutor);
-    executors.insert(local.name().to_owned(), local);
     let options = RunOptions {
         jobs,
         cpus: cpus
@@ -203,7 +212,11 @@ pub fn plan(
             }
             Planned::WillRun(why) => {
                 runs += 1;
-                format!("  will run  {name:<width$}  {why}")
+                let on = match pipeline.instances[i].executor.as_str() {
+                    "local" => String::new(),
+                    executor => format!(" (as a {executor} job)"),
+                };
+                format!("  will run  {name:<width$}  {why}{on}")
             }
             Planned::Blocked(why) => {
                 blocked += 1;

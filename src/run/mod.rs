@@ -1,6 +1,9 @@
-//! Running a pipeline: executors, the scheduler, the live display and the run journal.
+//! Running a pipeline: executors (local, Slurm), the scheduler, the live display and the run
+//! journal.
 
 pub mod executor;
 pub mod journal;
 pub mod observer;
 pub mod scheduler;
+pub mod slurm;
+pub mod staged;

@@ -200,7 +200,7 @@ pub fn run(
                 }
             }
             while let (false, Some(&Reverse((_, i)))) = (stopping, queue.peek()) {
-                let cpus = pipeline.instances[i].cpus.min(options.cpus);
+                let cpus = local_cpus(&pipeline.instances[i], options.cpus);
                 if running >= options.jobs || (running > 0 && cpus_used + cpus > options.cpus) {
                     break;
                 }
@@ -226,7 +226,7 @@ pub fn run(
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             running -= 1;
-            cpus_used -= pipeline.instances[i].cpus.min(options.cpus);
+            cpus_used -= local_cpus(&pipeline.instances[i], options.cpus);
             in_flight.remove(&key);
             if let Some(twins) = parked.remove(&key) {
                 to_evaluate.extend(twins);
@@ -264,6 +264,16 @@ pub fn run(
         .filter(|s| matches!(s, State::Pending | State::Running))
         .count();
     Ok(summary)
+}
+
+/// The CPUs of this machine an instance occupies while it runs (at most all of them); a stage
+/// that runs on a cluster occupies none.
+fn local_cpus(instance: &crate::spec::Instance, machine: usize) -> usize {
+    if instance.executor == "local" {
+        instance.resources.cpus.min(machine)
+    } else {
+        0
+    }
 }
 
 /// Marks `i` finished with `outputs` and queues dependents that are now ready.
@@ -476,11 +486,11 @@ fn run_once(
         out_dir: out.clone(),
         checkpoint_dir: checkpoints,
         log_path: log.to_owned(),
-        cpus: instance.cpus,
+        cpus: instance.resources.cpus,
         progress: &progress,
         cancel: shared.cancel.clone(),
     };
-    let metrics = executor.execute(instance, params, &ctx)?;
+    let metrics = executor.execute(instance, &task.key, params, &ctx)?;
     let mut outputs = BTreeMap::new();
     for name in &instance.plan.outputs {
         let path = out.join(name);
@@ -498,7 +508,8 @@ fn run_once(
     Ok((outputs, metrics))
 }
 
-fn append_log(path: &std::path::Path, text: &str) {
+/// Appends `text` to a stage log (best effort: a log that cannot be written loses the line).
+pub(super) fn append_log(path: &std::path::Path, text: &str) {
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

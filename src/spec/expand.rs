@@ -141,11 +141,13 @@ impl Checker {
         }
     }
 
-    /// Expands one stage into its instances (one per matrix cell). Returns its axes too.
+    /// Expands one stage into its instances (one per matrix cell), run by `default_executor`
+    /// unless the stage names one. Returns its axes too.
     pub(super) fn expand_stage(
         &mut self,
         stage: &RawStage,
         vars: &Map<String, Value>,
+        default_executor: &str,
     ) -> Option<(Vec<String>, Vec<Expanded>)> {
         let path = child("stages", &stage.name);
         let Some(kind) = self.registry.get(&stage.kind).cloned() else {
@@ -231,8 +233,11 @@ impl Checker {
                     plan: StagePlan::default(),
                     data_inputs: Vec::new(),
                     retries: stage.retries,
-                    cpus: stage.cpus,
-                    executor: stage.executor.clone(),
+                    resources: stage.resources.clone(),
+                    executor: stage
+                        .executor
+                        .clone()
+                        .unwrap_or_else(|| default_executor.to_owned()),
                 },
                 needs,
             });

@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::dag::Dag;
 pub use diag::{Diagnostic, Diagnostics, Location, Source};
 use locate::Locator;
+pub use raw::{Resources, EXECUTORS};
 
 /// How to read a pipeline: the data directory and `--set` overrides.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,8 @@ pub struct LoadOptions {
     pub data_dir: PathBuf,
     /// `--set name=value` overrides of `vars`, in order.
     pub overrides: Vec<(String, String)>,
+    /// The executor of stages that name none (`--executor`; `local` when unset).
+    pub executor: Option<String>,
 }
 
 /// Why a pipeline could not be loaded.
@@ -86,9 +89,9 @@ pub struct Instance {
     pub data_inputs: Vec<String>,
     /// Extra attempts after a failure.
     pub retries: u32,
-    /// CPUs it occupies while running.
-    pub cpus: usize,
-    /// Which executor runs it.
+    /// What it asks of the machine (CPUs, and cluster requests).
+    pub resources: Resources,
+    /// Which executor runs it (`local` or `slurm`).
     pub executor: String,
 }
 
@@ -204,7 +207,8 @@ pub fn load(
     let mut needs = Vec::new();
     let mut stages = resolve::StageIndex::default();
     for stage in &raw.stages {
-        if let Some((axes, cells)) = checker.expand_stage(stage, &vars) {
+        let default_executor = options.executor.as_deref().unwrap_or("local");
+        if let Some((axes, cells)) = checker.expand_stage(stage, &vars, default_executor) {
             stages.insert(
                 &stage.name,
                 axes,

@@ -21,9 +21,17 @@ pub const STAGE_KEYS: &[&str] = &[
     "executor",
 ];
 /// Keys of a stage's `resources`.
-pub const RESOURCE_KEYS: &[&str] = &["cpus"];
+pub const RESOURCE_KEYS: &[&str] = &[
+    "cpus",
+    "memory",
+    "gpus",
+    "time",
+    "partition",
+    "account",
+    "sbatch_args",
+];
 /// Executors a stage may name.
-pub const EXECUTORS: &[&str] = &["local"];
+pub const EXECUTORS: &[&str] = &["local", "slurm"];
 
 /// A pipeline file's fields, before variables and matrices are expanded.
 #[derive(Debug, Default)]
@@ -51,10 +59,45 @@ pub struct RawStage {
     pub needs: Vec<(String, String)>,
     /// `retries:` (default 0).
     pub retries: u32,
-    /// `resources.cpus:` (default 1).
+    /// `resources:`.
+    pub resources: Resources,
+    /// `executor:`, if the stage names one.
+    pub executor: Option<String>,
+}
+
+/// What a stage asks of the machine that runs it. `cpus` also bounds how many stages run
+/// side by side locally; the rest are cluster requests the Slurm executor turns into sbatch
+/// options (`--mem`, `--gpus`, `--time`, `--partition`, `--account`, then `sbatch_args`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resources {
+    /// `cpus:` (default 1).
     pub cpus: usize,
-    /// `executor:` (default `local`).
-    pub executor: String,
+    /// `memory:`, in sbatch's `--mem` syntax (`4G`, `500M`).
+    pub memory: Option<String>,
+    /// `gpus:`, a count.
+    pub gpus: Option<u32>,
+    /// `time:`, in sbatch's `--time` syntax (`30`, `1:30:00`, `1-00:00:00`).
+    pub time: Option<String>,
+    /// `partition:`.
+    pub partition: Option<String>,
+    /// `account:`.
+    pub account: Option<String>,
+    /// `sbatch_args:`, further sbatch options passed as they are.
+    pub sbatch_args: Vec<String>,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            cpus: 1,
+            memory: None,
+            gpus: None,
+            time: None,
+            partition: None,
+            account: None,
+            sbatch_args: Vec::new(),
+        }
+    }
 }
 
 /// A name usable for stages, variables and matrix axes.
@@ -290,19 +333,12 @@ impl Checker {
         let retries = map.get("retries").map_or(Some(0), |v| {
             self.count(v, &child(&path, "retries"), "`retries`", 0, 100)
         })?;
-        let mut cpus = 1;
-        if let Some(resources) = map.get("resources") {
-            let rpath = child(&path, "resources");
-            if let Some(resources) = self.mapping(resources, &rpath, "`resources`") {
-                self.unknown_keys(resources, &rpath, RESOURCE_KEYS, "`resources`");
-                if let Some(v) = resources.get("cpus") {
-                    cpus = self.count(v, &child(&rpath, "cpus"), "`resources.cpus`", 1, 4096)?
-                        as usize;
-                }
-            }
-        }
+        let resources = match map.get("resources") {
+            None => Resources::default(),
+            Some(resources) => self.resources(resources, &child(&path, "resources"))?,
+        };
         let executor = match map.get("executor") {
-            None => "local".to_owned(),
+            None => None,
             Some(v) => {
                 let epath = child(&path, "executor");
                 let executor = self.string(v, &epath, "`executor`")?;
@@ -314,7 +350,7 @@ impl Checker {
                     self.push(diag);
                     return None;
                 }
-                executor
+                Some(executor)
             }
         };
         Some(RawStage {
@@ -324,9 +360,53 @@ impl Checker {
             matrix,
             needs,
             retries: retries as u32,
-            cpus,
+            resources,
             executor,
         })
+    }
+
+    /// A stage's `resources:` mapping.
+    fn resources(&mut self, value: &Value, path: &str) -> Option<Resources> {
+        let map = self.mapping(value, path, "`resources`")?;
+        self.unknown_keys(map, path, RESOURCE_KEYS, "`resources`");
+        let mut resources = Resources::default();
+        if let Some(v) = map.get("cpus") {
+            resources.cpus =
+                self.count(v, &child(path, "cpus"), "`resources.cpus`", 1, 4096)? as usize;
+        }
+        if let Some(v) = map.get("gpus") {
+            resources.gpus =
+                Some(self.count(v, &child(path, "gpus"), "`resources.gpus`", 0, 1024)? as u32);
+        }
+        let mut text = |key: &str| -> Option<Option<String>> {
+            match map.get(key) {
+                None => Some(None),
+                Some(v) => {
+                    let what = format!("`resources.{key}`");
+                    self.string(v, &child(path, key), &what).map(Some)
+                }
+            }
+        };
+        resources.memory = text("memory")?;
+        resources.time = text("time")?;
+        resources.partition = text("partition")?;
+        resources.account = text("account")?;
+        if let Some(v) = map.get("sbatch_args") {
+            let apath = child(path, "sbatch_args");
+            let Value::Array(items) = v else {
+                let diag = self
+                    .at_value(&apath, "`resources.sbatch_args` must list sbatch options")
+                    .found(describe(v))
+                    .expected("a list such as `[--qos=high, --constraint=a100]`");
+                self.push(diag);
+                return None;
+            };
+            for (i, item) in items.iter().enumerate() {
+                let arg = self.string(item, &element(&apath, i), "each sbatch argument")?;
+                resources.sbatch_args.push(arg);
+            }
+        }
+        Some(resources)
     }
 }
 
