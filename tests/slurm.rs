@@ -351,3 +351,46 @@ stages:
     let plan = text(&ws.run(&["plan", one_stage.to_str().unwrap()]));
     assert!(plan.contains("1 will run"), "{plan}");
 }
+
+#[test]
+fn a_job_cancelled_behind_the_runs_back_is_retried() {
+    slurm();
+    let tag = unique_tag();
+    let ws = Workspace::new();
+    let name = format!("flaky_{tag}");
+    let file = ws.write(
+        "flaky.yaml",
+        &format!(
+            r#"
+pipeline: flaky-{tag}
+stages:
+  {name}:
+    kind: command
+    retries: 1
+    params:
+      cmd: sleep 3 && echo finished > out.txt
+      outputs: [out.txt]
+"#
+        ),
+    );
+    let mut child = spawn_on_slurm(&ws, &file);
+    wait_for_queue(&name, &mut child);
+    let first = jobs_in_queue(&name);
+    let out = Command::new("scancel").arg(&first[0]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the retry should have succeeded");
+    assert_eq!(read(&ws, &name, "out.txt"), "finished\n");
+    let show = text(&ws.run(&["show", &name]));
+    assert!(
+        // Cancelled while queued (no result) or while running (the stage stopped early).
+        show.contains(&format!("Slurm job {} ended CANCELLED", first[0]))
+            || show.contains(&format!("Slurm job {} was cancelled outside", first[0])),
+        "{show}"
+    );
+    let jobs = accounted(&name, 2);
+    assert!(
+        jobs.len() == 2 && jobs[0].contains("|CANCELLED") && jobs[1].ends_with("|COMPLETED"),
+        "{jobs:?}"
+    );
+}
