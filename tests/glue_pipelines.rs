@@ -1,13 +1,14 @@
 //! The reproduction pipelines: `glue_tiny.yaml` runs end to end on the real data (CI runs it on
-//! every submission) and its report is checked against its own results; a second run is all
-//! cached; `glue_small.yaml` and `electra_small_paper.yaml` plan.
+//! every submission), killed mid-pretraining and resumed, and its report is checked against its
+//! own results; a second run is all cached; `glue_small.yaml` and `electra_small_paper.yaml`
+//! plan.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{text, workspace_on_shared_data};
+use common::{checkpointed_step, run_and_sigkill_when, text, workspace_on_shared_data};
 
 fn pipeline(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -46,11 +47,35 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 #[test]
-fn glue_tiny_runs_end_to_end_and_its_report_agrees_with_its_results() {
+fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
     let ws = workspace_on_shared_data();
     let file = pipeline("glue_tiny.yaml");
+    // Killed (SIGKILL, nothing saved on the way out) once a pretraining stage has checkpointed.
+    run_and_sigkill_when(&ws, &file, &[], || checkpointed_step(&ws).is_some());
+    let killed_at = checkpointed_step(&ws).unwrap();
+    let finished_before: Vec<String> = ws
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "stage" && e["state"] == "done")
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        finished_before.iter().any(|name| name == "examples"),
+        "{finished_before:?}"
+    );
+
+    // The rerun runs only what had not finished, and the checkpointed stage resumes.
     let ran = ws.run_ok(&file, &[]);
-    assert_eq!(ran.len(), 1 + 1 + 1 + 2 + 5 + 20 + 10 + 10 + 1, "{ran:?}");
+    let all = 1 + 1 + 1 + 2 + 5 + 20 + 10 + 10 + 1;
+    assert_eq!(ran.len() + finished_before.len(), all, "{ran:?}");
+    assert!(finished_before.iter().all(|name| !ran.contains(name)));
+    let resumed = ["electra", "bert"].iter().any(|stage| {
+        text(&ws.run(&["show", stage])).contains(&format!("resumed_from = {killed_at}"))
+    });
+    assert!(
+        resumed,
+        "no pretraining stage resumed from step {killed_at}"
+    );
 
     let csv = std::fs::read_to_string(ws.output_path("report", "results.csv")).unwrap();
     let mut lines = csv.lines();
