@@ -144,7 +144,7 @@ impl StageKind for Report {
     }
 
     fn version(&self) -> u32 {
-        1
+        2
     }
 
     fn summary(&self) -> &'static str {

@@ -95,8 +95,31 @@ pub fn reading(rows: &[Row]) -> String {
                 within.join(", ")
             );
         }
+        if let Some(line) = against_random_init(rows, electra, bert) {
+            let _ = writeln!(out, "  - {line}");
+        }
     }
     out
+}
+
+/// How far the pair is above the random-init row of the same size, and what it means when
+/// neither is clearly above it: pretraining has not given features that transfer yet.
+fn against_random_init(rows: &[Row], electra: &Row, bert: &Row) -> Option<String> {
+    let scratch = rows.iter().find(
+        |r| matches!(&r.kind, RowKind::Ours(Origin::Scratch(size)) if *size == electra.size),
+    )?;
+    let (s, e, b) = (scratch.glue?, electra.glue?, bert.glue?);
+    let mut line = format!(
+        "Against random initialisation of the same size ({s:.1}): {} {:+.1}, {} {:+.1}.",
+        electra.label,
+        e - s,
+        bert.label,
+        b - s
+    );
+    if e.max(b) < s + 1.0 {
+        line.push_str(" Neither is a point above it: at this compute pretraining has not yet given either encoder features that transfer, so these runs cannot test the paper's claim.");
+    }
+    Some(line)
 }
 
 /// `report.md`.
@@ -348,4 +371,71 @@ pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneResult>>) -> Vec<String> {
             .join(", ")
     ));
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::table::TaskScores;
+
+    fn row(label: &str, objective: &str, origin: Origin, sst2: &[f64]) -> Row {
+        let scores = TaskScores::new(
+            sst2.iter()
+                .enumerate()
+                .map(|(i, &v)| (i as u64 + 1, v))
+                .collect(),
+        );
+        Row {
+            label: label.to_owned(),
+            kind: RowKind::Ours(origin),
+            objective: objective.to_owned(),
+            size: "mini".to_owned(),
+            parameters: Some(1),
+            train_flops: Some(1e14),
+            steps: Some(10),
+            wall: None,
+            glue: Some(scores.median),
+            tasks: BTreeMap::from([("sst2".to_owned(), scores)]),
+        }
+    }
+
+    #[test]
+    fn the_reading_compares_the_pair_and_the_random_init_baseline() {
+        let electra = row(
+            "E",
+            "ELECTRA",
+            Origin::Pretrained {
+                model: 0,
+                step: None,
+            },
+            &[51.0, 51.0, 52.0],
+        );
+        let bert = row(
+            "B",
+            "BERT",
+            Origin::Pretrained {
+                model: 1,
+                step: None,
+            },
+            &[60.0, 62.0, 64.0],
+        );
+        let scratch = row(
+            "R",
+            "—",
+            Origin::Scratch("mini".into()),
+            &[61.5, 61.5, 61.5],
+        );
+        let text = reading(&[electra.clone(), bert.clone(), scratch]);
+        assert!(text.contains("BERT ahead by 11.0 points"), "{text}");
+        assert!(text.contains("Gaps larger than the seeds' spread (ELECTRA − BERT medians): SST-2 -11.0 (seed range 4.0)"), "{text}");
+        assert!(
+            text.contains("(61.5): E -10.5, B +0.5. Neither is a point above it"),
+            "{text}"
+        );
+
+        let scratch = row("R", "—", Origin::Scratch("mini".into()), &[55.0]);
+        let text = reading(&[electra, bert, scratch]);
+        assert!(text.contains("(55.0): E -4.0, B +7.0."), "{text}");
+        assert!(!text.contains("Neither"), "{text}");
+    }
 }
