@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{text, Workspace};
+use common::{text, workspace_on_shared_data, Workspace, FINETUNE_TINY};
 
 /// Starts the local cluster once per test binary if the controller does not answer.
 fn slurm() {
@@ -393,4 +393,34 @@ stages:
         jobs.len() == 2 && jobs[0].contains("|CANCELLED") && jobs[1].ends_with("|COMPLETED"),
         "{jobs:?}"
     );
+}
+
+#[test]
+fn pretraining_and_finetuning_jobs_give_the_local_results_bit_for_bit() {
+    slurm();
+    let seed = ["--set", "seeds=[1]"];
+    let local = workspace_on_shared_data();
+    local.run_ok(&local.write("ft.yaml", FINETUNE_TINY), &seed);
+    let ws = workspace_on_shared_data();
+    let file = ws.write("ft.yaml", FINETUNE_TINY);
+    let ran = ws.run_ok(
+        &file,
+        &[&seed[..], &["--executor", "slurm", "-j", "4"]].concat(),
+    );
+    assert_eq!(ran.len(), 6, "{ran:?}");
+    // Same stored objects (outputs/<digest>/<name>); the pretraining metrics hold wall times.
+    for (stage, output) in [
+        ("electra", "model.safetensors"),
+        ("finetune[seed=1]", "train_log.jsonl"),
+        ("finetune[seed=1]", "predictions"),
+    ] {
+        let (ours, theirs) = (
+            ws.output_path(stage, output),
+            local.output_path(stage, output),
+        );
+        let digest = |path: &Path| path.parent().unwrap().file_name().unwrap().to_owned();
+        assert_eq!(digest(&ours), digest(&theirs), "{stage} {output}");
+    }
+    let show = text(&ws.run(&["show", "electra"]));
+    assert!(show.contains("completed on"), "{show}");
 }

@@ -158,6 +158,47 @@ stages:
       outputs: [joined.txt]
 "#;
 
+/// A tiny ELECTRA on five Wikipedia articles with the BERT vocabulary, fine-tuned on 256 RTE
+/// examples per seed (8 steps per epoch, 3 epochs).
+pub const FINETUNE_TINY: &str = r#"
+pipeline: finetune-tiny
+vars:
+  seeds: [1, 2]
+stages:
+  vocab:
+    kind: tokenizer
+    params: {load: "${data}/vocab/bert-base-uncased/vocab.txt"}
+  wiki:
+    kind: corpus
+    params: {inputs: "${data}/corpus/wikipedia-en-2015/AA/wiki_00", max_docs: 5}
+  examples:
+    kind: pretrain_data
+    params: {corpus: "@wiki/corpus.txt", tokenizer: "@vocab/tokenizer.json", max_seq_len: 64}
+  electra:
+    kind: pretrain
+    params:
+      objective: electra
+      data: "@examples/shards"
+      model: {preset: tiny}
+      steps: 20
+      batch_size: 8
+      warmup_steps: 20
+      checkpoint_every: 1000
+  rte:
+    kind: glue_task
+    params: {task: rte, glue_dir: "${data}/glue", tokenizer: "@vocab/tokenizer.json"}
+  finetune:
+    kind: finetune
+    matrix: {seed: "${seeds}"}
+    params:
+      task: "@rte/features"
+      encoder: "@electra/model.safetensors"
+      seed: ${seed}
+      lr: 1e-3
+      epochs: 3
+      max_train_examples: 256
+"#;
+
 /// A workspace whose data directory is the real shared data.
 pub fn workspace_on_shared_data() -> Workspace {
     let ws = Workspace::new();
