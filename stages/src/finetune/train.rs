@@ -24,7 +24,7 @@ use super::inputs::{class_of, score_of};
 use super::model::{layer_lr_factor, Classifier};
 use crate::error::{DataError, Result};
 use crate::glue::Feature;
-use crate::pretrain::checkpoint::{self, TrainingState, CHECKPOINT_VERSION};
+use crate::pretrain::checkpoint::{self, TrainingState};
 use crate::pretrain::config::EncoderConfig;
 use crate::pretrain::export::ExportedEncoder;
 use crate::pretrain::layers::{Dropout, Init};
@@ -285,15 +285,11 @@ fn save_checkpoint<B: AutodiffBackend>(
     step: u64,
     per_epoch: u64,
 ) -> Result<()> {
-    let state = TrainingState {
-        version: CHECKPOINT_VERSION,
-        step,
-        cursor: Cursor {
-            epoch: step / per_epoch,
-            position: (step % per_epoch) * settings.batch_size as u64,
-        },
-        seed: settings.seed,
+    let cursor = Cursor {
+        epoch: step / per_epoch,
+        position: (step % per_epoch) * settings.batch_size as u64,
     };
+    let state = TrainingState::new(step, cursor, settings.seed);
     checkpoint::save(
         &ctx.checkpoint_dir,
         &state,

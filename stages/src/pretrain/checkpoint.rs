@@ -27,6 +27,18 @@ pub struct TrainingState {
     pub seed: u64,
 }
 
+impl TrainingState {
+    /// The state after `step` steps of a run seeded with `seed`, its data at `cursor`.
+    pub fn new(step: u64, cursor: Cursor, seed: u64) -> Self {
+        TrainingState {
+            version: CHECKPOINT_VERSION,
+            step,
+            cursor,
+            seed,
+        }
+    }
+}
+
 /// A checkpoint loaded from disk.
 pub struct Checkpoint {
     /// Where training stands.

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use super::checkpoint::{self, TrainingState, CHECKPOINT_VERSION};
+use super::checkpoint::{self, TrainingState};
 use super::config::EncoderConfig;
 use super::export;
 use super::layers::{Dropout, Init};
@@ -336,12 +336,11 @@ fn save_checkpoint<B: AutodiffBackend>(
     step: u64,
     len: u64,
 ) -> Result<()> {
-    let state = TrainingState {
-        version: CHECKPOINT_VERSION,
+    let state = TrainingState::new(
         step,
-        cursor: cursor_after(step, settings.batch_size, len),
-        seed: settings.seed,
-    };
+        cursor_after(step, settings.batch_size, len),
+        settings.seed,
+    );
     checkpoint::save(
         &ctx.checkpoint_dir,
         &state,
