@@ -76,8 +76,6 @@ pub struct JobRecord {
     pub job_id: u64,
     /// The instance name.
     pub stage: String,
-    /// The job's staging directory (task, outputs, result).
-    pub staging: PathBuf,
     /// When it was submitted (RFC 3339).
     pub submitted: String,
     /// The run that submitted it.

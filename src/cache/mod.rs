@@ -149,12 +149,6 @@ impl Cache {
             .join(format!("{safe}.{}.log", store::short(key)))
     }
 
-    /// The staging directory of a cluster job for `key` (task, outputs and result, on the
-    /// filesystem the nodes share).
-    pub fn staging_dir(&self, key: &str) -> PathBuf {
-        self.root.join("staging").join(key)
-    }
-
     /// The directory of run journals.
     pub fn runs_dir(&self) -> PathBuf {
         runs_dir(&self.root)
@@ -164,4 +158,10 @@ impl Cache {
 /// Where run journals live for a cache directory, without opening (or locking) it.
 pub fn runs_dir(root: &Path) -> PathBuf {
     root.join("runs")
+}
+
+/// The staging directory of a cluster job for `key` under the cache directory `root` (task,
+/// outputs and result, on the filesystem the nodes share).
+pub fn staging_dir(root: &Path, key: &str) -> PathBuf {
+    root.join("staging").join(key)
 }

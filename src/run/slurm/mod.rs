@@ -27,14 +27,14 @@ use super::executor::Executor;
 use super::scheduler::append_log;
 use super::staged::{self, StagedResult, StagedTask, RESULT_FILE, TASK_FILE};
 use crate::cache::store::remove_any;
-use crate::cache::{Cache, Index, JobRecord};
+use crate::cache::{staging_dir, Cache, Index, JobRecord};
 use crate::spec::Instance;
 use commands::{JobState, SlurmError};
 
 /// Submits stage attempts as Slurm jobs.
 pub struct SlurmExecutor {
     index: Index,
-    staging_root: PathBuf,
+    cache_root: PathBuf,
     program: PathBuf,
     run_id: String,
     poll: Duration,
@@ -52,7 +52,7 @@ impl SlurmExecutor {
         })?;
         Ok(SlurmExecutor {
             index: cache.index.clone(),
-            staging_root: cache.staging_dir(""),
+            cache_root: cache.root().to_owned(),
             program,
             run_id: run_id.to_owned(),
             poll: Duration::from_millis(500),
@@ -101,7 +101,6 @@ impl SlurmExecutor {
         let record = JobRecord {
             job_id: id,
             stage: instance.name.clone(),
-            staging: staging.to_owned(),
             submitted: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             run_id: self.run_id.clone(),
         };
@@ -207,7 +206,7 @@ impl Executor for SlurmExecutor {
         params: &Params,
         ctx: &StageContext<'_>,
     ) -> Result<Metrics, StageError> {
-        let staging = self.staging_root.join(key);
+        let staging = staging_dir(&self.cache_root, key);
         let recorded = self
             .index
             .job(key)
