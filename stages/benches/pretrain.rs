@@ -14,15 +14,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
 use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
-use electra_stages::pretrain::config::Preset;
-use electra_stages::pretrain::layers::{Dropout, Init};
+use electra_stages::model::config::Preset;
+use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
-use electra_stages::pretrain::objective::{Bert, Electra};
-use electra_stages::pretrain::optimizer::{AdamW, AdamWSettings};
+use electra_stages::pretrain::objective::{Bert, Electra, ElectraShape, PretrainingModel};
 use electra_stages::pretrain_data::{Cursor, PretrainData, PretrainingData};
 use electra_stages::tokenizer::TokenizerKind;
+use electra_stages::training::optimizer::{AdamW, AdamWSettings};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -104,41 +105,71 @@ fn main() {
                 device: &device,
                 rng: &mut rng,
             };
-            let mut electra = (objective == "electra")
-                .then(|| Electra::new(&mut init, &config, &config.generator(0.25)));
-            let mut bert = (objective == "bert").then(|| Bert::new(&mut init, &config));
-            let mut optimizer = AdamW::<B>::new(AdamWSettings::default());
-            let mut stream = data.stream(0, Cursor::default()).unwrap();
-            let mut timed = 0.0;
-            for step in 0..=steps {
-                let batch = stream.next_batch(batch_size).unwrap();
-                let started = Instant::now();
-                pool.install(|| {
-                    let masked =
-                        mask_batch(&batch, index.special, index.vocab_size, &masking, &mut rng);
-                    let mut dropout_rng = ChaCha8Rng::seed_from_u64(step as u64);
-                    let mut dropout = Dropout::Train {
-                        p: config.dropout,
-                        rng: &mut dropout_rng,
-                    };
-                    if let Some(model) = electra.take() {
-                        let out = model.step(&masked, 50.0, &mut dropout, &mut rng, &device);
-                        let grads = out.loss.backward();
-                        electra = Some(optimizer.step(model, &grads, 1e-4).0);
-                    }
-                    if let Some(model) = bert.take() {
-                        let out = model.step(&masked, &mut dropout, &device);
-                        let grads = out.loss.backward();
-                        bert = Some(optimizer.step(model, &grads, 1e-4).0);
-                    }
-                });
-                if step > 0 {
-                    timed += started.elapsed().as_secs_f64();
-                }
-            }
-            let per_step = timed / steps as f64;
+            let timing = Timing {
+                data: &data,
+                masking: &masking,
+                pool: &pool,
+                batch_size,
+                steps,
+                dropout: config.dropout,
+            };
+            let per_step = if objective == "electra" {
+                let shape = ElectraShape {
+                    discriminator: config,
+                    generator: config.generator(0.25),
+                    lambda: 50.0,
+                };
+                timing.seconds_per_step(Electra::new(&mut init, shape), &mut rng)
+            } else {
+                timing.seconds_per_step(Bert::new(&mut init, &config), &mut rng)
+            };
             let tokens = (batch_size * index.max_seq_len) as f64 / per_step;
             println!("| {preset:?} | {objective} | {per_step:.3} | {tokens:.0} |");
         }
+    }
+}
+
+/// What a timed run needs besides the model.
+struct Timing<'a> {
+    data: &'a PretrainingData,
+    masking: &'a MaskingOptions,
+    pool: &'a rayon::ThreadPool,
+    batch_size: usize,
+    steps: usize,
+    dropout: f64,
+}
+
+impl Timing<'_> {
+    /// Mean seconds of a full training step of `model` (masking, forward, backward, AdamW),
+    /// over `steps` steps after one warm-up step.
+    fn seconds_per_step<M: PretrainingModel<B> + AutodiffModule<B>>(
+        &self,
+        mut model: M,
+        rng: &mut ChaCha8Rng,
+    ) -> f64 {
+        let device = Default::default();
+        let index = self.data.index();
+        let mut optimizer = AdamW::<B>::new(AdamWSettings::default());
+        let mut stream = self.data.stream(0, Cursor::default()).unwrap();
+        let mut timed = 0.0;
+        for step in 0..=self.steps {
+            let batch = stream.next_batch(self.batch_size).unwrap();
+            let started = Instant::now();
+            model = self.pool.install(|| {
+                let masked = mask_batch(&batch, index.special, index.vocab_size, self.masking, rng);
+                let mut dropout_rng = ChaCha8Rng::seed_from_u64(step as u64);
+                let mut dropout = Dropout::Train {
+                    p: self.dropout,
+                    rng: &mut dropout_rng,
+                };
+                let out = model.step(&masked, &mut dropout, rng, &device);
+                let grads = out.loss.backward();
+                optimizer.step(model, &grads, 1e-4).0
+            });
+            if step > 0 {
+                timed += started.elapsed().as_secs_f64();
+            }
+        }
+        timed / self.steps as f64
     }
 }

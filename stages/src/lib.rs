@@ -6,6 +6,10 @@
 //! pretraining examples in shards), `glue_task` (one GLUE task as tokenized features),
 //! `pretrain` (ELECTRA or BERT with burn), `finetune` (one GLUE task × seed, scored on dev),
 //! `report` (the compute-matched comparison: table, CSV, HTML, plots).
+//!
+//! Beside the kinds: [`model`] (the networks, their heads and the names of their weights),
+//! [`training`] (optimiser, checkpoints, step logs) and [`records`] (the typed files one kind
+//! writes and another reads).
 
 use std::sync::Arc;
 
@@ -20,13 +24,16 @@ pub mod finetune;
 pub mod glue;
 pub mod inputs;
 pub mod json_file;
+pub mod model;
 pub mod parallel;
 pub mod pretrain;
 pub mod pretrain_data;
+pub mod records;
 pub mod report;
 pub mod source;
 pub mod textfile;
 pub mod tokenizer;
+pub mod training;
 
 /// Every stage kind this build knows, for the orchestrator.
 pub fn registry() -> Registry {

@@ -5,15 +5,15 @@ mod common;
 
 use burn::backend::{Autodiff, Flex};
 use electra_stages::corpus::Corpus;
-use electra_stages::pretrain::config::Preset;
-use electra_stages::pretrain::layers::{Dropout, Init};
+use electra_stages::model::config::Preset;
+use electra_stages::model::layers::{Dropout, Init};
+use electra_stages::model::safetensors;
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
-use electra_stages::pretrain::objective::Bert;
-use electra_stages::pretrain::optimizer::{AdamW, AdamWSettings};
-use electra_stages::pretrain::tensor_file;
+use electra_stages::pretrain::objective::{Bert, Electra, ElectraShape, PretrainingModel};
 use electra_stages::pretrain::Pretrain;
 use electra_stages::pretrain_data::{Batch, PretrainData};
 use electra_stages::tokenizer::{SpecialIds, TokenizerKind};
+use electra_stages::training::optimizer::{AdamW, AdamWSettings};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -96,12 +96,12 @@ fn electra_and_bert_train_on_wikipedia_shards() {
     assert!(mean(last, "disc_accuracy") >= mean(last, "disc_baseline") - 0.005);
     assert!(m.iter().all(|l| l["train_flops"].as_f64().unwrap() > 0.0));
 
-    let model = tensor_file::read(&electra.out().join("model.safetensors")).unwrap();
+    let model = safetensors::read(&electra.out().join("model.safetensors")).unwrap();
     assert!(model.contains_key("embeddings.word"));
     assert!(model.contains_key("encoder.blocks.1.attention.query.weight"));
     assert!(model.contains_key("head.logit.weight"));
     assert!(!model.keys().any(|k| k.contains("generator")));
-    let generator = tensor_file::read(&electra.out().join("generator.safetensors")).unwrap();
+    let generator = safetensors::read(&electra.out().join("generator.safetensors")).unwrap();
     assert_eq!(
         generator["encoder.blocks.0.attention.query.weight"].shape,
         [16, 16]
@@ -172,7 +172,7 @@ fn the_encoder_learns_contextual_predictions_under_dynamic_masking() {
     let mut accuracy = Vec::new();
     for _ in 0..200 {
         let masked = mask_batch(&batch, special, 100, &options, &mut rng);
-        let out = bert.step(&masked, &mut Dropout::Off, &device);
+        let out = bert.step(&masked, &mut Dropout::Off, &mut rng, &device);
         let grads = out.loss.backward();
         bert = optimizer.step(bert, &grads, 1e-3).0;
         accuracy.push(out.stats.mlm_accuracy);
@@ -212,13 +212,16 @@ fn the_discriminator_learns_to_spot_replaced_tokens() {
     let device = Default::default();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let config = Preset::Tiny.encoder(100);
-    let mut electra = electra_stages::pretrain::objective::Electra::new(
+    let mut electra = Electra::new(
         &mut Init::<B> {
             device: &device,
             rng: &mut rng,
         },
-        &config,
-        &config.generator(0.25),
+        ElectraShape {
+            discriminator: config,
+            generator: config.generator(0.25),
+            lambda: 50.0,
+        },
     );
     let (batch, special, options) = cycles();
     let mut optimizer = AdamW::<B>::new(AdamWSettings::default());

@@ -7,8 +7,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::model::BatchTensors;
 use crate::glue::Feature;
+use crate::model::encoder::EncoderInput;
 
 /// The random stream of `purpose` for `seed`: streams are disjoint, so the head's
 /// initialisation, the subset, each epoch's order and each step's dropout never share draws.
@@ -57,7 +57,7 @@ pub fn epoch_order(len: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 /// `features` padded to the longest of them. Padding ids are 0; they never matter, since
 /// no token attends to padding (its attention bias is −10000, exactly 0 after softmax).
-pub fn pad<B: Backend>(features: &[&Feature], device: &B::Device) -> BatchTensors<B> {
+pub fn pad<B: Backend>(features: &[&Feature], device: &B::Device) -> EncoderInput<B> {
     let b = features.len();
     let s = features
         .iter()
@@ -74,7 +74,7 @@ pub fn pad<B: Backend>(features: &[&Feature], device: &B::Device) -> BatchTensor
             attention[row * s + col] = 1.0;
         }
     }
-    BatchTensors {
+    EncoderInput {
         ids: Tensor::from_data(TensorData::new(ids, [b, s]), device),
         segments: Tensor::from_data(TensorData::new(segments, [b, s]), device),
         attention: Tensor::from_data(TensorData::new(attention, [b, s]), device),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::FinetuneParams;
 use crate::error::{DataError, Result};
 use crate::glue::{read_features, Feature, Label, Task, TaskInfo, TASK_FILE};
-use crate::pretrain::export::ExportedEncoder;
+use crate::model::export::{find_snapshot, ExportedEncoder};
 
 /// One split's features and the file they came from.
 pub struct Split {
@@ -70,10 +70,7 @@ pub struct Prepared {
 /// The encoder file: `encoder`, or with `snapshot` the file in that directory.
 fn encoder_file(params: &FinetuneParams) -> Result<Option<PathBuf>> {
     Ok(match (&params.encoder, params.snapshot) {
-        (Some(dir), Some(fraction)) => Some(crate::pretrain::export::find_snapshot(
-            Path::new(dir),
-            fraction,
-        )?),
+        (Some(dir), Some(fraction)) => Some(find_snapshot(Path::new(dir), fraction)?),
         (Some(file), None) => Some(PathBuf::from(file)),
         (None, _) => None,
     })

@@ -44,8 +44,8 @@ use self::outputs::write_outputs;
 use self::train::{finetune, FinetuneSettings, Finetuned, Start, TRAIN_LOG};
 use crate::error::Result;
 use crate::glue::Feature;
-use crate::pretrain::kind::ModelParams;
-use crate::pretrain::optimizer::{AdamWSettings, Schedule};
+use crate::model::config::ModelParams;
+use crate::training::optimizer::{AdamWSettings, Schedule};
 
 /// The scores and settings of the run.
 pub const METRICS_FILE: &str = "metrics.json";
@@ -217,7 +217,8 @@ impl StageKind for Finetune {
     }
 
     fn version(&self) -> u32 {
-        1
+        // v2: metrics.json is a versioned `FinetuneSummary` (with `format`).
+        2
     }
 
     fn summary(&self) -> &'static str {

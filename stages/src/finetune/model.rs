@@ -9,13 +9,14 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::error::Result;
-use crate::pretrain::config::EncoderConfig;
-use crate::pretrain::encoder::{mask_bias, Embeddings, Encoder};
-use crate::pretrain::export::ExportedEncoder;
-use crate::pretrain::layers::{Dense, Dropout, Init};
-use crate::pretrain::tensor_file::{load_named, with_prefix};
+use crate::model::config::EncoderConfig;
+use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
+use crate::model::export::ExportedEncoder;
+use crate::model::heads::ClassificationHead;
+use crate::model::layers::{Dropout, Init};
+use crate::model::weights::{load_named, part, Part};
 
-/// Encoder + task head: `[CLS]` hidden state → dropout → linear to `k` outputs.
+/// Encoder + task head: the `[CLS]` hidden state → dropout → linear to `k` outputs.
 #[derive(Module, Debug)]
 pub struct Classifier<B: Backend> {
     /// Token, position and segment embeddings.
@@ -23,17 +24,7 @@ pub struct Classifier<B: Backend> {
     /// The transformer.
     pub encoder: Encoder<B>,
     /// The task head `h → k`.
-    pub head: Dense<B>,
-}
-
-/// One padded batch on the device.
-pub struct BatchTensors<B: Backend> {
-    /// `[b, s]` token ids.
-    pub ids: Tensor<B, 2, burn::tensor::Int>,
-    /// `[b, s]` segment ids.
-    pub segments: Tensor<B, 2, burn::tensor::Int>,
-    /// `[b, s]`: 1 on tokens, 0 on padding.
-    pub attention: Tensor<B, 2>,
+    pub head: ClassificationHead<B>,
 }
 
 impl<B: Backend> Classifier<B> {
@@ -42,7 +33,7 @@ impl<B: Backend> Classifier<B> {
         Classifier {
             embeddings: Embeddings::new(init, config),
             encoder: Encoder::new(init, config),
-            head: Dense::new(init, config.hidden, outputs),
+            head: ClassificationHead::new(init, config.hidden, outputs),
         }
     }
 
@@ -54,40 +45,37 @@ impl<B: Backend> Classifier<B> {
         source: &std::path::Path,
     ) -> Result<Self> {
         let fresh = Classifier::new(init, &exported.config, outputs);
+        let tensors = |of| part(&exported.tensors, of);
         Ok(Classifier {
             embeddings: load_named(
                 fresh.embeddings,
-                &with_prefix(&exported.tensors, "embeddings."),
+                &tensors(Part::Embeddings),
                 init.device,
                 source,
             )?,
-            encoder: load_named(
-                fresh.encoder,
-                &with_prefix(&exported.tensors, "encoder."),
-                init.device,
-                source,
-            )?,
+            encoder: load_named(fresh.encoder, &tensors(Part::Encoder), init.device, source)?,
             head: fresh.head,
         })
+    }
+
+    /// The encoder over its embeddings.
+    pub fn backbone(&self) -> Backbone<'_, B> {
+        Backbone {
+            embeddings: &self.embeddings,
+            encoder: &self.encoder,
+        }
     }
 
     /// Outputs `[b, k]` for `batch`; `dropout` applies inside the encoder, `head_dropout` to
     /// the `[CLS]` state.
     pub fn forward(
         &self,
-        batch: &BatchTensors<B>,
+        batch: &EncoderInput<B>,
         dropout: &mut Dropout<'_>,
         head_dropout: &mut Dropout<'_>,
     ) -> Tensor<B, 2> {
-        let embedded = self
-            .embeddings
-            .forward(batch.ids.clone(), batch.segments.clone(), dropout);
-        let hidden = self
-            .encoder
-            .forward(embedded, mask_bias(batch.attention.clone()), dropout); // [b, s, h]
-        let [b, _, h] = hidden.dims();
-        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
-        self.head.forward(head_dropout.apply(cls))
+        let hidden = self.backbone().forward(batch, dropout); // [b, s, h]
+        self.head.forward(hidden, head_dropout)
     }
 }
 

@@ -13,6 +13,7 @@ use super::train::{FinetuneSettings, Finetuned, Predictions, TRAIN_LOG};
 use super::{FinetuneParams, METRICS_FILE, PREDICTIONS_DIR, SUBMISSION_DIR};
 use crate::error::{DataError, Result};
 use crate::glue::Task;
+use crate::records::finetune::{EncoderOrigin, FinetuneSummary, FINETUNE_SUMMARY_FORMAT};
 
 /// Scores every dev split; writes `metrics.json`, the predictions, the submission files and
 /// the training log.
@@ -62,43 +63,50 @@ pub fn write_outputs(
     std::fs::copy(&log, ctx.out_dir.join(TRAIN_LOG))
         .map_err(|e| DataError::io(format!("copying {}", log.display()), e))?;
     let encoder = match &prepared.exported {
-        Some((exported, path)) => json!({
-            "from_scratch": false,
-            "objective": exported.objective,
-            "pretrain_step": exported.step,
-            "digest": crate::digest::file_digest(path)?,
-            "config": exported.config,
-        }),
-        _ => json!({
-            "from_scratch": true,
-            "config": params.from_scratch.as_ref().map(|m| m.encoder(prepared.info.vocab_size)),
-        }),
+        Some((exported, path)) => EncoderOrigin {
+            from_scratch: false,
+            objective: Some(exported.objective.clone()),
+            pretrain_step: exported.step,
+            digest: Some(crate::digest::file_digest(path)?),
+            config: Some(exported.config),
+        },
+        None => EncoderOrigin {
+            from_scratch: true,
+            objective: None,
+            pretrain_step: None,
+            digest: None,
+            config: params
+                .from_scratch
+                .as_ref()
+                .map(|m| m.encoder(prepared.info.vocab_size)),
+        },
     };
-    let summary = json!({
-        "task": task.name,
-        "metric": metric,
-        "score": score,
-        "scored_split": scored_split,
-        "dev": dev_metrics,
-        "seed": params.seed,
-        "train_examples": train_examples,
-        "train_examples_available": prepared.train.features.len(),
-        "max_train_examples": params.max_train_examples,
-        "epochs": settings.epochs,
-        "steps": settings.schedule.total,
-        "warmup_steps": settings.schedule.warmup,
-        "batch_size": settings.batch_size,
-        "lr": params.lr,
-        "layerwise_lr_decay": params.layerwise_lr_decay,
-        "weight_decay": params.weight_decay,
-        "last_epoch_loss": finetuned.last_epoch_loss,
-        "encoder": encoder,
-        "backend": params.backend,
-        "seconds": seconds,
-        "examples_per_second": finetuned.examples_per_second,
-        "submission_files": submission_files,
-    });
-    crate::json_file::write_pretty(&ctx.out_dir.join(METRICS_FILE), &summary)?;
+    let summary = FinetuneSummary {
+        format: FINETUNE_SUMMARY_FORMAT.to_owned(),
+        task: task.name.to_owned(),
+        metric: metric.to_owned(),
+        score,
+        scored_split: scored_split.clone(),
+        dev: dev_metrics.clone(),
+        seed: params.seed,
+        train_examples,
+        train_examples_available: prepared.train.features.len(),
+        max_train_examples: params.max_train_examples,
+        epochs: settings.epochs,
+        steps: settings.schedule.total,
+        warmup_steps: settings.schedule.warmup,
+        batch_size: settings.batch_size,
+        lr: params.lr,
+        layerwise_lr_decay: params.layerwise_lr_decay,
+        weight_decay: params.weight_decay,
+        last_epoch_loss: Some(finetuned.last_epoch_loss).filter(|l| l.is_finite()),
+        encoder,
+        backend: params.backend.clone(),
+        seconds,
+        examples_per_second: finetuned.examples_per_second,
+        submission_files,
+    };
+    summary.write(&ctx.out_dir.join(METRICS_FILE))?;
     tracing::info!(task = task.name, metric, score, "dev score");
     let mut metrics = Metrics::from([
         ("score".to_owned(), json!(score)),

@@ -6,7 +6,6 @@
 //! dropout masks come from disjoint streams of the run's seed ([`super::batches::stream`]),
 //! so a resumed run repeats exactly what an uninterrupted one does.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
@@ -17,24 +16,34 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use electra_pipe_api::StageContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::json;
+use serde::Serialize;
 
 use super::batches::{epoch_order, pad, stream, Stream};
 use super::inputs::{class_of, score_of};
 use super::model::{layer_lr_factor, Classifier};
 use crate::error::{DataError, Result};
 use crate::glue::Feature;
-use crate::pretrain::checkpoint::{self, TrainingState};
-use crate::pretrain::config::EncoderConfig;
-use crate::pretrain::export::ExportedEncoder;
-use crate::pretrain::layers::{Dropout, Init};
-use crate::pretrain::optimizer::{AdamW, AdamWSettings, Schedule};
-use crate::pretrain::tensor_file::{load_named, named_tensors};
-use crate::pretrain::train::open_step_log;
+use crate::model::config::EncoderConfig;
+use crate::model::export::ExportedEncoder;
+use crate::model::layers::{Dropout, Init};
+use crate::model::weights::{load_named, named_tensors};
 use crate::pretrain_data::Cursor;
+use crate::training::checkpoint::{self, TrainingState};
+use crate::training::optimizer::{AdamW, AdamWSettings, Schedule};
+use crate::training::step_log::StepLog;
 
 /// The per-step log in the checkpoint area (copied to the outputs at the end).
 pub const TRAIN_LOG: &str = "train_log.jsonl";
+
+/// One line of [`TRAIN_LOG`].
+#[derive(Debug, Clone, Copy, Serialize)]
+struct TrainStep {
+    step: u64,
+    epoch: u64,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+}
 
 /// Everything the loop needs besides the data and the starting weights.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,8 +147,7 @@ pub fn finetune<B: AutodiffBackend>(
         first = saved.state.step;
         tracing::info!(step = first, "resuming from checkpoint");
     }
-    let log_path = ctx.checkpoint_dir.join(TRAIN_LOG);
-    let mut log = open_step_log(&log_path, first)?;
+    let mut log = StepLog::open(&ctx.checkpoint_dir.join(TRAIN_LOG), first)?;
     let per_epoch = FinetuneSettings::steps_per_epoch(settings.batch_size, train.len());
     let total = settings.schedule.total;
     let started = Instant::now();
@@ -186,9 +194,13 @@ pub fn finetune<B: AutodiffBackend>(
         seen += batch.len();
         epoch_loss += loss_value;
         epoch_steps += 1;
-        let line = json!({"step": step + 1, "epoch": epoch + 1, "loss": loss_value, "lr": lr, "grad_norm": grad_norm});
-        writeln!(log, "{line}")
-            .map_err(|e| DataError::io(format!("writing {}", log_path.display()), e))?;
+        log.write(&TrainStep {
+            step: step + 1,
+            epoch: epoch + 1,
+            loss: loss_value,
+            lr,
+            grad_norm,
+        })?;
         let rate = seen as f64 / started.elapsed().as_secs_f64();
         ctx.progress.update(
             step + 1,

@@ -9,7 +9,7 @@
 //! - train FLOPs = 2 × batch × steps × forward FLOPs (the official factor for forward plus
 //!   backward).
 
-use super::config::EncoderConfig;
+use crate::model::config::EncoderConfig;
 
 const DROPOUT_FLOPS: f64 = 4.0;
 const LAYER_NORM_FLOPS: f64 = 5.0;
@@ -139,15 +139,17 @@ pub fn electra_forward_flops(
 }
 
 /// Steps of `forward_per_example` at `batch` whose train FLOPs equal `target` (rounded to
-/// the nearest step).
+/// the nearest step, at least 1): how `match_compute` gives two objectives the same budget.
 pub fn steps_to_match(target: f64, forward_per_example: f64, batch: usize) -> u64 {
-    (target / (2.0 * batch as f64 * forward_per_example)).round() as u64
+    (target / (2.0 * batch as f64 * forward_per_example))
+        .round()
+        .max(1.0) as u64
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::Preset;
     use super::*;
+    use crate::model::config::Preset;
 
     const VOCAB: usize = 30522;
 

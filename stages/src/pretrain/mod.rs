@@ -1,5 +1,6 @@
-//! The `pretrain` stage kind: ELECTRA (generator + discriminator, replaced-token detection)
-//! or the BERT baseline (masked LM), trained with burn.
+//! The `pretrain` stage kind: the paper's pretraining, ELECTRA (generator + discriminator,
+//! replaced-token detection) or the BERT baseline (masked LM), trained with burn on the
+//! networks of [`crate::model`] with the parts of [`crate::training`].
 //!
 //! ```yaml
 //! electra:
@@ -16,25 +17,18 @@
 //!     seed: 0
 //! ```
 //!
-//! The modules, one job each: [`config`] (sizes, presets, the generator's shape), [`layers`]
-//! (dense, LayerNorm, dropout, initialisation), [`encoder`] (embeddings and transformer),
-//! [`heads`] (masked-LM and replaced-token heads), [`masking`], [`objective`] (the ELECTRA
-//! and BERT losses), [`optimizer`] (AdamW and the schedule), [`flops`] (the official FLOPs
-//! count), [`train`] (the loop), [`checkpoint`] and [`tensor_file`] (safetensors weights), and
-//! [`export`] (the self-describing format of the trained encoders).
+//! The modules, one job each: [`params`] (params, defaults, steps and settings), [`masking`],
+//! [`objective`] (the ELECTRA and BERT models and losses), [`flops`] (the official FLOPs count
+//! and compute matching), [`train`] (the loop), [`outputs`] (the files and `config.json`) and
+//! [`kind`] (the stage kind).
 
-pub mod checkpoint;
-pub mod config;
-pub mod encoder;
-pub mod export;
 pub mod flops;
-pub mod heads;
 pub mod kind;
-pub mod layers;
 pub mod masking;
 pub mod objective;
-pub mod optimizer;
-pub mod tensor_file;
+pub mod outputs;
+pub mod params;
 pub mod train;
 
-pub use kind::{Pretrain, PretrainParams};
+pub use kind::Pretrain;
+pub use params::PretrainParams;

@@ -6,6 +6,8 @@
 //!   real. Loss = MLM loss + λ · binary cross-entropy (λ = 50); no gradient flows through the
 //!   sample. Generator and discriminator share the token, position and segment embeddings.
 //! - **BERT**: the same encoder with a masked-LM head.
+//!
+//! Both implement [`PretrainingModel`], all the training loop knows of them.
 
 use burn::module::Module;
 use burn::tensor::activation::{log_softmax, softmax};
@@ -15,11 +17,13 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::config::EncoderConfig;
-use super::encoder::{mask_bias, Embeddings, Encoder};
-use super::heads::{MaskedLmHead, ReplacedTokenHead};
-use super::layers::{Dropout, Init};
 use super::masking::MaskedBatch;
+use crate::model::config::EncoderConfig;
+use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
+use crate::model::heads::{MaskedLmHead, ReplacedTokenHead};
+use crate::model::layers::{Dropout, Init};
+use crate::model::weights::Network;
+use crate::records::pretrain::ObjectiveName;
 
 /// ELECTRA: generator and discriminator over shared embeddings.
 #[derive(Module, Debug)]
@@ -34,6 +38,20 @@ pub struct Electra<B: Backend> {
     pub discriminator: Encoder<B>,
     /// The replaced-token-detection head.
     pub discriminator_head: ReplacedTokenHead<B>,
+    /// The two networks' shapes and the weight λ of the discriminator's loss.
+    #[module(skip)]
+    pub shape: ElectraShape,
+}
+
+/// ELECTRA's shapes and loss weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ElectraShape {
+    /// The discriminator's shape.
+    pub discriminator: EncoderConfig,
+    /// The generator's shape.
+    pub generator: EncoderConfig,
+    /// Weight λ of the discriminator's loss.
+    pub lambda: f64,
 }
 
 /// BERT: one encoder with a masked-LM head.
@@ -45,6 +63,48 @@ pub struct Bert<B: Backend> {
     pub encoder: Encoder<B>,
     /// The masked-LM head (tied to the word embeddings).
     pub head: MaskedLmHead<B>,
+    /// Its shape.
+    #[module(skip)]
+    pub config: EncoderConfig,
+}
+
+/// Which exported file a network of a pretraining model goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The model to fine-tune: ELECTRA's discriminator, or BERT.
+    Kept,
+    /// ELECTRA's generator.
+    Generator,
+}
+
+/// A network a pretraining model exports: where it sits in the model, and its shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExportedNetwork {
+    /// Its file.
+    pub role: Role,
+    /// Its parameters' place in the model.
+    pub network: Network,
+    /// Its shape.
+    pub config: EncoderConfig,
+}
+
+/// What the training loop needs of a pretraining objective's model.
+pub trait PretrainingModel<B: Backend>: Module<B> {
+    /// The objective's name in exported files.
+    const OBJECTIVE: ObjectiveName;
+
+    /// One forward pass of the objective on `batch`: the loss to back-propagate and the
+    /// step's measurements. `rng` supplies the objective's own draws (ELECTRA's samples).
+    fn step(
+        &self,
+        batch: &MaskedBatch,
+        dropout: &mut Dropout<'_>,
+        rng: &mut ChaCha8Rng,
+        device: &B::Device,
+    ) -> StepOutput<B>;
+
+    /// The networks it exports, the kept one first.
+    fn exports(&self) -> Vec<ExportedNetwork>;
 }
 
 /// What one step measured, for the metrics log.
@@ -105,25 +165,31 @@ fn to_u32<B: Backend, const D: usize>(tensor: Tensor<B, D, Int>) -> Vec<u32> {
     tensor.into_data().iter::<i64>().map(|v| v as u32).collect()
 }
 
-/// Masked-LM logits `[n, V]` at the masked positions of `batch`: embeddings of the masked
-/// input, the encoder, then the head (tied to the word embeddings).
+/// `ids` (the batch's masked or corrupted token ids) with the batch's segments and padding,
+/// on the device.
+fn input<B: Backend>(batch: &MaskedBatch, ids: &[u32], device: &B::Device) -> EncoderInput<B> {
+    let (b, s) = (batch.batch_size, batch.seq_len);
+    EncoderInput {
+        ids: ints::<B, 2>(ids, [b, s], device),
+        segments: ints::<B, 2>(&batch.segments, [b, s], device),
+        attention: floats::<B, 2>(batch.attention.clone(), [b, s], device),
+    }
+}
+
+/// Masked-LM logits `[n, V]` at the masked positions of `batch`: the backbone on the masked
+/// input, then the head (tied to the word embeddings).
 fn masked_lm_logits<B: Backend>(
-    embeddings: &Embeddings<B>,
-    encoder: &Encoder<B>,
+    backbone: Backbone<'_, B>,
     head: &MaskedLmHead<B>,
     batch: &MaskedBatch,
     dropout: &mut Dropout<'_>,
     device: &B::Device,
 ) -> Tensor<B, 2> {
-    let (b, s) = (batch.batch_size, batch.seq_len);
-    let masked = ints::<B, 2>(&batch.masked, [b, s], device);
-    let segments = ints::<B, 2>(&batch.segments, [b, s], device);
-    let attention = floats::<B, 2>(batch.attention.clone(), [b, s], device);
+    let input = input(batch, &batch.masked, device);
     let positions: Vec<u32> = batch.positions.iter().map(|&p| p as u32).collect();
     let positions = ints::<B, 1>(&positions, [positions.len()], device);
-    let embedded = embeddings.forward(masked, segments, dropout);
-    let hidden = encoder.forward(embedded, mask_bias(attention), dropout);
-    head.forward(hidden, positions, embeddings.word.val())
+    let hidden = backbone.forward(&input, dropout);
+    head.forward(hidden, positions, backbone.embeddings.word.val())
 }
 
 /// Mean cross-entropy of `logits` `[n, V]` against `targets`; also the argmax accuracy.
@@ -161,12 +227,9 @@ fn sample_tokens<B: Backend>(logits: Tensor<B, 2>, rng: &mut ChaCha8Rng) -> Vec<
 }
 
 impl<B: Backend> Electra<B> {
-    /// A fresh model: `discriminator`'s shape, the generator's from it.
-    pub fn new(
-        init: &mut Init<'_, B>,
-        discriminator: &EncoderConfig,
-        generator: &EncoderConfig,
-    ) -> Self {
+    /// A fresh model of `shape`.
+    pub fn new(init: &mut Init<'_, B>, shape: ElectraShape) -> Self {
+        let (discriminator, generator) = (&shape.discriminator, &shape.generator);
         Electra {
             embeddings: Embeddings::new(init, discriminator),
             generator: Encoder::new(init, generator),
@@ -178,23 +241,42 @@ impl<B: Backend> Electra<B> {
             ),
             discriminator: Encoder::new(init, discriminator),
             discriminator_head: ReplacedTokenHead::new(init, discriminator.hidden),
+            shape,
         }
     }
 
-    /// One forward pass of the ELECTRA objective on `batch` with weight `lambda` on the
-    /// discriminator loss. `rng` supplies the samples (and, in `dropout`, the masks).
-    pub fn step(
+    /// The generator: its encoder over the shared embeddings.
+    pub fn generator_backbone(&self) -> Backbone<'_, B> {
+        Backbone {
+            embeddings: &self.embeddings,
+            encoder: &self.generator,
+        }
+    }
+
+    /// The discriminator: its encoder over the shared embeddings.
+    pub fn discriminator_backbone(&self) -> Backbone<'_, B> {
+        Backbone {
+            embeddings: &self.embeddings,
+            encoder: &self.discriminator,
+        }
+    }
+}
+
+impl<B: Backend> PretrainingModel<B> for Electra<B> {
+    const OBJECTIVE: ObjectiveName = ObjectiveName::Electra;
+
+    /// The generator's masked LM, its samples in the masked positions, and the discriminator's
+    /// loss on the result, weighted by λ. `rng` supplies the samples.
+    fn step(
         &self,
         batch: &MaskedBatch,
-        lambda: f64,
         dropout: &mut Dropout<'_>,
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
         // Generator: masked LM on the masked input.
         let logits = masked_lm_logits(
-            &self.embeddings,
-            &self.generator,
+            self.generator_backbone(),
             &self.generator_head,
             batch,
             dropout,
@@ -209,12 +291,27 @@ impl<B: Backend> Electra<B> {
             corrupted[p] = token;
         }
         let (bce, mut stats) = self.discriminator_loss(batch, &corrupted, dropout, device);
-        let loss = mlm_loss.clone() + bce * lambda;
+        let loss = mlm_loss.clone() + bce * self.shape.lambda;
         stats.mlm_accuracy = mlm_accuracy;
         stats.masked = batch.positions.len();
         stats.mlm_loss = f64::from(to_f32(mlm_loss)[0]);
         stats.loss = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput { loss, stats }
+    }
+
+    fn exports(&self) -> Vec<ExportedNetwork> {
+        vec![
+            ExportedNetwork {
+                role: Role::Kept,
+                network: Network::DISCRIMINATOR,
+                config: self.shape.discriminator,
+            },
+            ExportedNetwork {
+                role: Role::Generator,
+                network: Network::GENERATOR,
+                config: self.shape.generator,
+            },
+        ]
     }
 }
 
@@ -230,18 +327,14 @@ impl<B: Backend> Electra<B> {
         device: &B::Device,
     ) -> (Tensor<B, 1>, StepStats) {
         let (b, s) = (batch.batch_size, batch.seq_len);
-        let segments = ints::<B, 2>(&batch.segments, [b, s], device);
-        let attention = floats::<B, 2>(batch.attention.clone(), [b, s], device);
         let labels: Vec<f32> = corrupted
             .iter()
             .zip(&batch.original)
             .map(|(c, o)| f32::from(u8::from(c != o)))
             .collect();
-        let corrupted_ids = ints::<B, 2>(corrupted, [b, s], device);
-        let embedded = self.embeddings.forward(corrupted_ids, segments, dropout);
-        let hidden = self
-            .discriminator
-            .forward(embedded, mask_bias(attention.clone()), dropout);
+        let input = input(batch, corrupted, device);
+        let hidden = self.discriminator_backbone().forward(&input, dropout);
+        let attention = input.attention;
         let logits = self.discriminator_head.forward(hidden); // [b, s]
         let y = floats::<B, 2>(labels.clone(), [b, s], device);
         // Binary cross-entropy with logits, stable form: max(x, 0) − x·y + log(1 + e^−|x|).
@@ -294,24 +387,31 @@ impl<B: Backend> Bert<B> {
             embeddings: Embeddings::new(init, config),
             encoder: Encoder::new(init, config),
             head: MaskedLmHead::new(init, config.hidden, config.embedding, config.vocab_size),
+            config: *config,
         }
     }
 
-    /// One forward pass of the masked-LM objective on `batch`.
-    pub fn step(
+    /// The encoder over its embeddings.
+    pub fn backbone(&self) -> Backbone<'_, B> {
+        Backbone {
+            embeddings: &self.embeddings,
+            encoder: &self.encoder,
+        }
+    }
+}
+
+impl<B: Backend> PretrainingModel<B> for Bert<B> {
+    const OBJECTIVE: ObjectiveName = ObjectiveName::Bert;
+
+    /// The masked-LM loss on `batch` (BERT draws nothing but its masks).
+    fn step(
         &self,
         batch: &MaskedBatch,
         dropout: &mut Dropout<'_>,
+        _rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
-        let logits = masked_lm_logits(
-            &self.embeddings,
-            &self.encoder,
-            &self.head,
-            batch,
-            dropout,
-            device,
-        );
+        let logits = masked_lm_logits(self.backbone(), &self.head, batch, dropout, device);
         let (loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
         let value = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput {
@@ -325,5 +425,13 @@ impl<B: Backend> Bert<B> {
                 ..StepStats::default()
             },
         }
+    }
+
+    fn exports(&self) -> Vec<ExportedNetwork> {
+        vec![ExportedNetwork {
+            role: Role::Kept,
+            network: Network::BERT,
+            config: self.config,
+        }]
     }
 }

@@ -8,27 +8,29 @@
 //! uninterrupted run does from there on.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use electra_pipe_api::StageContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::json;
 
-use super::checkpoint::{self, TrainingState};
-use super::config::EncoderConfig;
-use super::export;
-use super::layers::{Dropout, Init};
 use super::masking::{mask_batch, MaskingOptions};
-use super::objective::{Bert, Electra, StepOutput, StepStats};
-use super::optimizer::{AdamW, AdamWSettings, Schedule};
-use super::tensor_file::{self, NamedTensor};
+use super::objective::{
+    Bert, Electra, ElectraShape, ExportedNetwork, PretrainingModel, Role, StepStats,
+};
 use crate::error::{DataError, Result};
+use crate::model::config::EncoderConfig;
+use crate::model::export;
+use crate::model::layers::{Dropout, Init};
+use crate::model::safetensors::{self, NamedTensor};
+use crate::model::weights::{self, load_named, named_tensors};
 use crate::pretrain_data::{Cursor, PretrainingData};
+use crate::records::pretrain::StepRecord;
+use crate::training::checkpoint::{self, TrainingState};
+use crate::training::optimizer::{AdamW, AdamWSettings, Schedule};
+use crate::training::step_log::StepLog;
 
 /// What to train.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,140 +71,6 @@ pub struct TrainSettings {
     pub flops_per_step: f64,
 }
 
-impl TrainSettings {
-    /// Weight of the discriminator loss (0 for BERT).
-    fn lambda(&self) -> f64 {
-        match self.objective {
-            Objective::Electra { lambda, .. } => lambda,
-            Objective::Bert => 0.0,
-        }
-    }
-}
-
-/// The model being trained.
-enum Model<B: AutodiffBackend> {
-    Electra(Box<Electra<B>>),
-    Bert(Box<Bert<B>>),
-}
-
-impl<B: AutodiffBackend> Model<B> {
-    fn new(settings: &TrainSettings, device: &B::Device) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-        let mut init = Init::<B> {
-            device,
-            rng: &mut rng,
-        };
-        match &settings.objective {
-            Objective::Electra { generator, .. } => Model::Electra(Box::new(Electra::new(
-                &mut init,
-                &settings.encoder,
-                generator,
-            ))),
-            Objective::Bert => Model::Bert(Box::new(Bert::new(&mut init, &settings.encoder))),
-        }
-    }
-
-    fn named(&self) -> BTreeMap<String, NamedTensor> {
-        match self {
-            Model::Electra(m) => tensor_file::named_tensors(m.as_ref()),
-            Model::Bert(m) => tensor_file::named_tensors(m.as_ref()),
-        }
-    }
-
-    fn load(
-        self,
-        saved: &BTreeMap<String, NamedTensor>,
-        device: &B::Device,
-        source: &Path,
-    ) -> Result<Self> {
-        Ok(match self {
-            Model::Electra(m) => Model::Electra(Box::new(tensor_file::load_named(
-                *m, saved, device, source,
-            )?)),
-            Model::Bert(m) => Model::Bert(Box::new(tensor_file::load_named(
-                *m, saved, device, source,
-            )?)),
-        })
-    }
-
-    fn forward(
-        &self,
-        settings: &TrainSettings,
-        masked: &super::masking::MaskedBatch,
-        rng: &mut ChaCha8Rng,
-        device: &B::Device,
-    ) -> StepOutput<B> {
-        let mut dropout_rng = ChaCha8Rng::seed_from_u64(rng.random());
-        let mut dropout = Dropout::Train {
-            p: settings.encoder.dropout,
-            rng: &mut dropout_rng,
-        };
-        match self {
-            Model::Electra(m) => m.step(masked, settings.lambda(), &mut dropout, rng, device),
-            Model::Bert(m) => m.step(masked, &mut dropout, device),
-        }
-    }
-
-    /// The weights renamed into the fine-tuning layout: `embeddings.*`, `encoder.*` (the
-    /// discriminator, BERT's encoder, or with `generator` ELECTRA's generator) and `head.*`.
-    /// ELECTRA's other network is left out.
-    fn exported(&self, generator: bool) -> BTreeMap<String, NamedTensor> {
-        let (body, head) = match (self, generator) {
-            (Model::Bert(_), _) => ("encoder.", "head."),
-            (Model::Electra(_), false) => ("discriminator.", "discriminator_head."),
-            (Model::Electra(_), true) => ("generator.", "generator_head."),
-        };
-        self.named()
-            .into_iter()
-            .filter_map(|(path, tensor)| {
-                let name = if path.starts_with("embeddings.") {
-                    path
-                } else if let Some(rest) = path.strip_prefix(head) {
-                    format!("head.{rest}")
-                } else {
-                    format!("encoder.{}", path.strip_prefix(body)?)
-                };
-                Some((name, tensor))
-            })
-            .collect()
-    }
-
-    /// The safetensors metadata of the exported discriminator/BERT or, with `generator`, of
-    /// ELECTRA's generator (with the step for snapshots).
-    fn metadata(
-        &self,
-        settings: &TrainSettings,
-        generator: bool,
-        step: Option<u64>,
-    ) -> BTreeMap<String, String> {
-        let (objective, config) = match (self, &settings.objective, generator) {
-            (Model::Electra(_), Objective::Electra { generator, .. }, true) => {
-                ("electra", *generator)
-            }
-            (Model::Electra(_), _, _) => ("electra", settings.encoder),
-            (Model::Bert(_), _, _) => ("bert", settings.encoder),
-        };
-        let snapshot = step.map(|step| export::Snapshot {
-            step,
-            total_steps: settings.schedule.total,
-        });
-        export::metadata(&config, objective, snapshot)
-    }
-
-    fn update(self, optimizer: &mut AdamW<B>, grads: &B::Gradients, lr: f64) -> (Self, f64) {
-        match self {
-            Model::Electra(m) => {
-                let (m, norm) = optimizer.step(*m, grads, lr);
-                (Model::Electra(Box::new(m)), norm)
-            }
-            Model::Bert(m) => {
-                let (m, norm) = optimizer.step(*m, grads, lr);
-                (Model::Bert(Box::new(m)), norm)
-            }
-        }
-    }
-}
-
 /// The stream of step `step`'s random draws.
 fn step_rng(seed: u64, step: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -219,17 +87,21 @@ fn cursor_after(step: u64, batch: usize, len: u64) -> Cursor {
     }
 }
 
+/// One exported network's weights, in the exported layout.
+pub struct ExportedWeights {
+    /// Which file it goes to.
+    pub role: Role,
+    /// Tensors by exported name (`embeddings.*`, `encoder.*`, `head.*`).
+    pub tensors: BTreeMap<String, NamedTensor>,
+    /// The safetensors metadata that makes the file self-describing (see [`export`]).
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// The result of a finished run.
 pub struct Trained {
-    /// The final model to fine-tune (ELECTRA's discriminator, or BERT), in the fine-tuning
-    /// layout (see [`Model::exported`]).
-    pub model: BTreeMap<String, NamedTensor>,
-    /// ELECTRA's final generator in the same layout.
-    pub generator: Option<BTreeMap<String, NamedTensor>>,
-    /// The safetensors metadata of `model` (see [`export`]).
-    pub metadata: BTreeMap<String, String>,
-    /// The safetensors metadata of `generator`.
-    pub generator_metadata: BTreeMap<String, String>,
+    /// The final weights of every exported network, the kept one (ELECTRA's discriminator, or
+    /// BERT) first.
+    pub exports: Vec<ExportedWeights>,
     /// The last step's measurements.
     pub last: StepStats,
     /// The step training resumed from (0 for a fresh start).
@@ -247,20 +119,50 @@ pub fn train<B: AutodiffBackend>(
     ctx: &StageContext<'_>,
     device: &B::Device,
 ) -> Result<Trained> {
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let mut init = Init::<B> {
+        device,
+        rng: &mut rng,
+    };
+    match &settings.objective {
+        Objective::Electra { generator, lambda } => {
+            let shape = ElectraShape {
+                discriminator: settings.encoder,
+                generator: *generator,
+                lambda: *lambda,
+            };
+            train_model(Electra::new(&mut init, shape), settings, data, ctx, device)
+        }
+        Objective::Bert => train_model(
+            Bert::new(&mut init, &settings.encoder),
+            settings,
+            data,
+            ctx,
+            device,
+        ),
+    }
+}
+
+/// [`train`] for a freshly initialised `model` of the objective.
+fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
+    mut model: M,
+    settings: &TrainSettings,
+    data: &PretrainingData,
+    ctx: &StageContext<'_>,
+    device: &B::Device,
+) -> Result<Trained> {
     let total = settings.schedule.total;
     let special = data.index().special;
     let vocab = data.index().vocab_size;
-    let mut model = Model::<B>::new(settings, device);
     let mut optimizer = AdamW::<B>::new(settings.adamw);
     let mut start = 0;
     if let Some(saved) = checkpoint::load(&ctx.checkpoint_dir)? {
-        model = model.load(&saved.model, device, &ctx.checkpoint_dir)?;
+        model = load_named(model, &saved.model, device, &ctx.checkpoint_dir)?;
         optimizer.import(saved.moments, device);
         start = saved.state.step;
         tracing::info!(step = start, "resuming from checkpoint");
     }
-    let metrics_path = ctx.checkpoint_dir.join("metrics.jsonl");
-    let mut metrics = open_step_log(&metrics_path, start)?;
+    let mut metrics = StepLog::open(&ctx.checkpoint_dir.join("metrics.jsonl"), start)?;
     let mut stream = data.stream(
         settings.seed,
         cursor_after(start, settings.batch_size, data.len()),
@@ -277,32 +179,35 @@ pub fn train<B: AutodiffBackend>(
         let mut rng = step_rng(settings.seed, step);
         let batch = stream.next_batch(settings.batch_size)?;
         let masked = mask_batch(&batch, special, vocab, &settings.masking, &mut rng);
-        let output = model.forward(settings, &masked, &mut rng, device);
+        let mut dropout_rng = ChaCha8Rng::seed_from_u64(rng.random());
+        let mut dropout = Dropout::Train {
+            p: settings.encoder.dropout,
+            rng: &mut dropout_rng,
+        };
+        let output = model.step(&masked, &mut dropout, &mut rng, device);
         let grads = output.loss.backward();
         let lr = settings.schedule.lr(step);
-        let (updated, grad_norm) = model.update(&mut optimizer, &grads, lr);
+        let (updated, grad_norm) = optimizer.step(model, &grads, lr);
         model = updated;
         last = output.stats;
         tokens_seen += last.tokens;
         let step_seconds = step_started.elapsed().as_secs_f64();
-        let line = json!({
-            "step": step + 1,
-            "loss": last.loss,
-            "mlm_loss": last.mlm_loss,
-            "bce_loss": last.bce_loss,
-            "mlm_accuracy": last.mlm_accuracy,
-            "disc_accuracy": last.disc_accuracy,
-            "disc_baseline": last.disc_baseline,
-            "disc_precision": last.disc_precision,
-            "disc_recall": last.disc_recall,
-            "lr": lr,
-            "grad_norm": grad_norm,
-            "tokens_per_second": last.tokens as f64 / step_seconds,
-            "seconds": step_seconds,
-            "train_flops": settings.flops_per_step * (step + 1) as f64,
-        });
-        writeln!(metrics, "{line}")
-            .map_err(|e| DataError::io(format!("writing {}", metrics_path.display()), e))?;
+        metrics.write(&StepRecord {
+            step: step + 1,
+            loss: last.loss,
+            mlm_loss: last.mlm_loss,
+            bce_loss: last.bce_loss,
+            mlm_accuracy: last.mlm_accuracy,
+            disc_accuracy: last.disc_accuracy,
+            disc_baseline: last.disc_baseline,
+            disc_precision: last.disc_precision,
+            disc_recall: last.disc_recall,
+            lr,
+            grad_norm,
+            tokens_per_second: last.tokens as f64 / step_seconds,
+            seconds: step_seconds,
+            train_flops: settings.flops_per_step * (step + 1) as f64,
+        })?;
         let rate = tokens_seen as f64 / started.elapsed().as_secs_f64();
         ctx.progress.update(
             step + 1,
@@ -318,20 +223,37 @@ pub fn train<B: AutodiffBackend>(
         }
     }
     Ok(Trained {
-        model: model.exported(false),
-        generator: matches!(model, Model::Electra(_)).then(|| model.exported(true)),
-        metadata: model.metadata(settings, false, None),
-        generator_metadata: model.metadata(settings, true, None),
+        exports: model
+            .exports()
+            .iter()
+            .map(|network| exported(&model, network, total, None))
+            .collect(),
         last,
         resumed_from: start,
         tokens_per_second: tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
 }
 
-fn save_checkpoint<B: AutodiffBackend>(
+/// `network`'s weights of `model` in the exported layout, with the metadata of a final model
+/// or, with `snapshot_step`, of a snapshot.
+fn exported<B: AutodiffBackend, M: PretrainingModel<B>>(
+    model: &M,
+    network: &ExportedNetwork,
+    total_steps: u64,
+    snapshot_step: Option<u64>,
+) -> ExportedWeights {
+    let snapshot = snapshot_step.map(|step| export::Snapshot { step, total_steps });
+    ExportedWeights {
+        role: network.role,
+        tensors: weights::export(&network.network, &named_tensors(model)),
+        metadata: export::metadata(&network.config, M::OBJECTIVE.as_str(), snapshot),
+    }
+}
+
+fn save_checkpoint<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
     ctx: &StageContext<'_>,
     settings: &TrainSettings,
-    model: &Model<B>,
+    model: &M,
     optimizer: &AdamW<B>,
     step: u64,
     len: u64,
@@ -344,65 +266,33 @@ fn save_checkpoint<B: AutodiffBackend>(
     checkpoint::save(
         &ctx.checkpoint_dir,
         &state,
-        &model.named(),
+        &named_tensors(model),
         &optimizer.export(),
     )?;
     tracing::info!(step, "checkpoint written");
     Ok(())
 }
 
-fn save_snapshot<B: AutodiffBackend>(
+/// Keeps the kept network's weights after `step` steps in `checkpoint_dir/snapshots/`.
+fn save_snapshot<B: AutodiffBackend, M: PretrainingModel<B>>(
     ctx: &StageContext<'_>,
     settings: &TrainSettings,
-    model: &Model<B>,
+    model: &M,
     step: u64,
 ) -> Result<()> {
     let dir = ctx.checkpoint_dir.join("snapshots");
     std::fs::create_dir_all(&dir)
         .map_err(|e| DataError::io(format!("creating {}", dir.display()), e))?;
-    let path = dir.join(snapshot_file(step));
-    tensor_file::write(
-        &path,
-        &model.exported(false),
-        &model.metadata(settings, false, Some(step)),
+    let kept = model.exports()[0];
+    let snapshot = exported(model, &kept, settings.schedule.total, Some(step));
+    safetensors::write(
+        &dir.join(snapshot_file(step)),
+        &snapshot.tensors,
+        &snapshot.metadata,
     )
 }
 
 /// The file name of the snapshot taken after `step` steps.
 pub fn snapshot_file(step: u64) -> String {
     format!("step-{step:08}.safetensors")
-}
-
-/// Opens the per-step JSON-lines log at `path` for appending after dropping the lines of
-/// steps after `step` (a resumed run recomputes them).
-pub fn open_step_log(path: &Path, step: u64) -> Result<File> {
-    truncate_metrics(path, step)?;
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| DataError::io(format!("opening {}", path.display()), e))
-}
-
-/// Keeps only the metrics lines of steps ≤ `step` (those after it will be recomputed).
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
-    let Ok(file) = File::open(path) else {
-        return Ok(());
-    };
-    let kept: Vec<String> = BufReader::new(file)
-        .lines()
-        .map_while(std::result::Result::ok)
-        .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s <= step)
-        })
-        .collect();
-    let mut text = kept.join("\n");
-    if !text.is_empty() {
-        text.push('\n');
-    }
-    std::fs::write(path, text)
-        .map_err(|e| DataError::io(format!("rewriting {}", path.display()), e))
 }

@@ -35,6 +35,7 @@ use serde_json::{json, Value};
 
 use self::render::Context;
 use crate::error::{DataError, Result};
+use crate::records::finetune::FinetuneSummary;
 use crate::textfile::write_text;
 
 /// The Markdown report.
@@ -177,6 +178,11 @@ impl StageKind for Report {
     }
 }
 
+/// The version of the stage kind `name` in this build.
+fn kind_version(name: &str) -> u32 {
+    crate::registry().get(name).map_or(0, |kind| kind.version())
+}
+
 fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let models = params
         .models
@@ -193,7 +199,7 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     }
     for path in params.finetune_paths() {
         let path = PathBuf::from(path);
-        let result = results::read_result(&path)?;
+        let result = FinetuneSummary::read(&path)?;
         let origin = match (&result.encoder.digest, result.encoder.from_scratch) {
             (_, true) => "random init".to_owned(),
             (Some(digest), false) => format!("encoder {}…", &digest[..digest.len().min(12)]),
@@ -223,8 +229,8 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
             "stage kinds".to_owned(),
             format!(
                 "pretrain v{}, finetune v{}, report v{}",
-                crate::pretrain::Pretrain.version(),
-                crate::finetune::Finetune.version(),
+                kind_version("pretrain"),
+                kind_version("finetune"),
                 Report.version()
             ),
         ),

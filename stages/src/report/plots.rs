@@ -6,6 +6,7 @@ use plotters::prelude::*;
 use super::results::Model;
 use super::table::{task_columns, Row, RowKind};
 use crate::error::{DataError, Result};
+use crate::records::pretrain::{ObjectiveName, StepRecord};
 
 const WIDTH: u32 = 860;
 const HEIGHT: u32 = 460;
@@ -133,7 +134,7 @@ fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 }
 
 /// Which value of a metrics line a panel plots.
-type CurveValue = fn(&super::results::CurvePoint) -> f64;
+type CurveValue = fn(&StepRecord) -> f64;
 
 /// A model's index (its colour), the model and its smoothed `(FLOPs, value)` points.
 type Curve<'a> = (usize, &'a Model, Vec<(f64, f64)>);
@@ -151,7 +152,7 @@ pub fn loss_curves(models: &[Model]) -> Result<String> {
             let curves: Vec<Curve<'_>> = models
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| !electra_only || m.summary.objective == "electra")
+                .filter(|(_, m)| !electra_only || m.summary.objective == ObjectiveName::Electra)
                 .map(|(i, m)| {
                     let raw: Vec<(f64, f64)> =
                         m.curve.iter().map(|p| (p.train_flops, value(p))).collect();

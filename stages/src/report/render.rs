@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::results::{FinetuneResult, Model, Origin};
+use super::results::{Model, Origin};
 use super::table::{markdown, task_columns, Row, RowKind, TASK_ORDER};
+use crate::records::finetune::FinetuneSummary;
 
 /// Everything a document shows besides the rows.
 pub struct Context<'a> {
@@ -179,7 +180,7 @@ fn csv_field(text: &str) -> String {
 pub fn results_csv(
     models: &[Model],
     rows: &[Row],
-    groups: &BTreeMap<Origin, Vec<FinetuneResult>>,
+    groups: &BTreeMap<Origin, Vec<FinetuneSummary>>,
 ) -> String {
     let mut out = String::from("model,objective,size,checkpoint_step,checkpoint_fraction,train_flops,task,metric,seed,score,train_examples,train_examples_available,epochs\n");
     for row in rows {
@@ -194,7 +195,7 @@ pub fn results_csv(
             }
             Origin::Scratch(_) => ("0".to_owned(), "0".to_owned()),
         };
-        let mut results: Vec<&FinetuneResult> = groups[origin].iter().collect();
+        let mut results: Vec<&FinetuneSummary> = groups[origin].iter().collect();
         results.sort_by_key(|r| (TASK_ORDER.iter().position(|(t, _)| *t == r.task), r.seed));
         for r in results {
             let _ = writeln!(
@@ -342,7 +343,7 @@ svg {{ max-width: 100%; height: auto; }}
 }
 
 /// The notes the data calls for: training-set caps and epochs per task.
-pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneResult>>) -> Vec<String> {
+pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
     let mut caps: BTreeMap<&str, (usize, usize, u64)> = BTreeMap::new();
     for r in groups.values().flatten() {
         caps.insert(

@@ -5,62 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::error::{DataError, Result};
-use crate::pretrain::config::{EncoderConfig, Preset};
-
-/// One snapshot of a pretraining run, as its `config.json` lists it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Snapshot {
-    /// Steps done.
-    pub step: u64,
-    /// Of the run's steps.
-    pub fraction: f64,
-    /// BLAKE3 of the snapshot file.
-    pub digest: String,
-}
-
-/// The part of a pretraining stage's `config.json` the report uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct PretrainSummary {
-    /// `electra` or `bert`.
-    pub objective: String,
-    /// The exported model's shape.
-    pub encoder: EncoderConfig,
-    /// Parameters of the exported model.
-    pub parameters: usize,
-    /// Training steps.
-    pub steps: u64,
-    /// Examples per step.
-    pub batch_size: usize,
-    /// Train FLOPs of one step.
-    pub flops_per_step: f64,
-    /// Train FLOPs in total.
-    pub train_flops: f64,
-    /// Wall time of the training steps.
-    pub train_seconds: f64,
-    /// What trained it.
-    pub hardware: String,
-    /// BLAKE3 of `model.safetensors`.
-    pub model_digest: String,
-    /// The kept snapshots.
-    pub snapshots: Vec<Snapshot>,
-}
-
-/// One line of a pretraining `metrics.jsonl`.
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct CurvePoint {
-    /// Steps done.
-    pub step: u64,
-    /// Masked-LM loss (the generator's for ELECTRA).
-    pub mlm_loss: f64,
-    /// The discriminator's BCE (ELECTRA; 0 for BERT).
-    #[serde(default)]
-    pub bce_loss: f64,
-    /// Cumulative train FLOPs.
-    pub train_flops: f64,
-}
+use crate::model::config::{EncoderConfig, Preset};
+use crate::records::finetune::FinetuneSummary;
+use crate::records::pretrain::{read_steps, PretrainSummary, StepRecord};
 
 /// A pretrained model: its label in the report, summary and loss curve.
 #[derive(Debug, Clone)]
@@ -70,41 +18,9 @@ pub struct Model {
     /// Its `config.json`.
     pub summary: PretrainSummary,
     /// Its `metrics.jsonl`.
-    pub curve: Vec<CurvePoint>,
+    pub curve: Vec<StepRecord>,
     /// Where the config came from (for errors and the provenance list).
     pub config_path: PathBuf,
-}
-
-/// The encoder a fine-tuning run started from, as its `metrics.json` records it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EncoderOrigin {
-    /// Random initialisation.
-    pub from_scratch: bool,
-    /// BLAKE3 of the encoder file (pretrained only).
-    pub digest: Option<String>,
-    /// The encoder's shape.
-    pub config: Option<EncoderConfig>,
-}
-
-/// The part of a fine-tuning `metrics.json` the report uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FinetuneResult {
-    /// GLUE task.
-    pub task: String,
-    /// The paper's metric for it.
-    pub metric: String,
-    /// Its value on the scored dev split (0–1).
-    pub score: f64,
-    /// Fine-tuning seed.
-    pub seed: u64,
-    /// Training examples used.
-    pub train_examples: usize,
-    /// Available in the task's train split.
-    pub train_examples_available: usize,
-    /// Passes over them.
-    pub epochs: u64,
-    /// Where it started.
-    pub encoder: EncoderOrigin,
 }
 
 /// Which weights a fine-tuning result started from.
@@ -121,32 +37,14 @@ pub enum Origin {
     Scratch(String),
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
-    crate::json_file::read(path, what)
-}
-
 /// Reads a pretrained model's config and curve.
 pub fn read_model(name: &str, config: &Path, metrics: &Path) -> Result<Model> {
-    let summary: PretrainSummary = read_json(config, "a pretrain stage's config.json")?;
-    let mut reader = crate::textfile::LineReader::open(metrics)?;
-    let mut curve = Vec::new();
-    while let Some(line) = reader.next_line() {
-        let (number, text) = line?;
-        curve.push(serde_json::from_str(text).map_err(|e| {
-            DataError::malformed(metrics, number, format!("expected a metrics line: {e}"))
-        })?);
-    }
     Ok(Model {
         name: name.to_owned(),
-        summary,
-        curve,
+        summary: PretrainSummary::read(config)?,
+        curve: read_steps(metrics)?,
         config_path: config.to_owned(),
     })
-}
-
-/// Reads a fine-tuning `metrics.json`.
-pub fn read_result(path: &Path) -> Result<FinetuneResult> {
-    read_json(path, "a finetune stage's metrics.json")
 }
 
 /// A size label: the preset's name when the shape is one, else `L·H·E`.
@@ -179,8 +77,8 @@ pub fn size_label(config: &EncoderConfig) -> String {
 /// none of `models`' final weights or snapshots is an error naming the result.
 pub fn group(
     models: &[Model],
-    results: Vec<(PathBuf, FinetuneResult)>,
-) -> Result<BTreeMap<Origin, Vec<FinetuneResult>>> {
+    results: Vec<(PathBuf, FinetuneSummary)>,
+) -> Result<BTreeMap<Origin, Vec<FinetuneSummary>>> {
     let mut by_digest = BTreeMap::new();
     for (index, model) in models.iter().enumerate() {
         by_digest.insert(
@@ -200,7 +98,7 @@ pub fn group(
                 });
         }
     }
-    let mut groups: BTreeMap<Origin, Vec<FinetuneResult>> = BTreeMap::new();
+    let mut groups: BTreeMap<Origin, Vec<FinetuneSummary>> = BTreeMap::new();
     for (path, result) in results {
         let origin = if result.encoder.from_scratch {
             Origin::Scratch(
@@ -230,52 +128,89 @@ pub fn group(
 mod tests {
     use super::*;
 
-    fn model(digest: &str, snapshot: &str) -> Model {
+    use crate::pretrain::masking::Replacement;
+    use crate::records::finetune::{EncoderOrigin, FINETUNE_SUMMARY_FORMAT};
+    use crate::records::pretrain::{
+        MatchedCompute, ObjectiveName, SnapshotRecord, PRETRAIN_SUMMARY_FORMAT,
+    };
+    use crate::tokenizer::SpecialIds;
+
+    fn snapshot(step: u64, fraction: f64, digest: &str) -> SnapshotRecord {
+        SnapshotRecord {
+            step,
+            fraction,
+            file: format!("snapshots/{step}"),
+            digest: digest.to_owned(),
+        }
+    }
+
+    fn model(digest: &str, snapshot_digest: &str) -> Model {
         Model {
             name: "ELECTRA".to_owned(),
             summary: PretrainSummary {
-                objective: "electra".to_owned(),
+                format: PRETRAIN_SUMMARY_FORMAT.to_owned(),
+                objective: ObjectiveName::Electra,
                 encoder: Preset::Tiny.encoder(100),
-                parameters: 1,
+                generator: Some(Preset::Tiny.encoder(100).generator(0.25)),
+                special: SpecialIds::LEADING,
+                max_seq_len: 64,
                 steps: 10,
                 batch_size: 2,
+                match_compute: MatchedCompute {
+                    stage: None,
+                    train_flops: None,
+                },
+                lr: 5e-4,
+                warmup_steps: 1,
+                mask_prob: 0.15,
+                replacement: Replacement::Electra,
+                lambda: 50.0,
+                seed: 0,
                 flops_per_step: 1.0,
                 train_flops: 10.0,
-                train_seconds: 1.0,
-                hardware: "cpu".to_owned(),
+                parameters: 1,
+                snapshots: vec![snapshot(5, 0.5, snapshot_digest), snapshot(10, 1.0, digest)],
                 model_digest: digest.to_owned(),
-                snapshots: vec![
-                    Snapshot {
-                        step: 5,
-                        fraction: 0.5,
-                        digest: snapshot.to_owned(),
-                    },
-                    Snapshot {
-                        step: 10,
-                        fraction: 1.0,
-                        digest: digest.to_owned(),
-                    },
-                ],
+                backend: "flex".to_owned(),
+                hardware: "cpu".to_owned(),
+                train_seconds: 1.0,
             },
             curve: Vec::new(),
             config_path: PathBuf::from("config.json"),
         }
     }
 
-    fn result(digest: Option<&str>, from_scratch: bool) -> (PathBuf, FinetuneResult) {
-        let result = FinetuneResult {
+    fn result(digest: Option<&str>, from_scratch: bool) -> (PathBuf, FinetuneSummary) {
+        let result = FinetuneSummary {
+            format: FINETUNE_SUMMARY_FORMAT.to_owned(),
             task: "rte".to_owned(),
             metric: "accuracy".to_owned(),
             score: 0.5,
+            scored_split: "dev".to_owned(),
+            dev: BTreeMap::new(),
             seed: 1,
             train_examples: 10,
             train_examples_available: 10,
+            max_train_examples: None,
             epochs: 1,
+            steps: 1,
+            warmup_steps: 0,
+            batch_size: 10,
+            lr: 1e-3,
+            layerwise_lr_decay: 0.8,
+            weight_decay: 0.0,
+            last_epoch_loss: None,
             encoder: EncoderOrigin {
                 from_scratch,
+                objective: None,
+                pretrain_step: None,
                 digest: digest.map(str::to_owned),
                 config: Some(Preset::Tiny.encoder(100)),
             },
+            backend: "flex".to_owned(),
+            seconds: 1.0,
+            examples_per_second: 10.0,
+            submission_files: Vec::new(),
         };
         (PathBuf::from("ft/metrics.json"), result)
     }

@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::results::{size_label, FinetuneResult, Model, Origin};
+use super::results::{size_label, Model, Origin};
+use crate::records::finetune::FinetuneSummary;
 
 /// GLUE's tasks in the paper's column order, with their display names.
 pub const TASK_ORDER: &[(&str, &str)] = &[
@@ -119,7 +120,7 @@ fn duration(seconds: f64) -> String {
 
 /// The rows for this pipeline's results, in the order of `models` (each model's snapshots
 /// before its final row), then the random-init baselines.
-pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneResult>>) -> Vec<Row> {
+pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<Row> {
     let mut origins: Vec<&Origin> = groups.keys().collect();
     // Each model's snapshots in order, then its final weights; the baselines last.
     origins.sort_by_key(|origin| match origin {
@@ -157,7 +158,7 @@ pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneResult>>
                 Row {
                     label,
                     kind: RowKind::Ours(origin.clone()),
-                    objective: objective_label(&m.objective),
+                    objective: objective_label(m.objective.as_str()),
                     size: size_label(&m.encoder),
                     parameters: Some(m.parameters),
                     train_flops: Some(m.flops_per_step * steps as f64),

@@ -1,12 +1,13 @@
-//! The output heads: the masked-LM head (BERT, ELECTRA's generator) and the discriminator's
-//! replaced-token-detection head.
+//! The output heads on a [`super::encoder::Backbone`]'s hidden states: the masked-LM head
+//! (BERT, ELECTRA's generator), the discriminator's replaced-token-detection head, and the
+//! fine-tuning classification head.
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
-use super::layers::{Dense, Init, LayerNorm};
+use super::layers::{Dense, Dropout, Init, LayerNorm};
 
 /// Dense `h → e`, GELU, LayerNorm, then the tied word embeddings plus a bias: logits over the
 /// vocabulary, computed **only at the masked positions**.
@@ -66,5 +67,28 @@ impl<B: Backend> ReplacedTokenHead<B> {
         self.logit
             .forward(gelu(self.dense.forward(hidden)))
             .reshape([b, s])
+    }
+}
+
+/// The fine-tuning head: the `[CLS]` hidden state → dropout → a linear layer to `k` outputs
+/// (the classes, or one score for regression).
+#[derive(Module, Debug)]
+pub struct ClassificationHead<B: Backend> {
+    output: Dense<B>,
+}
+
+impl<B: Backend> ClassificationHead<B> {
+    /// A head from hidden size `hidden` to `outputs` outputs.
+    pub fn new(init: &mut Init<'_, B>, hidden: usize, outputs: usize) -> Self {
+        ClassificationHead {
+            output: Dense::new(init, hidden, outputs),
+        }
+    }
+
+    /// `hidden`: `[b, s, h]` → outputs `[b, k]`, with `dropout` on the `[CLS]` state.
+    pub fn forward(&self, hidden: Tensor<B, 3>, dropout: &mut Dropout<'_>) -> Tensor<B, 2> {
+        let [b, _, h] = hidden.dims();
+        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
+        self.output.forward(dropout.apply(cls))
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::tensor_file::{self, NamedTensor};
 use crate::error::{DataError, Result};
+use crate::model::safetensors::{self, NamedTensor};
 use crate::pretrain_data::Cursor;
 
 /// Version of the checkpoint layout.
@@ -64,7 +64,7 @@ pub fn save(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)
         .map_err(|e| DataError::io(format!("creating {}", tmp.display()), e))?;
-    tensor_file::write(&tmp.join("model.safetensors"), model, &BTreeMap::new())?;
+    safetensors::write(&tmp.join("model.safetensors"), model, &BTreeMap::new())?;
     let mut optimizer = BTreeMap::new();
     for (i, slot) in moments.iter().enumerate() {
         if let Some((m, v)) = slot {
@@ -80,7 +80,7 @@ pub fn save(
         }
     }
     let count = BTreeMap::from([("parameters".to_owned(), moments.len().to_string())]);
-    tensor_file::write(&tmp.join("optimizer.safetensors"), &optimizer, &count)?;
+    safetensors::write(&tmp.join("optimizer.safetensors"), &optimizer, &count)?;
     crate::json_file::write_pretty(&tmp.join("state.json"), state)?;
     let target = latest(dir);
     let old = dir.join("latest.old");
@@ -115,8 +115,8 @@ pub fn load(dir: &Path) -> Result<Option<Checkpoint>> {
             ),
         ));
     }
-    let model = tensor_file::read(&at.join("model.safetensors"))?;
-    let optimizer = tensor_file::read(&at.join("optimizer.safetensors"))?;
+    let model = safetensors::read(&at.join("model.safetensors"))?;
+    let optimizer = safetensors::read(&at.join("optimizer.safetensors"))?;
     let parameters = optimizer
         .keys()
         .filter_map(|k| k.strip_prefix("m.").and_then(|i| i.parse::<usize>().ok()))

@@ -1,17 +1,11 @@
-//! Model weights as safetensors files (readable by the `safetensors` Python package and
-//! Hugging Face tools): an 8-byte little-endian header length, a JSON header naming each
-//! tensor's dtype (`F32`), shape and byte range, then the raw little-endian data.
-//!
-//! [`named_tensors`] lists a module's parameters by path (`embeddings.word`,
-//! `discriminator.blocks.3.attention.query.weight`); [`load_named`] puts them back.
+//! Tensors as safetensors files (readable by the `safetensors` Python package and Hugging Face
+//! tools): an 8-byte little-endian header length, a JSON header naming each tensor's dtype
+//! (`F32`), shape and byte range, then the raw little-endian data.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use serde_json::{json, Map, Value};
 
 use crate::error::{DataError, Result};
@@ -134,129 +128,4 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
         .get("__metadata__")
         .and_then(|m| serde_json::from_value(m.clone()).ok())
         .unwrap_or_default())
-}
-
-/// The tensors whose names start with `prefix`, with it removed (`encoder.` of a whole model).
-pub fn with_prefix(
-    tensors: &BTreeMap<String, NamedTensor>,
-    prefix: &str,
-) -> BTreeMap<String, NamedTensor> {
-    tensors
-        .iter()
-        .filter_map(|(name, t)| Some((name.strip_prefix(prefix)?.to_owned(), t.clone())))
-        .collect()
-}
-
-/// Tracks the module path while visiting or mapping.
-#[derive(Default)]
-struct PathStack(Vec<String>);
-
-impl PathStack {
-    fn enter(&mut self, name: &str) {
-        self.0.push(name.to_owned());
-    }
-    fn exit(&mut self) {
-        self.0.pop();
-    }
-    fn name(&self) -> String {
-        self.0.join(".")
-    }
-}
-
-struct Collect {
-    path: PathStack,
-    out: BTreeMap<String, NamedTensor>,
-}
-
-impl<B: Backend> ModuleVisitor<B> for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let tensor = param.val();
-        self.out.insert(
-            self.path.name(),
-            NamedTensor {
-                shape: tensor.dims().to_vec(),
-                values: tensor.into_data().iter::<f32>().collect(),
-            },
-        );
-    }
-}
-
-/// Every float parameter of `module` by its path.
-pub fn named_tensors<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, NamedTensor> {
-    let mut collect = Collect {
-        path: PathStack::default(),
-        out: BTreeMap::new(),
-    };
-    module.visit(&mut collect);
-    collect.out
-}
-
-struct Assign<'a, B: Backend> {
-    path: PathStack,
-    tensors: &'a BTreeMap<String, NamedTensor>,
-    device: B::Device,
-    missing: Vec<String>,
-}
-
-impl<B: Backend> ModuleMapper<B> for Assign<'_, B> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let name = self.path.name();
-        let (id, tensor, mapper) = param.consume();
-        match self.tensors.get(&name) {
-            Some(saved) if saved.shape == tensor.dims() => {
-                let data = TensorData::new(saved.values.clone(), saved.shape.clone());
-                let loaded = Tensor::from_data(data, &self.device);
-                let loaded = if tensor.is_require_grad() {
-                    loaded.require_grad()
-                } else {
-                    loaded
-                };
-                Param::from_mapped_value(id, loaded, mapper)
-            }
-            _ => {
-                self.missing.push(name);
-                Param::from_mapped_value(id, tensor, mapper)
-            }
-        }
-    }
-}
-
-/// `module` with every parameter replaced by the saved tensor of the same path and shape;
-/// an error lists the parameters that had none.
-pub fn load_named<B: Backend, M: Module<B>>(
-    module: M,
-    tensors: &BTreeMap<String, NamedTensor>,
-    device: &B::Device,
-    source: &Path,
-) -> Result<M> {
-    let mut assign = Assign::<B> {
-        path: PathStack::default(),
-        tensors,
-        device: device.clone(),
-        missing: Vec::new(),
-    };
-    let module = module.map(&mut assign);
-    if assign.missing.is_empty() {
-        Ok(module)
-    } else {
-        Err(DataError::invalid(
-            source,
-            format!(
-                "no tensor of the right shape for {}: expected weights of this model's configuration",
-                assign.missing.join(", ")
-            ),
-        ))
-    }
 }

@@ -1,6 +1,7 @@
 //! The BERT-style encoder of the paper: token + position + segment embeddings of width `e`
 //! (LayerNorm, dropout), a projection to the hidden size `h` when `e ≠ h`, then post-LayerNorm
-//! transformer blocks with GELU.
+//! transformer blocks with GELU; and the [`Backbone`] that wires embeddings, attention mask and
+//! blocks together for every head.
 //!
 //! Shapes: `b` batch, `s` sequence, `e` embedding, `h` hidden, `n` heads, `d = h / n`.
 
@@ -150,7 +151,7 @@ impl<B: Backend> Encoder<B> {
     }
 
     /// `embedded`: `[b, s, e]`, `mask_bias` from [`mask_bias`] → `[b, s, h]`.
-    pub fn forward(
+    fn forward(
         &self,
         embedded: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
@@ -168,7 +169,40 @@ impl<B: Backend> Encoder<B> {
 }
 
 /// The additive attention mask: `[b, 1, 1, s]`, 0 where `attention` is 1, −10000 on padding.
-pub fn mask_bias<B: Backend>(attention: Tensor<B, 2>) -> Tensor<B, 4> {
+fn mask_bias<B: Backend>(attention: Tensor<B, 2>) -> Tensor<B, 4> {
     let [b, s] = attention.dims();
     ((attention - 1.0) * 10000.0).reshape([b, 1, 1, s])
+}
+
+/// One batch of token sequences on the device, as every backbone reads it.
+pub struct EncoderInput<B: Backend> {
+    /// `[b, s]` token ids.
+    pub ids: Tensor<B, 2, Int>,
+    /// `[b, s]` segment ids.
+    pub segments: Tensor<B, 2, Int>,
+    /// `[b, s]`: 1 on tokens, 0 on padding.
+    pub attention: Tensor<B, 2>,
+}
+
+/// The network every head reads: embeddings → attention mask → transformer blocks, giving the
+/// final hidden states. A view over the two modules rather than their owner, because ELECTRA's
+/// generator and discriminator are two backbones over one set of embeddings (the models own
+/// their modules, so each parameter is visited, clipped and updated exactly once).
+#[derive(Debug, Clone, Copy)]
+pub struct Backbone<'a, B: Backend> {
+    /// Token, position and segment embeddings.
+    pub embeddings: &'a Embeddings<B>,
+    /// The projection and the blocks.
+    pub encoder: &'a Encoder<B>,
+}
+
+impl<B: Backend> Backbone<'_, B> {
+    /// `input` → final hidden states `[b, s, h]`.
+    pub fn forward(&self, input: &EncoderInput<B>, dropout: &mut Dropout<'_>) -> Tensor<B, 3> {
+        let embedded = self
+            .embeddings
+            .forward(input.ids.clone(), input.segments.clone(), dropout);
+        self.encoder
+            .forward(embedded, mask_bias(input.attention.clone()), dropout)
+    }
 }

@@ -1,5 +1,6 @@
-//! Sizes of the transformer encoders: named presets, overridable field by field, and the
-//! generator's shape derived from the discriminator's.
+//! Sizes of the transformer encoders: named presets, overridable field by field
+//! ([`ModelParams`], the `model:` param of `pretrain` and `from_scratch:` of `finetune`), and
+//! the generator's shape derived from the discriminator's.
 
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +114,42 @@ impl EncoderConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A preset and any fields to override, as pipelines write a model's size.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParams {
+    /// The named size.
+    pub preset: Preset,
+    /// Embedding width `e`.
+    pub embedding: Option<usize>,
+    /// Hidden size `h`.
+    pub hidden: Option<usize>,
+    /// Transformer blocks.
+    pub layers: Option<usize>,
+    /// Attention heads.
+    pub heads: Option<usize>,
+    /// Feed-forward size.
+    pub intermediate: Option<usize>,
+    /// Dropout probability.
+    pub dropout: Option<f64>,
+}
+
+impl ModelParams {
+    /// The preset's encoder for a vocabulary of `vocab_size`, with the overridden fields.
+    pub fn encoder(&self, vocab_size: usize) -> EncoderConfig {
+        let base = self.preset.encoder(vocab_size);
+        EncoderConfig {
+            embedding: self.embedding.unwrap_or(base.embedding),
+            hidden: self.hidden.unwrap_or(base.hidden),
+            layers: self.layers.unwrap_or(base.layers),
+            heads: self.heads.unwrap_or(base.heads),
+            intermediate: self.intermediate.unwrap_or(base.intermediate),
+            dropout: self.dropout.unwrap_or(base.dropout),
+            ..base
+        }
     }
 }
 

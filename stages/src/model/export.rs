@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::config::EncoderConfig;
-use super::tensor_file::{self, NamedTensor};
+use super::safetensors::{self, NamedTensor};
 use crate::error::{DataError, Result};
 
 /// The `format` metadata of exported weights.
@@ -68,7 +68,7 @@ pub fn find_snapshot(dir: &Path, fraction: f64) -> Result<std::path::PathBuf> {
         if path.extension().is_none_or(|e| e != "safetensors") {
             continue;
         }
-        let metadata = tensor_file::read_metadata(&path)?;
+        let metadata = safetensors::read_metadata(&path)?;
         let number = |key: &str| metadata.get(key).and_then(|v| v.parse::<u64>().ok());
         if let (Some(step), Some(total)) = (number("step"), number("total_steps")) {
             if step == ((fraction * total as f64).round() as u64).clamp(1, total) {
@@ -93,7 +93,7 @@ pub fn find_snapshot(dir: &Path, fraction: f64) -> Result<std::path::PathBuf> {
 impl ExportedEncoder {
     /// Reads an exported encoder; the error names the file and what it lacks.
     pub fn read(path: &Path) -> Result<Self> {
-        let (tensors, metadata) = tensor_file::read_with_metadata(path)?;
+        let (tensors, metadata) = safetensors::read_with_metadata(path)?;
         let bad = |message: String| DataError::invalid(path, message);
         if metadata.get("format").map(String::as_str) != Some(ENCODER_FORMAT) {
             return Err(bad(format!(

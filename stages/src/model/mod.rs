@@ -1,0 +1,17 @@
+//! The model library shared by the stage kinds, as the paper describes the networks: one
+//! module each for the sizes ([`config`]), the building blocks ([`layers`]), the encoder and
+//! the [`encoder::Backbone`] every head reads ([`encoder`]), the heads — masked LM,
+//! replaced-token detection, classification — ([`heads`]), and the weights on disk: the
+//! safetensors format ([`safetensors`]), the one table of names weights have in checkpoints,
+//! in electra-pipe's exported files and in Hugging Face transformers ([`weights`]), and the
+//! self-describing exported encoder ([`export`]).
+//!
+//! `pretrain` composes these into ELECTRA and BERT, `finetune` into a classifier.
+
+pub mod config;
+pub mod encoder;
+pub mod export;
+pub mod heads;
+pub mod layers;
+pub mod safetensors;
+pub mod weights;

@@ -1,0 +1,164 @@
+//! What a pretraining run writes: the exported networks, the snapshots taken during training,
+//! the per-step metrics and `config.json` (a [`PretrainSummary`]); and the stage's metrics.
+
+use std::path::Path;
+
+use electra_pipe_api::{Metrics, StageContext};
+use serde_json::json;
+
+use super::objective::Role;
+use super::params::{MatchCompute, PretrainParams};
+use super::train::{snapshot_file, Objective, TrainSettings, Trained};
+use crate::error::{DataError, Result};
+use crate::model::safetensors;
+use crate::pretrain_data::ShardIndex;
+use crate::records::pretrain::{
+    read_steps, MatchedCompute, PretrainSummary, SnapshotRecord, PRETRAIN_SUMMARY_FORMAT,
+};
+
+/// The final weights of the model to fine-tune (ELECTRA's discriminator, or BERT).
+pub const MODEL_FILE: &str = "model.safetensors";
+/// ELECTRA's generator weights.
+pub const GENERATOR_FILE: &str = "generator.safetensors";
+/// The configuration and training summary.
+pub const CONFIG_FILE: &str = "config.json";
+/// Per-step metrics.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Weights at the requested fractions of training.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+
+/// The file of an exported network.
+fn file_of(role: Role) -> &'static str {
+    match role {
+        Role::Kept => MODEL_FILE,
+        Role::Generator => GENERATOR_FILE,
+    }
+}
+
+/// The run's outputs and its facts.
+pub struct Run<'a> {
+    /// The stage's params.
+    pub params: &'a PretrainParams,
+    /// The settings it trained with.
+    pub settings: &'a TrainSettings,
+    /// The data's index.
+    pub index: &'a ShardIndex,
+    /// The matched stage's train FLOPs, if the steps were derived.
+    pub matched_flops: Option<f64>,
+    /// The trained weights.
+    pub trained: &'a Trained,
+}
+
+/// Writes every output into `ctx.out_dir`; returns the stage's metrics.
+pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
+    let Run {
+        params,
+        settings,
+        index,
+        matched_flops,
+        trained,
+    } = run;
+    for export in &trained.exports {
+        safetensors::write(
+            &ctx.out_dir.join(file_of(export.role)),
+            &export.tensors,
+            &export.metadata,
+        )?;
+    }
+    // Snapshots were written in the exported layout as training reached them.
+    let snapshots = ctx.out_dir.join(SNAPSHOTS_DIR);
+    std::fs::create_dir_all(&snapshots)
+        .map_err(|e| DataError::io(format!("creating {}", snapshots.display()), e))?;
+    for step in &settings.snapshot_steps {
+        let name = snapshot_file(*step);
+        let from = ctx.checkpoint_dir.join(SNAPSHOTS_DIR).join(&name);
+        std::fs::copy(&from, snapshots.join(&name))
+            .map_err(|e| DataError::io(format!("copying {}", from.display()), e))?;
+    }
+    std::fs::copy(
+        ctx.checkpoint_dir.join(METRICS_FILE),
+        ctx.out_dir.join(METRICS_FILE),
+    )
+    .map_err(|e| DataError::io("copying the metrics".to_owned(), e))?;
+
+    let steps = settings.schedule.total;
+    let parameters: usize = trained.exports[0]
+        .tensors
+        .values()
+        .map(|t| t.values.len())
+        .sum();
+    let snapshots = settings
+        .snapshot_steps
+        .iter()
+        .map(|&step| {
+            let file = format!("{SNAPSHOTS_DIR}/{}", snapshot_file(step));
+            Ok(SnapshotRecord {
+                step,
+                fraction: step as f64 / steps as f64,
+                digest: crate::digest::file_digest(&ctx.out_dir.join(&file))?,
+                file,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let train_flops = settings.flops_per_step * steps as f64;
+    let matched = match &params.match_compute {
+        Some(MatchCompute::Resolved { stage, .. }) => Some(stage.clone()),
+        _ => None,
+    };
+    let generator = match &settings.objective {
+        Objective::Electra { generator, .. } => Some(*generator),
+        Objective::Bert => None,
+    };
+    let summary = PretrainSummary {
+        format: PRETRAIN_SUMMARY_FORMAT.to_owned(),
+        objective: params.objective,
+        encoder: settings.encoder,
+        generator,
+        special: index.special,
+        max_seq_len: index.max_seq_len,
+        steps,
+        batch_size: params.batch_size,
+        match_compute: MatchedCompute {
+            stage: matched,
+            train_flops: *matched_flops,
+        },
+        lr: params.lr,
+        warmup_steps: params.warmup_steps,
+        mask_prob: params.mask_prob,
+        replacement: params.replacement,
+        lambda: params.lambda,
+        seed: params.seed,
+        flops_per_step: settings.flops_per_step,
+        train_flops,
+        parameters,
+        snapshots,
+        model_digest: crate::digest::file_digest(&ctx.out_dir.join(MODEL_FILE))?,
+        backend: params.backend.clone(),
+        hardware: crate::backend::hardware(&params.backend, ctx.cpus),
+        train_seconds: train_seconds(&ctx.out_dir.join(METRICS_FILE))?,
+    };
+    summary.write(&ctx.out_dir.join(CONFIG_FILE))?;
+    let last = trained.last;
+    Ok(Metrics::from([
+        ("steps".to_owned(), json!(steps)),
+        ("matched_train_flops".to_owned(), json!(matched_flops)),
+        ("resumed_from".to_owned(), json!(trained.resumed_from)),
+        ("parameters".to_owned(), json!(parameters)),
+        ("train_flops".to_owned(), json!(train_flops)),
+        ("flops_per_step".to_owned(), json!(settings.flops_per_step)),
+        ("loss".to_owned(), json!(last.loss)),
+        ("mlm_loss".to_owned(), json!(last.mlm_loss)),
+        ("mlm_accuracy".to_owned(), json!(last.mlm_accuracy)),
+        ("disc_accuracy".to_owned(), json!(last.disc_accuracy)),
+        (
+            "tokens_per_second".to_owned(),
+            json!(trained.tokens_per_second),
+        ),
+    ]))
+}
+
+/// Wall time of training: the sum of the steps' `seconds` in the metrics log (across
+/// resumptions).
+fn train_seconds(metrics: &Path) -> Result<f64> {
+    Ok(read_steps(metrics)?.iter().map(|s| s.seconds).sum())
+}

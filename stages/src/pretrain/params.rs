@@ -1,0 +1,322 @@
+//! The `pretrain` kind's params: parsing with field-named errors, the paper's defaults, the
+//! steps (given, or derived to match another stage's train FLOPs) and the settings they give the
+//! training loop.
+
+use electra_pipe_api::{parse_params, ParamError, Params};
+use serde::Deserialize;
+
+use super::flops;
+use super::masking::{MaskingOptions, Replacement};
+use super::train::{Objective, TrainSettings};
+use crate::error::{DataError, Result};
+use crate::model::config::{EncoderConfig, ModelParams};
+use crate::records::pretrain::ObjectiveName;
+use crate::training::optimizer::{AdamWSettings, Schedule};
+
+/// `match_compute` as written (a stage name) and as the orchestrator fills it in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum MatchCompute {
+    /// That stage's params, inlined by the orchestrator before the stage runs.
+    Resolved {
+        /// The instance's name.
+        stage: String,
+        /// Its params.
+        params: serde_json::Value,
+    },
+    /// The stage's name, e.g. `electra` or `electra[size=small]`.
+    Stage(String),
+}
+
+/// Params of a `pretrain` stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainParams {
+    /// `electra` or `bert`.
+    pub objective: ObjectiveName,
+    /// The `shards` output of a `pretrain_data` stage.
+    pub data: String,
+    /// Model size.
+    pub model: ModelParams,
+    /// ELECTRA's generator size relative to the discriminator.
+    #[serde(default = "default_generator_size")]
+    pub generator_size: f64,
+    /// Training steps (or `match_compute`).
+    pub steps: Option<u64>,
+    /// Another `pretrain` stage (usually ELECTRA's) whose train FLOPs this one must match:
+    /// the steps are derived from both configurations.
+    pub match_compute: Option<MatchCompute>,
+    /// Examples per step.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Linear warm-up steps.
+    #[serde(default = "default_warmup")]
+    pub warmup_steps: u64,
+    /// Share of tokens to mask.
+    #[serde(default = "default_mask_prob")]
+    pub mask_prob: f64,
+    /// What masked tokens become.
+    #[serde(default = "default_replacement")]
+    pub replacement: Replacement,
+    /// ELECTRA's discriminator-loss weight λ.
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    /// AdamW's decoupled weight decay.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// AdamW's ε.
+    #[serde(default = "default_epsilon")]
+    pub adam_epsilon: f64,
+    /// Global gradient-norm clip.
+    #[serde(default = "default_clip")]
+    pub clip_norm: f64,
+    /// Seed of initialisation, data order, masking, dropout and sampling.
+    #[serde(default)]
+    pub seed: u64,
+    /// Steps between checkpoints.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// Fractions of training after which the weights are kept.
+    #[serde(default = "default_snapshots")]
+    pub snapshots: Vec<f64>,
+    /// `flex` (CPU, the default), `ndarray` or `cuda` (builds with those cargo features).
+    #[serde(default = "crate::backend::default_backend")]
+    pub backend: String,
+}
+
+fn default_generator_size() -> f64 {
+    0.25
+}
+fn default_batch_size() -> usize {
+    128
+}
+fn default_lr() -> f64 {
+    5e-4
+}
+fn default_warmup() -> u64 {
+    10_000
+}
+fn default_mask_prob() -> f64 {
+    0.15
+}
+fn default_replacement() -> Replacement {
+    Replacement::Electra
+}
+fn default_lambda() -> f64 {
+    50.0
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_epsilon() -> f64 {
+    1e-6
+}
+fn default_clip() -> f64 {
+    1.0
+}
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_snapshots() -> Vec<f64> {
+    vec![0.25, 0.5, 1.0]
+}
+
+impl PretrainParams {
+    /// Parses and validates params.
+    pub fn parse(params: &Params) -> Result<Self, ParamError> {
+        let parsed: PretrainParams = parse_params(params)?;
+        crate::backend::check(&parsed.backend)?;
+        let encoder = parsed.encoder(1);
+        encoder
+            .validate()
+            .map_err(|(field, message)| ParamError::new(format!("model.{field}"), message))?;
+        if parsed.objective == ObjectiveName::Electra {
+            if !(parsed.generator_size > 0.0 && parsed.generator_size <= 1.0) {
+                return Err(ParamError::new(
+                    "generator_size",
+                    format!(
+                        "expected a fraction in (0, 1], found {}",
+                        parsed.generator_size
+                    ),
+                ));
+            }
+            encoder
+                .generator(parsed.generator_size)
+                .validate()
+                .map_err(|(field, message)| {
+                    ParamError::new(
+                        "generator_size",
+                        format!("the generator's {field}: {message}"),
+                    )
+                })?;
+        }
+        match (parsed.steps, &parsed.match_compute) {
+            (Some(_), Some(_)) => {
+                return Err(ParamError::new(
+                    "match_compute",
+                    "both `steps` and `match_compute` are set: expected one",
+                ))
+            }
+            (None, None) => {
+                return Err(ParamError::new(
+                    "",
+                    "expected `steps`, or `match_compute: <stage>` to derive them from another pretraining stage's FLOPs",
+                ))
+            }
+            _ => {}
+        }
+        for (field, value) in [
+            ("steps", parsed.steps.unwrap_or(1)),
+            ("checkpoint_every", parsed.checkpoint_every),
+        ] {
+            if value == 0 {
+                return Err(ParamError::new(field, "expected at least 1, found 0"));
+            }
+        }
+        if parsed.batch_size == 0 {
+            return Err(ParamError::new(
+                "batch_size",
+                "expected at least 1, found 0",
+            ));
+        }
+        if !(parsed.mask_prob > 0.0 && parsed.mask_prob < 1.0) {
+            return Err(ParamError::new(
+                "mask_prob",
+                format!(
+                    "expected a probability in (0, 1), found {}",
+                    parsed.mask_prob
+                ),
+            ));
+        }
+        if let Some((i, f)) = parsed
+            .snapshots
+            .iter()
+            .enumerate()
+            .find(|(_, f)| !(**f > 0.0 && **f <= 1.0))
+        {
+            return Err(ParamError::new(
+                format!("snapshots[{i}]"),
+                format!("expected a fraction of training in (0, 1], found {f}"),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    /// The encoder (ELECTRA's discriminator) for a vocabulary of `vocab_size`.
+    pub fn encoder(&self, vocab_size: usize) -> EncoderConfig {
+        self.model.encoder(vocab_size)
+    }
+
+    /// Steps after which snapshots are kept, of `total`.
+    fn snapshot_steps(&self, total: u64) -> Vec<u64> {
+        let mut steps: Vec<u64> = self
+            .snapshots
+            .iter()
+            .map(|f| ((f * total as f64).round() as u64).clamp(1, total))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
+    /// The number of steps: given, or derived so that this stage's train FLOPs equal those of
+    /// the `match_compute` stage (both counted on this stage's vocabulary and sequence length).
+    /// Returns the steps and the matched stage's FLOPs, if any.
+    pub fn resolve_steps(
+        &self,
+        vocab_size: usize,
+        max_seq_len: usize,
+    ) -> Result<(u64, Option<f64>)> {
+        let (stage, other) = match (&self.steps, &self.match_compute) {
+            (Some(steps), _) => return Ok((*steps, None)),
+            (None, Some(MatchCompute::Resolved { stage, params })) => (stage, params),
+            (None, _) => {
+                return Err(DataError::Config(
+                    "params.match_compute: the orchestrator did not fill in the stage's params"
+                        .to_owned(),
+                ))
+            }
+        };
+        let other = PretrainParams::parse(other).map_err(|e| {
+            DataError::Config(format!(
+                "params.match_compute: `{stage}` is not a pretrain stage with explicit steps: {e}"
+            ))
+        })?;
+        let Some(other_steps) = other.steps else {
+            return Err(DataError::Config(format!(
+                "params.match_compute: `{stage}` derives its own steps: expected a stage with `steps`"
+            )));
+        };
+        let target = other.flops_per_step(vocab_size, max_seq_len) * other_steps as f64;
+        let steps = flops::steps_to_match(
+            target,
+            self.forward_flops(vocab_size, max_seq_len),
+            self.batch_size,
+        );
+        Ok((steps, Some(target)))
+    }
+
+    /// The objective and the generator's shape, for an encoder of `encoder`'s shape.
+    fn objective(&self, encoder: &EncoderConfig) -> Objective {
+        match self.objective {
+            ObjectiveName::Electra => Objective::Electra {
+                generator: encoder.generator(self.generator_size),
+                lambda: self.lambda,
+            },
+            ObjectiveName::Bert => Objective::Bert,
+        }
+    }
+
+    /// Forward FLOPs of one example, counted as the official code does.
+    fn forward_flops(&self, vocab_size: usize, max_seq_len: usize) -> f64 {
+        let encoder = self.encoder(vocab_size);
+        match self.objective(&encoder) {
+            Objective::Electra { generator, .. } => {
+                flops::electra_forward_flops(&encoder, &generator, max_seq_len)
+            }
+            Objective::Bert => flops::bert_forward_flops(&encoder, max_seq_len),
+        }
+    }
+
+    /// Train FLOPs of one step.
+    fn flops_per_step(&self, vocab_size: usize, max_seq_len: usize) -> f64 {
+        flops::train_flops(
+            self.forward_flops(vocab_size, max_seq_len),
+            self.batch_size,
+            1,
+        )
+    }
+
+    /// What the training loop needs, for `steps` steps on data of this vocabulary and length.
+    pub fn settings(&self, vocab_size: usize, max_seq_len: usize, steps: u64) -> TrainSettings {
+        let encoder = self.encoder(vocab_size);
+        TrainSettings {
+            objective: self.objective(&encoder),
+            encoder,
+            batch_size: self.batch_size,
+            schedule: Schedule {
+                peak: self.lr,
+                warmup: self.warmup_steps,
+                total: steps,
+            },
+            adamw: AdamWSettings {
+                weight_decay: self.weight_decay,
+                epsilon: self.adam_epsilon,
+                clip_norm: self.clip_norm,
+                ..AdamWSettings::default()
+            },
+            masking: MaskingOptions {
+                mask_prob: self.mask_prob,
+                max_predictions: MaskingOptions::max_predictions_for(self.mask_prob, max_seq_len),
+                replacement: self.replacement,
+            },
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            snapshot_steps: self.snapshot_steps(steps),
+            flops_per_step: self.flops_per_step(vocab_size, max_seq_len),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! What a `pretrain` stage records: `config.json` ([`PretrainSummary`]) and one
+//! [`StepRecord`] per line of `metrics.jsonl`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::model::config::EncoderConfig;
+use crate::pretrain::masking::Replacement;
+use crate::tokenizer::SpecialIds;
+
+/// The `format` of a pretraining `config.json` (its `metrics.jsonl` lines are [`StepRecord`]s
+/// of the same version).
+pub const PRETRAIN_SUMMARY_FORMAT: &str = "electra-pipe pretrain summary v1";
+
+/// A pretraining objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectiveName {
+    /// Replaced-token detection with a generator.
+    Electra,
+    /// Masked language modelling.
+    Bert,
+}
+
+impl ObjectiveName {
+    /// The name as written in params and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectiveName::Electra => "electra",
+            ObjectiveName::Bert => "bert",
+        }
+    }
+}
+
+/// The stage whose train FLOPs this run matched, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchedCompute {
+    /// The matched stage's instance name.
+    pub stage: Option<String>,
+    /// Its train FLOPs.
+    pub train_flops: Option<f64>,
+}
+
+/// One kept snapshot of the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    /// Steps done.
+    pub step: u64,
+    /// Of the run's steps.
+    pub fraction: f64,
+    /// The file, relative to the stage's outputs.
+    pub file: String,
+    /// BLAKE3 of the file.
+    pub digest: String,
+}
+
+/// A pretraining run's `config.json`: the configuration and the training summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainSummary {
+    /// [`PRETRAIN_SUMMARY_FORMAT`].
+    pub format: String,
+    /// The objective.
+    pub objective: ObjectiveName,
+    /// The exported model's shape (ELECTRA's discriminator, or BERT).
+    pub encoder: EncoderConfig,
+    /// ELECTRA's generator's shape.
+    pub generator: Option<EncoderConfig>,
+    /// The vocabulary's special-token ids.
+    pub special: SpecialIds,
+    /// Longest example.
+    pub max_seq_len: usize,
+    /// Training steps.
+    pub steps: u64,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// The stage whose compute was matched.
+    pub match_compute: MatchedCompute,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Share of tokens masked.
+    pub mask_prob: f64,
+    /// What masked tokens became.
+    pub replacement: Replacement,
+    /// ELECTRA's discriminator-loss weight.
+    pub lambda: f64,
+    /// The run's seed.
+    pub seed: u64,
+    /// Train FLOPs of one step.
+    pub flops_per_step: f64,
+    /// Train FLOPs in total.
+    pub train_flops: f64,
+    /// Parameters of the exported model.
+    pub parameters: usize,
+    /// The kept snapshots.
+    pub snapshots: Vec<SnapshotRecord>,
+    /// BLAKE3 of `model.safetensors`.
+    pub model_digest: String,
+    /// The training backend.
+    pub backend: String,
+    /// What trained it.
+    pub hardware: String,
+    /// Wall time of the training steps, across resumptions.
+    pub train_seconds: f64,
+}
+
+impl PretrainSummary {
+    /// Writes `config.json`.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::json_file::write_pretty(path, self)
+    }
+
+    /// Reads a `config.json` written by [`PretrainSummary::write`].
+    pub fn read(path: &Path) -> Result<Self> {
+        super::read_versioned(
+            path,
+            PRETRAIN_SUMMARY_FORMAT,
+            "a pretrain stage's config.json",
+        )
+    }
+}
+
+/// One step of a pretraining run: a line of `metrics.jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Steps done.
+    pub step: u64,
+    /// The optimised loss.
+    pub loss: f64,
+    /// Masked-LM cross-entropy (the generator's for ELECTRA).
+    pub mlm_loss: f64,
+    /// The discriminator's BCE (ELECTRA; 0 for BERT).
+    pub bce_loss: f64,
+    /// Share of masked positions predicted right.
+    pub mlm_accuracy: f64,
+    /// Share of real tokens the discriminator classified right.
+    pub disc_accuracy: f64,
+    /// The "all original" accuracy.
+    pub disc_baseline: f64,
+    /// Of tokens predicted replaced, the share that were.
+    pub disc_precision: f64,
+    /// Of replaced tokens, the share predicted replaced.
+    pub disc_recall: f64,
+    /// The step's learning rate.
+    pub lr: f64,
+    /// The gradients' global norm before clipping.
+    pub grad_norm: f64,
+    /// Real tokens per second in this step.
+    pub tokens_per_second: f64,
+    /// The step's wall time.
+    pub seconds: f64,
+    /// Cumulative train FLOPs.
+    pub train_flops: f64,
+}
+
+/// Reads every line of a `metrics.jsonl`; an error names the line.
+pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
+    let mut reader = crate::textfile::LineReader::open(path)?;
+    let mut steps = Vec::new();
+    while let Some(line) = reader.next_line() {
+        let (number, text) = line?;
+        steps.push(serde_json::from_str(text).map_err(|e| {
+            DataError::malformed(path, number, format!("expected a metrics line: {e}"))
+        })?);
+    }
+    Ok(steps)
+}
