@@ -144,7 +144,7 @@ fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
     let plots = ws.output_path("report", "plots");
     for plot in [
         "glue_vs_flops.svg",
-        "pretraining_loss.svg",
+        "pretraining_curves.svg",
         "task_scores.svg",
     ] {
         let svg = std::fs::read_to_string(plots.join(plot)).unwrap();

@@ -429,6 +429,13 @@ fn params_are_checked_before_anything_runs() {
     assert_eq!(decay.path, "layerwise_lr_decay");
     let heads = plan(json!({"task": "/t", "from_scratch": {"preset": "tiny", "heads": 3}}));
     assert_eq!(heads.path, "from_scratch.heads");
+    // A random-init encoder cannot carry a dropout of its own: fine-tuning has one for all.
+    let dropout = plan(json!({"task": "/t", "from_scratch": {"preset": "tiny", "dropout": 0.0}}));
+    assert_eq!(dropout.path, "from_scratch.dropout");
+    assert!(
+        dropout.message.contains("the stage's `dropout`"),
+        "{dropout}"
+    );
     let ok = Finetune
         .plan(&json!({"task": "/t", "encoder": "/e"}))
         .unwrap();
@@ -442,4 +449,34 @@ fn params_are_checked_before_anything_runs() {
             "train_log.jsonl"
         ]
     );
+}
+
+#[test]
+fn pooling_and_the_fine_tuning_dropout_are_the_stage_s_own() {
+    // RTE, 200 examples, 1 epoch: cheap. The paper's `[CLS]` pooling against the tokens' mean.
+    let quick = json!({"max_train_examples": 200, "epochs": 1});
+    let cls = finetune(params("rte", quick.clone()));
+    let mut mean_params = params("rte", quick.clone());
+    mean_params["pooling"] = json!("mean");
+    let mean = finetune(mean_params);
+    assert_eq!(summary(&cls)["pooling"], "cls");
+    assert_eq!(summary(&mean)["pooling"], "mean");
+    assert_ne!(
+        read(mean.out().join("train_log.jsonl")),
+        read(cls.out().join("train_log.jsonl")),
+        "mean pooling trains another head input"
+    );
+    // The encoder's dropout while fine-tuning is the stage's, not the pretraining's.
+    let mut no_dropout = params("rte", quick.clone());
+    no_dropout["dropout"] = json!(0.0);
+    let no_dropout = finetune(no_dropout);
+    assert_eq!(summary(&no_dropout)["dropout"], 0.0);
+    assert_ne!(
+        read(no_dropout.out().join("train_log.jsonl")),
+        read(cls.out().join("train_log.jsonl"))
+    );
+    // The scored split's examples are recorded for the report's intervals.
+    let examples = &summary(&cls)["scored_examples"];
+    assert_eq!(examples["gold"].as_array().unwrap().len(), 277);
+    assert_eq!(examples["predicted"].as_array().unwrap().len(), 277);
 }

@@ -45,7 +45,8 @@ use self::train::{finetune, FinetuneSettings, Finetuned, Start, TRAIN_LOG};
 use crate::error::Result;
 use crate::glue::Feature;
 use crate::model::config::ModelParams;
-use crate::training::optimizer::{AdamWSettings, Schedule};
+use crate::model::heads::Pooling;
+use crate::training::optimizer::{AdamWSettings, Decay, Schedule};
 
 /// The scores and settings of the run.
 pub const METRICS_FILE: &str = "metrics.json";
@@ -93,9 +94,17 @@ pub struct FinetuneParams {
     /// Global gradient-norm clip.
     #[serde(default = "default_clip")]
     pub clip_norm: f64,
-    /// Dropout on the `[CLS]` state before the head.
+    /// Dropout inside the encoder while fine-tuning, for every encoder alike (the paper's
+    /// 0.1; a pretrained encoder's own pretraining dropout does not carry over).
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+    /// Dropout on the pooled state before the head.
     #[serde(default = "default_head_dropout")]
     pub head_dropout: f64,
+    /// What the head reads: `cls` (the `[CLS]` state, the paper's) or `mean` (the mean of the
+    /// tokens' states).
+    #[serde(default)]
+    pub pooling: Pooling,
     /// Train on a seeded subset of at most this many examples.
     pub max_train_examples: Option<usize>,
     /// Examples per evaluation batch.
@@ -124,6 +133,9 @@ fn default_epsilon() -> f64 {
 fn default_clip() -> f64 {
     1.0
 }
+fn default_dropout() -> f64 {
+    0.1
+}
 fn default_head_dropout() -> f64 {
     0.1
 }
@@ -149,12 +161,20 @@ impl FinetuneParams {
                     "expected `encoder` (a pretrain stage's model.safetensors or snapshot) or `from_scratch: {preset: ...}`",
                 ))
             }
-            (None, Some(model)) => model
-                .encoder(1)
-                .validate()
-                .map_err(|(field, message)| {
-                    ParamError::new(format!("from_scratch.{field}"), message)
-                })?,
+            (None, Some(model)) => {
+                if model.dropout.is_some() {
+                    return Err(ParamError::new(
+                        "from_scratch.dropout",
+                        "the fine-tuning dropout is the stage's `dropout`, for every encoder alike: expected it there",
+                    ));
+                }
+                model
+                    .encoder(1)
+                    .validate()
+                    .map_err(|(field, message)| {
+                        ParamError::new(format!("from_scratch.{field}"), message)
+                    })?
+            }
             (Some(_), None) => {}
         }
         if let Some(fraction) = parsed.snapshot {
@@ -195,6 +215,7 @@ impl FinetuneParams {
         }
         for (field, value) in [
             ("warmup_fraction", parsed.warmup_fraction),
+            ("dropout", parsed.dropout),
             ("head_dropout", parsed.head_dropout),
         ] {
             positive(
@@ -276,6 +297,7 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
             peak: params.lr,
             warmup: (params.warmup_fraction * total as f64).round() as u64,
             total,
+            decay: Decay::WholeRun,
         },
         adamw: AdamWSettings {
             weight_decay: params.weight_decay,
@@ -284,7 +306,9 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
             ..AdamWSettings::default()
         },
         layer_decay: params.layerwise_lr_decay,
+        dropout: params.dropout,
         head_dropout: params.head_dropout,
+        pooling: params.pooling,
         seed: params.seed,
     };
     let start = match &prepared.exported {

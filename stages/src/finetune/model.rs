@@ -12,11 +12,11 @@ use crate::error::Result;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
 use crate::model::export::ExportedEncoder;
-use crate::model::heads::ClassificationHead;
+use crate::model::heads::{ClassificationHead, Pooling};
 use crate::model::layers::{Dropout, Init};
 use crate::model::weights::{load_named, part, Part};
 
-/// Encoder + task head: the `[CLS]` hidden state → dropout → linear to `k` outputs.
+/// Encoder + task head: the pooled hidden state → dropout → linear to `k` outputs.
 #[derive(Module, Debug)]
 pub struct Classifier<B: Backend> {
     /// Token, position and segment embeddings.
@@ -29,11 +29,16 @@ pub struct Classifier<B: Backend> {
 
 impl<B: Backend> Classifier<B> {
     /// A fresh model of `config`'s shape with `outputs` outputs.
-    pub fn new(init: &mut Init<'_, B>, config: &EncoderConfig, outputs: usize) -> Self {
+    pub fn new(
+        init: &mut Init<'_, B>,
+        config: &EncoderConfig,
+        outputs: usize,
+        pooling: Pooling,
+    ) -> Self {
         Classifier {
             embeddings: Embeddings::new(init, config),
             encoder: Encoder::new(init, config),
-            head: ClassificationHead::new(init, config.hidden, outputs),
+            head: ClassificationHead::new(init, config.hidden, outputs, pooling),
         }
     }
 
@@ -42,9 +47,10 @@ impl<B: Backend> Classifier<B> {
         init: &mut Init<'_, B>,
         exported: &ExportedEncoder,
         outputs: usize,
+        pooling: Pooling,
         source: &std::path::Path,
     ) -> Result<Self> {
-        let fresh = Classifier::new(init, &exported.config, outputs);
+        let fresh = Classifier::new(init, &exported.config, outputs, pooling);
         let tensors = |of| part(&exported.tensors, of);
         Ok(Classifier {
             embeddings: load_named(
@@ -75,7 +81,8 @@ impl<B: Backend> Classifier<B> {
         head_dropout: &mut Dropout<'_>,
     ) -> Tensor<B, 2> {
         let hidden = self.backbone().forward(batch, dropout); // [b, s, h]
-        self.head.forward(hidden, head_dropout)
+        self.head
+            .forward(hidden, batch.attention.clone(), head_dropout)
     }
 }
 

@@ -13,7 +13,9 @@ use super::train::{FinetuneSettings, Finetuned, Predictions, TRAIN_LOG};
 use super::{FinetuneParams, METRICS_FILE, PREDICTIONS_DIR, SUBMISSION_DIR};
 use crate::error::{DataError, Result};
 use crate::glue::Task;
-use crate::records::finetune::{EncoderOrigin, FinetuneSummary, FINETUNE_SUMMARY_FORMAT};
+use crate::records::finetune::{
+    EncoderOrigin, FinetuneSummary, ScoredExamples, FINETUNE_SUMMARY_FORMAT,
+};
 
 /// Scores every dev split; writes `metrics.json`, the predictions, the submission files and
 /// the training log.
@@ -99,12 +101,15 @@ pub fn write_outputs(
         lr: params.lr,
         layerwise_lr_decay: params.layerwise_lr_decay,
         weight_decay: params.weight_decay,
+        dropout: settings.dropout,
+        pooling: settings.pooling,
         last_epoch_loss: Some(finetuned.last_epoch_loss).filter(|l| l.is_finite()),
         encoder,
         backend: params.backend.clone(),
         seconds,
         examples_per_second: finetuned.examples_per_second,
         submission_files,
+        scored_examples: scored_examples(&prepared.devs[0], &dev_predictions[0]),
     };
     summary.write(&ctx.out_dir.join(METRICS_FILE))?;
     tracing::info!(task = task.name, metric, score, "dev score");
@@ -149,5 +154,23 @@ fn score(task: &Task, split: &Split, predicted: &Predictions) -> BTreeMap<String
             };
             task_metrics(task, &scored)
         }
+    }
+}
+
+/// The gold labels and predictions of one dev split, as numbers.
+fn scored_examples(split: &Split, predicted: &Predictions) -> ScoredExamples {
+    match predicted {
+        Predictions::Classes(predicted) => ScoredExamples {
+            gold: split
+                .features
+                .iter()
+                .map(|f| f64::from(class_of(f)))
+                .collect(),
+            predicted: predicted.iter().map(|&p| f64::from(p)).collect(),
+        },
+        Predictions::Scores(predicted) => ScoredExamples {
+            gold: split.features.iter().map(score_of).collect(),
+            predicted: predicted.clone(),
+        },
     }
 }

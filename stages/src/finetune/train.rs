@@ -25,6 +25,7 @@ use crate::error::{DataError, Result};
 use crate::glue::Feature;
 use crate::model::config::EncoderConfig;
 use crate::model::export::ExportedEncoder;
+use crate::model::heads::Pooling;
 use crate::model::layers::{Dropout, Init};
 use crate::model::weights::{load_named, named_tensors};
 use crate::pretrain_data::Cursor;
@@ -62,8 +63,12 @@ pub struct FinetuneSettings {
     pub adamw: AdamWSettings,
     /// Layer-wise learning-rate decay (see [`layer_lr_factor`]).
     pub layer_decay: f64,
-    /// Dropout on the `[CLS]` state before the head.
+    /// Dropout inside the encoder while fine-tuning (whatever the pretraining used).
+    pub dropout: f64,
+    /// Dropout on the pooled state before the head.
     pub head_dropout: f64,
+    /// What the head reads.
+    pub pooling: Pooling,
     /// Seed of the head, the data order and dropout.
     pub seed: u64,
 }
@@ -134,10 +139,16 @@ pub fn finetune<B: AutodiffBackend>(
         rng: &mut init_rng,
     };
     let mut model = match start {
-        Start::Pretrained(exported, source) => {
-            Classifier::pretrained(&mut init, exported, settings.outputs(), source)?
+        Start::Pretrained(exported, source) => Classifier::pretrained(
+            &mut init,
+            exported,
+            settings.outputs(),
+            settings.pooling,
+            source,
+        )?,
+        Start::Scratch(config) => {
+            Classifier::new(&mut init, config, settings.outputs(), settings.pooling)
         }
-        Start::Scratch(config) => Classifier::new(&mut init, config, settings.outputs()),
     };
     let mut optimizer = AdamW::<B>::new(settings.adamw);
     let mut first = 0;
@@ -174,7 +185,7 @@ pub fn finetune<B: AutodiffBackend>(
         let outputs = model.forward(
             &pad(&batch, device),
             &mut Dropout::Train {
-                p: config.dropout,
+                p: settings.dropout,
                 rng: &mut encoder_rng,
             },
             &mut Dropout::Train {

@@ -26,6 +26,27 @@ pub struct EncoderConfig {
     pub segments: usize,
     /// Dropout on embeddings, attention probabilities and block outputs.
     pub dropout: f64,
+    /// Where each block's LayerNorms sit (absent from files when it is the paper's `post`).
+    #[serde(default, skip_serializing_if = "Norm::is_post")]
+    pub norm: Norm,
+}
+
+/// Where a transformer block's LayerNorms sit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// After each residual sum, `LN(x + f(x))`: BERT's and ELECTRA's (the default).
+    #[default]
+    Post,
+    /// Before each sub-layer, `x + f(LN(x))`, with a final LayerNorm after the last block
+    /// (Xiong et al. 2020; trains without warm-up at higher rates).
+    Pre,
+}
+
+impl Norm {
+    fn is_post(&self) -> bool {
+        *self == Norm::Post
+    }
 }
 
 /// The named model sizes.
@@ -61,6 +82,7 @@ impl Preset {
             max_positions: 512,
             segments: 2,
             dropout: 0.1,
+            norm: Norm::Post,
         }
     }
 }
@@ -135,6 +157,8 @@ pub struct ModelParams {
     pub intermediate: Option<usize>,
     /// Dropout probability.
     pub dropout: Option<f64>,
+    /// LayerNorm placement: `post` (the paper's) or `pre`.
+    pub norm: Option<Norm>,
 }
 
 impl ModelParams {
@@ -148,6 +172,7 @@ impl ModelParams {
             heads: self.heads.unwrap_or(base.heads),
             intermediate: self.intermediate.unwrap_or(base.intermediate),
             dropout: self.dropout.unwrap_or(base.dropout),
+            norm: self.norm.unwrap_or(base.norm),
             ..base
         }
     }

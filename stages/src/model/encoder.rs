@@ -1,7 +1,8 @@
 //! The BERT-style encoder of the paper: token + position + segment embeddings of width `e`
-//! (LayerNorm, dropout), a projection to the hidden size `h` when `e ≠ h`, then post-LayerNorm
-//! transformer blocks with GELU; and the [`Backbone`] that wires embeddings, attention mask and
-//! blocks together for every head.
+//! (LayerNorm, dropout), a projection to the hidden size `h` when `e ≠ h`, then transformer
+//! blocks with GELU, post-LayerNorm as in the paper or pre-LayerNorm with a final LayerNorm
+//! ([`Norm`]); and the [`Backbone`] that wires embeddings, attention mask and blocks together
+//! for every head.
 //!
 //! Shapes: `b` batch, `s` sequence, `e` embedding, `h` hidden, `n` heads, `d = h / n`.
 
@@ -11,7 +12,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
 
-use super::config::EncoderConfig;
+use super::config::{EncoderConfig, Norm};
 use super::layers::{Dense, Dropout, Init, LayerNorm};
 
 /// Token, position and segment embeddings; shared by ELECTRA's generator and discriminator.
@@ -54,7 +55,7 @@ impl<B: Backend> Embeddings<B> {
     }
 }
 
-/// Multi-head self-attention with its output projection, residual and LayerNorm.
+/// Multi-head self-attention with its output projection, and the LayerNorm of its residual.
 #[derive(Module, Debug)]
 pub struct SelfAttention<B: Backend> {
     query: Dense<B>,
@@ -78,8 +79,9 @@ impl<B: Backend> SelfAttention<B> {
         }
     }
 
-    /// `x`: `[b, s, h]`; `mask_bias`: `[b, 1, 1, s]`, 0 on tokens and −10000 on padding.
-    fn forward(
+    /// The sub-layer: `x` `[b, s, h]` → the dropped-out output projection of the attended
+    /// values; `mask_bias`: `[b, 1, 1, s]`, 0 on tokens and −10000 on padding.
+    fn attend(
         &self,
         x: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
@@ -94,18 +96,34 @@ impl<B: Backend> SelfAttention<B> {
         let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt() + mask_bias; // [b, n, s, s]
         let probs = dropout.apply(softmax(scores, 3));
         let context = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h]);
-        let out = dropout.apply(self.output.forward(context));
-        self.norm.forward(out + x)
+        dropout.apply(self.output.forward(context))
     }
 }
 
-/// One post-LayerNorm transformer block: attention, then a GELU feed-forward network.
+/// `x` plus `sublayer`'s output, with `norm` where `placement` puts it: `LN(x + f(x))` after
+/// the sum (post-LN), or `x + f(LN(x))` on the sub-layer's input (pre-LN).
+fn residual<B: Backend>(
+    placement: Norm,
+    norm: &LayerNorm<B>,
+    x: Tensor<B, 3>,
+    sublayer: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
+) -> Tensor<B, 3> {
+    match placement {
+        Norm::Post => norm.forward(sublayer(x.clone()) + x),
+        Norm::Pre => sublayer(norm.forward(x.clone())) + x,
+    }
+}
+
+/// One transformer block: attention, then a GELU feed-forward network, each a residual
+/// sub-layer with its LayerNorm.
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
     attention: SelfAttention<B>,
     intermediate: Dense<B>,
     output: Dense<B>,
     norm: LayerNorm<B>,
+    #[module(skip)]
+    placement: Norm,
 }
 
 impl<B: Backend> Block<B> {
@@ -115,6 +133,7 @@ impl<B: Backend> Block<B> {
             intermediate: Dense::new(init, config.hidden, config.intermediate),
             output: Dense::new(init, config.intermediate, config.hidden),
             norm: LayerNorm::new(init, config.hidden),
+            placement: config.norm,
         }
     }
 
@@ -124,19 +143,24 @@ impl<B: Backend> Block<B> {
         mask_bias: Tensor<B, 4>,
         dropout: &mut Dropout<'_>,
     ) -> Tensor<B, 3> {
-        let attended = self.attention.forward(x, mask_bias, dropout);
-        let inner = gelu(self.intermediate.forward(attended.clone())); // [b, s, i]
-        let out = dropout.apply(self.output.forward(inner));
-        self.norm.forward(out + attended)
+        let attention = &self.attention;
+        let attended = residual(self.placement, &attention.norm, x, |x| {
+            attention.attend(x, mask_bias, dropout)
+        });
+        residual(self.placement, &self.norm, attended, |x| {
+            let inner = gelu(self.intermediate.forward(x)); // [b, s, i]
+            dropout.apply(self.output.forward(inner))
+        })
     }
 }
 
 /// The transformer stack on top of (shared) embeddings: `e → h` projection when needed, then
-/// the blocks.
+/// the blocks (and, pre-LN, the final LayerNorm).
 #[derive(Module, Debug)]
 pub struct Encoder<B: Backend> {
     projection: Option<Dense<B>>,
     blocks: Vec<Block<B>>,
+    final_norm: Option<LayerNorm<B>>,
 }
 
 impl<B: Backend> Encoder<B> {
@@ -147,7 +171,12 @@ impl<B: Backend> Encoder<B> {
         let blocks = (0..config.layers)
             .map(|_| Block::new(init, config))
             .collect();
-        Encoder { projection, blocks }
+        let final_norm = (config.norm == Norm::Pre).then(|| LayerNorm::new(init, config.hidden));
+        Encoder {
+            projection,
+            blocks,
+            final_norm,
+        }
     }
 
     /// `embedded`: `[b, s, e]`, `mask_bias` from [`mask_bias`] → `[b, s, h]`.
@@ -164,7 +193,10 @@ impl<B: Backend> Encoder<B> {
         for block in &self.blocks {
             x = block.forward(x, mask_bias.clone(), dropout);
         }
-        x
+        match &self.final_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
     }
 }
 

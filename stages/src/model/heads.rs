@@ -6,6 +6,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
 
 use super::layers::{Dense, Dropout, Init, LayerNorm};
 
@@ -70,25 +71,52 @@ impl<B: Backend> ReplacedTokenHead<B> {
     }
 }
 
-/// The fine-tuning head: the `[CLS]` hidden state → dropout → a linear layer to `k` outputs
-/// (the classes, or one score for regression).
+/// Which summary of the sequence a classification head reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The `[CLS]` token's final state (the paper's).
+    #[default]
+    Cls,
+    /// The mean of the real tokens' final states.
+    Mean,
+}
+
+/// The fine-tuning head: the pooled hidden state (`[CLS]`'s, or the tokens' mean) → dropout →
+/// a linear layer to `k` outputs (the classes, or one score for regression).
 #[derive(Module, Debug)]
 pub struct ClassificationHead<B: Backend> {
     output: Dense<B>,
+    #[module(skip)]
+    pooling: Pooling,
 }
 
 impl<B: Backend> ClassificationHead<B> {
-    /// A head from hidden size `hidden` to `outputs` outputs.
-    pub fn new(init: &mut Init<'_, B>, hidden: usize, outputs: usize) -> Self {
+    /// A head from hidden size `hidden` to `outputs` outputs, reading `pooling`.
+    pub fn new(init: &mut Init<'_, B>, hidden: usize, outputs: usize, pooling: Pooling) -> Self {
         ClassificationHead {
             output: Dense::new(init, hidden, outputs),
+            pooling,
         }
     }
 
-    /// `hidden`: `[b, s, h]` → outputs `[b, k]`, with `dropout` on the `[CLS]` state.
-    pub fn forward(&self, hidden: Tensor<B, 3>, dropout: &mut Dropout<'_>) -> Tensor<B, 2> {
+    /// `hidden`: `[b, s, h]`, `attention` `[b, s]` (1 on real tokens) → outputs `[b, k]`,
+    /// with `dropout` on the pooled state.
+    pub fn forward(
+        &self,
+        hidden: Tensor<B, 3>,
+        attention: Tensor<B, 2>,
+        dropout: &mut Dropout<'_>,
+    ) -> Tensor<B, 2> {
         let [b, _, h] = hidden.dims();
-        let cls = hidden.slice([0..b, 0..1]).reshape([b, h]);
-        self.output.forward(dropout.apply(cls))
+        let pooled = match self.pooling {
+            Pooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
+            Pooling::Mean => {
+                let weights = attention.unsqueeze_dim::<3>(2); // [b, s, 1]
+                let sum = (hidden * weights.clone()).sum_dim(1).reshape([b, h]);
+                sum / weights.sum_dim(1).reshape([b, 1])
+            }
+        };
+        self.output.forward(dropout.apply(pooled))
     }
 }

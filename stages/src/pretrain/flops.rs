@@ -8,8 +8,14 @@
 //!   15.625% of positions; the discriminator's binary head on all of them;
 //! - train FLOPs = 2 × batch × steps × forward FLOPs (the official factor for forward plus
 //!   backward).
+//!
+//! Two counts are derived here for knobs the official script does not have, each the same
+//! unit cost applied to the extra work: with `mask_prob` other than the paper's 15%, the MLM
+//! head's share of positions scales with it (15.625% × mask_prob / 0.15); a pre-LayerNorm
+//! encoder adds its final LayerNorm (5·h per token). Knobs that change no work (dropout, the
+//! learning rate and its schedule, the optimiser) leave the count as it is.
 
-use crate::model::config::EncoderConfig;
+use crate::model::config::{EncoderConfig, Norm};
 
 const DROPOUT_FLOPS: f64 = 4.0;
 const LAYER_NORM_FLOPS: f64 = 5.0;
@@ -19,11 +25,18 @@ const SOFTMAX_FLOPS: f64 = 5.0;
 /// The share of positions the official count charges an MLM output head for.
 pub const MLM_OUTPUT_FRACTION: f64 = 0.15625;
 
+/// The share of positions an MLM head is charged for when `mask_prob` of the tokens are
+/// masked: [`MLM_OUTPUT_FRACTION`] at the paper's 15%, in proportion otherwise.
+pub fn mlm_output_fraction(mask_prob: f64) -> f64 {
+    MLM_OUTPUT_FRACTION * mask_prob / 0.15
+}
+
 /// What sits on top of the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Head {
-    /// Masked-LM head on [`MLM_OUTPUT_FRACTION`] of positions (BERT, ELECTRA's generator).
-    MaskedLm,
+    /// Masked-LM head on this share of positions (BERT, ELECTRA's generator; see
+    /// [`mlm_output_fraction`]).
+    MaskedLm(f64),
     /// Replaced-token-detection head on every position (ELECTRA's discriminator).
     Binary,
 }
@@ -88,8 +101,8 @@ impl Shape {
         per_token * s
     }
 
-    /// The MLM output head, on [`MLM_OUTPUT_FRACTION`] of positions.
-    fn mlm_head(&self) -> f64 {
+    /// The MLM output head, on `fraction` of positions.
+    fn mlm_head(&self, fraction: f64) -> f64 {
         let Shape { h, s, e, v, .. } = *self;
         let per_token = 2.0 * e * v                // tied output embedding
             + 2.0 * h * e + e                      // dense h → e + bias
@@ -97,7 +110,7 @@ impl Shape {
             + LAYER_NORM_FLOPS * e
             + SOFTMAX_FLOPS * v
             + 2.0 * v; // picking the target word
-        MLM_OUTPUT_FRACTION * per_token * s
+        fraction * per_token * s
     }
 
     /// The discriminator's binary head, all positions.
@@ -111,10 +124,14 @@ impl Shape {
 pub fn forward_flops(encoder: &EncoderConfig, seq_len: usize, head: Head) -> f64 {
     let shape = Shape::new(encoder, seq_len);
     let head_flops = match head {
-        Head::MaskedLm => shape.mlm_head(),
+        Head::MaskedLm(fraction) => shape.mlm_head(fraction),
         Head::Binary => shape.binary_head(),
     };
-    shape.input_embedding() + shape.l * shape.block() + head_flops
+    let final_norm = match encoder.norm {
+        Norm::Post => 0.0,
+        Norm::Pre => LAYER_NORM_FLOPS * shape.h * shape.s,
+    };
+    shape.input_embedding() + shape.l * shape.block() + final_norm + head_flops
 }
 
 /// Train FLOPs of `steps` steps of `batch` examples: 2 × batch × steps × forward FLOPs.
@@ -122,20 +139,26 @@ pub fn train_flops(forward_per_example: f64, batch: usize, steps: u64) -> f64 {
     2.0 * batch as f64 * steps as f64 * forward_per_example
 }
 
-/// Forward FLOPs per example of BERT: the encoder with an MLM head.
-pub fn bert_forward_flops(encoder: &EncoderConfig, seq_len: usize) -> f64 {
-    forward_flops(encoder, seq_len, Head::MaskedLm)
+/// Forward FLOPs per example of BERT: the encoder with an MLM head, `mask_prob` of the tokens
+/// masked.
+pub fn bert_forward_flops(encoder: &EncoderConfig, seq_len: usize, mask_prob: f64) -> f64 {
+    forward_flops(
+        encoder,
+        seq_len,
+        Head::MaskedLm(mlm_output_fraction(mask_prob)),
+    )
 }
 
 /// Forward FLOPs per example of ELECTRA: the discriminator with its binary head plus the
-/// generator with its MLM head.
+/// generator with its MLM head, `mask_prob` of the tokens masked.
 pub fn electra_forward_flops(
     discriminator: &EncoderConfig,
     generator: &EncoderConfig,
     seq_len: usize,
+    mask_prob: f64,
 ) -> f64 {
     forward_flops(discriminator, seq_len, Head::Binary)
-        + forward_flops(generator, seq_len, Head::MaskedLm)
+        + bert_forward_flops(generator, seq_len, mask_prob)
 }
 
 /// Steps of `forward_per_example` at `batch` whose train FLOPs equal `target` (rounded to
@@ -166,12 +189,12 @@ mod tests {
     fn bert_small_matches_the_official_flops_per_step() {
         let bert = Preset::Small.encoder(VOCAB);
         within(
-            train_flops(bert_forward_flops(&bert, 128), 128, 1),
+            train_flops(bert_forward_flops(&bert, 128, 0.15), 128, 1),
             9.784e11,
             0.005,
         );
         within(
-            train_flops(bert_forward_flops(&bert, 128), 128, 1_450_000),
+            train_flops(bert_forward_flops(&bert, 128, 0.15), 128, 1_450_000),
             1.419e18,
             0.005,
         );
@@ -187,11 +210,11 @@ mod tests {
             0.005,
         );
         within(
-            train_flops(forward_flops(&gen, 128, Head::MaskedLm), 128, 1),
+            train_flops(bert_forward_flops(&gen, 128, 0.15), 128, 1),
             3.524e11,
             0.005,
         );
-        let per_step = train_flops(electra_forward_flops(&disc, &gen, 128), 128, 1);
+        let per_step = train_flops(electra_forward_flops(&disc, &gen, 128, 0.15), 128, 1);
         within(per_step, 1.294e12, 0.005);
         within(per_step * 1e6, 1.294e18, 0.005);
     }
@@ -200,16 +223,44 @@ mod tests {
     fn compute_matching_gives_bert_the_electra_budget() {
         let disc = Preset::Small.encoder(VOCAB);
         let electra = train_flops(
-            electra_forward_flops(&disc, &disc.generator(0.25), 128),
+            electra_forward_flops(&disc, &disc.generator(0.25), 128, 0.15),
             128,
             1_000_000,
         );
-        let steps = steps_to_match(electra, bert_forward_flops(&disc, 128), 128);
+        let steps = steps_to_match(electra, bert_forward_flops(&disc, 128, 0.15), 128);
         within(steps as f64, 1.322e6, 0.005);
         within(
-            train_flops(bert_forward_flops(&disc, 128), 128, steps),
+            train_flops(bert_forward_flops(&disc, 128, 0.15), 128, steps),
             electra,
             1e-6,
+        );
+    }
+
+    #[test]
+    fn derived_counts_add_the_extra_work_only() {
+        let post = Preset::Small.encoder(VOCAB);
+        let pre = EncoderConfig {
+            norm: Norm::Pre,
+            ..post
+        };
+        let extra = bert_forward_flops(&pre, 128, 0.15) - bert_forward_flops(&post, 128, 0.15);
+        within(extra, LAYER_NORM_FLOPS * 256.0 * 128.0, 1e-9);
+        let base = Shape::new(&post, 128);
+        let more_masked =
+            bert_forward_flops(&post, 128, 0.25) - bert_forward_flops(&post, 128, 0.15);
+        within(
+            more_masked,
+            base.mlm_head(mlm_output_fraction(0.25)) - base.mlm_head(MLM_OUTPUT_FRACTION),
+            1e-9,
+        );
+        within(mlm_output_fraction(0.25), 0.15625 / 0.15 * 0.25, 1e-12);
+        let no_dropout = EncoderConfig {
+            dropout: 0.0,
+            ..post
+        };
+        assert_eq!(
+            bert_forward_flops(&no_dropout, 128, 0.15),
+            bert_forward_flops(&post, 128, 0.15)
         );
     }
 }

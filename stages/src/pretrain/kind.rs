@@ -12,6 +12,7 @@ use super::outputs::{
     write_outputs, Run, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, MODEL_FILE, SNAPSHOTS_DIR,
 };
 use super::params::PretrainParams;
+use super::stats::unigram_entropy;
 use super::train::{train, TrainSettings, Trained};
 use crate::error::Result;
 use crate::pretrain_data::PretrainingData;
@@ -68,6 +69,11 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     let index = data.index().clone();
     let (steps, matched_flops) = params.resolve_steps(index.vocab_size, index.max_seq_len)?;
     let settings = params.settings(index.vocab_size, index.max_seq_len, steps);
+    let unigram_entropy = unigram_entropy(&data.token_counts()?, index.special);
+    tracing::info!(
+        unigram_entropy,
+        "the masked-LM loss of a model that ignores context (nats)"
+    );
     if let Some(target) = matched_flops {
         tracing::info!(
             steps,
@@ -93,6 +99,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             settings: &settings,
             index: &index,
             matched_flops,
+            unigram_entropy,
             trained: &trained,
         },
         ctx,

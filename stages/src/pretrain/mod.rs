@@ -18,8 +18,9 @@
 //! ```
 //!
 //! The modules, one job each: [`params`] (params, defaults, steps and settings), [`masking`],
-//! [`objective`] (the ELECTRA and BERT models and losses), [`flops`] (the official FLOPs count
-//! and compute matching), [`train`] (the loop), [`outputs`] (the files and `config.json`) and
+//! [`objective`] (the ELECTRA and BERT models and losses), [`stats`] (what a step measures
+//! beside its loss), [`flops`] (the official FLOPs count and compute matching), [`train`] (the
+//! loop), [`outputs`] (the files and `config.json`) and
 //! [`kind`] (the stage kind).
 
 pub mod flops;
@@ -28,6 +29,7 @@ pub mod masking;
 pub mod objective;
 pub mod outputs;
 pub mod params;
+pub mod stats;
 pub mod train;
 
 pub use kind::Pretrain;

@@ -15,9 +15,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
 
 use super::masking::MaskedBatch;
+use super::stats::{discriminator_stats, mean_pairwise_cosine, StepStats};
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
 use crate::model::heads::{MaskedLmHead, ReplacedTokenHead};
@@ -107,31 +107,6 @@ pub trait PretrainingModel<B: Backend>: Module<B> {
     fn exports(&self) -> Vec<ExportedNetwork>;
 }
 
-/// What one step measured, for the metrics log.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct StepStats {
-    /// Masked-LM cross-entropy (generator for ELECTRA).
-    pub mlm_loss: f64,
-    /// Replaced-token-detection BCE over real tokens (ELECTRA; 0 for BERT).
-    pub bce_loss: f64,
-    /// The optimised loss.
-    pub loss: f64,
-    /// Share of masked positions whose argmax prediction is the original token.
-    pub mlm_accuracy: f64,
-    /// Share of real tokens the discriminator classifies right (ELECTRA).
-    pub disc_accuracy: f64,
-    /// Share of real tokens that were not replaced: the "all original" baseline (ELECTRA).
-    pub disc_baseline: f64,
-    /// Of tokens predicted replaced, the share that were (ELECTRA).
-    pub disc_precision: f64,
-    /// Of replaced tokens, the share predicted replaced (ELECTRA).
-    pub disc_recall: f64,
-    /// Masked positions.
-    pub masked: usize,
-    /// Real (non-padding) tokens.
-    pub tokens: usize,
-}
-
 /// A step's loss (to back-propagate) and its measurements.
 pub struct StepOutput<B: Backend> {
     /// Scalar loss.
@@ -177,19 +152,27 @@ fn input<B: Backend>(batch: &MaskedBatch, ids: &[u32], device: &B::Device) -> En
 }
 
 /// Masked-LM logits `[n, V]` at the masked positions of `batch`: the backbone on the masked
-/// input, then the head (tied to the word embeddings).
+/// input, then the head (tied to the word embeddings). Also the backbone's final hidden
+/// states `[b, s, h]`.
 fn masked_lm_logits<B: Backend>(
     backbone: Backbone<'_, B>,
     head: &MaskedLmHead<B>,
     batch: &MaskedBatch,
     dropout: &mut Dropout<'_>,
     device: &B::Device,
-) -> Tensor<B, 2> {
+) -> (Tensor<B, 2>, Tensor<B, 3>) {
     let input = input(batch, &batch.masked, device);
     let positions: Vec<u32> = batch.positions.iter().map(|&p| p as u32).collect();
     let positions = ints::<B, 1>(&positions, [positions.len()], device);
     let hidden = backbone.forward(&input, dropout);
-    head.forward(hidden, positions, backbone.embeddings.word.val())
+    let logits = head.forward(hidden.clone(), positions, backbone.embeddings.word.val());
+    (logits, hidden)
+}
+
+/// [`mean_pairwise_cosine`] of `hidden` `[b, s, h]` over `batch`'s real tokens.
+fn collapse<B: Backend>(hidden: Tensor<B, 3>, batch: &MaskedBatch) -> f64 {
+    let h = hidden.dims()[2];
+    mean_pairwise_cosine(&to_f32(hidden.detach()), h, &batch.attention)
 }
 
 /// Mean cross-entropy of `logits` `[n, V]` against `targets`; also the argmax accuracy.
@@ -275,7 +258,7 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
         device: &B::Device,
     ) -> StepOutput<B> {
         // Generator: masked LM on the masked input.
-        let logits = masked_lm_logits(
+        let (logits, _) = masked_lm_logits(
             self.generator_backbone(),
             &self.generator_head,
             batch,
@@ -334,6 +317,7 @@ impl<B: Backend> Electra<B> {
             .collect();
         let input = input(batch, corrupted, device);
         let hidden = self.discriminator_backbone().forward(&input, dropout);
+        let hidden_cosine = collapse(hidden.clone(), batch);
         let attention = input.attention;
         let logits = self.discriminator_head.forward(hidden); // [b, s]
         let y = floats::<B, 2>(labels.clone(), [b, s], device);
@@ -345,6 +329,7 @@ impl<B: Backend> Electra<B> {
         let bce = (per_token * attention).sum() / real.max(1) as f64;
         let mut stats = StepStats {
             tokens: real,
+            hidden_cosine,
             ..StepStats::default()
         };
         discriminator_stats(
@@ -356,28 +341,6 @@ impl<B: Backend> Electra<B> {
         stats.bce_loss = f64::from(to_f32(bce.clone().detach())[0]);
         (bce, stats)
     }
-}
-
-/// Accuracy, the all-original baseline, precision and recall of the discriminator.
-fn discriminator_stats(stats: &mut StepStats, logits: &[f32], labels: &[f32], attention: &[f32]) {
-    let (mut correct, mut original, mut tp, mut predicted, mut replaced) = (0, 0, 0, 0, 0);
-    for ((&logit, &label), &a) in logits.iter().zip(labels).zip(attention) {
-        if a == 0.0 {
-            continue;
-        }
-        let says_replaced = logit > 0.0;
-        let was_replaced = label > 0.5;
-        correct += usize::from(says_replaced == was_replaced);
-        original += usize::from(!was_replaced);
-        tp += usize::from(says_replaced && was_replaced);
-        predicted += usize::from(says_replaced);
-        replaced += usize::from(was_replaced);
-    }
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    stats.disc_accuracy = ratio(correct, stats.tokens);
-    stats.disc_baseline = ratio(original, stats.tokens);
-    stats.disc_precision = ratio(tp, predicted);
-    stats.disc_recall = ratio(tp, replaced);
 }
 
 impl<B: Backend> Bert<B> {
@@ -411,7 +374,8 @@ impl<B: Backend> PretrainingModel<B> for Bert<B> {
         _rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
-        let logits = masked_lm_logits(self.backbone(), &self.head, batch, dropout, device);
+        let (logits, hidden) =
+            masked_lm_logits(self.backbone(), &self.head, batch, dropout, device);
         let (loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
         let value = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput {
@@ -420,6 +384,7 @@ impl<B: Backend> PretrainingModel<B> for Bert<B> {
                 mlm_loss: value,
                 loss: value,
                 mlm_accuracy,
+                hidden_cosine: collapse(hidden, batch),
                 masked: batch.positions.len(),
                 tokens: batch.attention.iter().filter(|&&a| a > 0.0).count(),
                 ..StepStats::default()

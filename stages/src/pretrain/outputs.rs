@@ -45,6 +45,8 @@ pub struct Run<'a> {
     pub index: &'a ShardIndex,
     /// The matched stage's train FLOPs, if the steps were derived.
     pub matched_flops: Option<f64>,
+    /// The data's unigram entropy (nats).
+    pub unigram_entropy: f64,
     /// The trained weights.
     pub trained: &'a Trained,
 }
@@ -56,6 +58,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         settings,
         index,
         matched_flops,
+        unigram_entropy,
         trained,
     } = run;
     for export in &trained.exports {
@@ -116,6 +119,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         generator,
         special: index.special,
         max_seq_len: index.max_seq_len,
+        unigram_entropy: *unigram_entropy,
         steps,
         batch_size: params.batch_size,
         match_compute: MatchedCompute {
@@ -123,10 +127,14 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
             train_flops: *matched_flops,
         },
         lr: params.lr,
-        warmup_steps: params.warmup_steps,
+        warmup_steps: settings.schedule.warmup,
+        lr_decay: settings.schedule.decay,
         mask_prob: params.mask_prob,
         replacement: params.replacement,
         lambda: params.lambda,
+        weight_decay: params.weight_decay,
+        adam_beta2: params.adam_beta2,
+        clip_norm: params.clip_norm,
         seed: params.seed,
         flops_per_step: settings.flops_per_step,
         train_flops,

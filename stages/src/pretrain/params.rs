@@ -11,7 +11,7 @@ use super::train::{Objective, TrainSettings};
 use crate::error::{DataError, Result};
 use crate::model::config::{EncoderConfig, ModelParams};
 use crate::records::pretrain::ObjectiveName;
-use crate::training::optimizer::{AdamWSettings, Schedule};
+use crate::training::optimizer::{AdamWSettings, Decay, Schedule};
 
 /// `match_compute` as written (a stage name) and as the orchestrator fills it in.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,8 +53,16 @@ pub struct PretrainParams {
     #[serde(default = "default_lr")]
     pub lr: f64,
     /// Linear warm-up steps.
-    #[serde(default = "default_warmup")]
-    pub warmup_steps: u64,
+    /// Linear warm-up steps (default 10000, the paper's).
+    pub warmup_steps: Option<u64>,
+    /// Instead of `warmup_steps`: warm up over this share of the steps (0.5 with the linear
+    /// decay is the one-cycle, triangular schedule; 0 no warm-up), which scales with steps
+    /// derived by `match_compute`.
+    pub warmup_fraction: Option<f64>,
+    /// Where the linear decay to 0 starts: `whole_run` (at step 0, the official code's) or
+    /// `after_warmup` (from the peak; with `warmup_fraction: 0.5`, the one-cycle schedule).
+    #[serde(default)]
+    pub lr_decay: Decay,
     /// Share of tokens to mask.
     #[serde(default = "default_mask_prob")]
     pub mask_prob: f64,
@@ -70,6 +78,9 @@ pub struct PretrainParams {
     /// AdamW's ε.
     #[serde(default = "default_epsilon")]
     pub adam_epsilon: f64,
+    /// AdamW's second-moment decay β₂.
+    #[serde(default = "default_beta2")]
+    pub adam_beta2: f64,
     /// Global gradient-norm clip.
     #[serde(default = "default_clip")]
     pub clip_norm: f64,
@@ -98,6 +109,9 @@ fn default_lr() -> f64 {
 }
 fn default_warmup() -> u64 {
     10_000
+}
+fn default_beta2() -> f64 {
+    0.999
 }
 fn default_mask_prob() -> f64 {
     0.15
@@ -182,6 +196,27 @@ impl PretrainParams {
                 "expected at least 1, found 0",
             ));
         }
+        match (parsed.warmup_steps, parsed.warmup_fraction) {
+            (Some(_), Some(_)) => {
+                return Err(ParamError::new(
+                    "warmup_fraction",
+                    "both `warmup_steps` and `warmup_fraction` are set: expected one",
+                ))
+            }
+            (None, Some(f)) if !(0.0..=1.0).contains(&f) => {
+                return Err(ParamError::new(
+                    "warmup_fraction",
+                    format!("expected a share of the steps in [0, 1], found {f}"),
+                ))
+            }
+            _ => {}
+        }
+        if !(parsed.adam_beta2 > 0.0 && parsed.adam_beta2 < 1.0) {
+            return Err(ParamError::new(
+                "adam_beta2",
+                format!("expected a decay in (0, 1), found {}", parsed.adam_beta2),
+            ));
+        }
         if !(parsed.mask_prob > 0.0 && parsed.mask_prob < 1.0) {
             return Err(ParamError::new(
                 "mask_prob",
@@ -208,6 +243,14 @@ impl PretrainParams {
     /// The encoder (ELECTRA's discriminator) for a vocabulary of `vocab_size`.
     pub fn encoder(&self, vocab_size: usize) -> EncoderConfig {
         self.model.encoder(vocab_size)
+    }
+
+    /// Warm-up steps of a run of `total` steps.
+    pub fn warmup(&self, total: u64) -> u64 {
+        match self.warmup_fraction {
+            Some(fraction) => (fraction * total as f64).round() as u64,
+            None => self.warmup_steps.unwrap_or_else(default_warmup),
+        }
     }
 
     /// Steps after which snapshots are kept, of `total`.
@@ -275,9 +318,9 @@ impl PretrainParams {
         let encoder = self.encoder(vocab_size);
         match self.objective(&encoder) {
             Objective::Electra { generator, .. } => {
-                flops::electra_forward_flops(&encoder, &generator, max_seq_len)
+                flops::electra_forward_flops(&encoder, &generator, max_seq_len, self.mask_prob)
             }
-            Objective::Bert => flops::bert_forward_flops(&encoder, max_seq_len),
+            Objective::Bert => flops::bert_forward_flops(&encoder, max_seq_len, self.mask_prob),
         }
     }
 
@@ -299,12 +342,14 @@ impl PretrainParams {
             batch_size: self.batch_size,
             schedule: Schedule {
                 peak: self.lr,
-                warmup: self.warmup_steps,
+                warmup: self.warmup(steps),
                 total: steps,
+                decay: self.lr_decay,
             },
             adamw: AdamWSettings {
                 weight_decay: self.weight_decay,
                 epsilon: self.adam_epsilon,
+                beta2: self.adam_beta2,
                 clip_norm: self.clip_norm,
                 ..AdamWSettings::default()
             },

@@ -17,9 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::masking::{mask_batch, MaskingOptions};
-use super::objective::{
-    Bert, Electra, ElectraShape, ExportedNetwork, PretrainingModel, Role, StepStats,
-};
+use super::objective::{Bert, Electra, ElectraShape, ExportedNetwork, PretrainingModel, Role};
+use super::stats::StepStats;
 use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
 use crate::model::export;
@@ -202,6 +201,8 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
             disc_baseline: last.disc_baseline,
             disc_precision: last.disc_precision,
             disc_recall: last.disc_recall,
+            disc_auc: last.disc_auc,
+            hidden_cosine: last.hidden_cosine,
             lr,
             grad_norm,
             tokens_per_second: last.tokens as f64 / step_seconds,

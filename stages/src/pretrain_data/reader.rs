@@ -72,6 +72,17 @@ fn read_u64s(file: &File, path: &Path, at: u64, count: usize) -> Result<Vec<u64>
         .collect())
 }
 
+/// The token ids of a shard's little-endian `width`-byte tokens.
+fn token_ids(bytes: &[u8], width: usize) -> impl Iterator<Item = u32> + '_ {
+    bytes.chunks_exact(width).map(move |c| {
+        if width == 2 {
+            u32::from(u16::from_le_bytes([c[0], c[1]]))
+        } else {
+            u32::from_le_bytes([c[0], c[1], c[2], c[3]])
+        }
+    })
+}
+
 impl Shard {
     fn open(path: PathBuf, expected_examples: u64, token_bytes: u32) -> Result<Self> {
         let file = File::open(&path)
@@ -145,6 +156,35 @@ impl PretrainingData {
         self.len() == 0
     }
 
+    /// How often each token id occurs in all examples (indexed by id, `vocab_size` long), from
+    /// one read of each shard's tokens.
+    pub fn token_counts(&self) -> Result<Vec<u64>> {
+        let mut counts = vec![0u64; self.index.vocab_size];
+        let width = self.index.token_bytes as usize;
+        for shard in &self.shards {
+            let tokens = *shard.offsets.last().unwrap_or(&0) as usize;
+            let mut bytes = vec![0u8; tokens * width];
+            shard
+                .file
+                .read_exact_at(&mut bytes, shard.tokens_start)
+                .map_err(|e| DataError::io(format!("reading {}", shard.path.display()), e))?;
+            for id in token_ids(&bytes, width) {
+                let id = id as usize;
+                let slot = counts.get_mut(id).ok_or_else(|| {
+                    DataError::invalid(
+                        &shard.path,
+                        format!(
+                            "token id {id}: expected ids below the vocabulary size {}",
+                            self.index.vocab_size
+                        ),
+                    )
+                })?;
+                *slot += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Example `i` (0-based, in writing order).
     pub fn example(&self, i: u64) -> Result<Example> {
         let shard_no = self.starts.partition_point(|&start| start <= i) - 1;
@@ -166,17 +206,7 @@ impl PretrainingData {
             .file
             .read_exact_at(&mut bytes, shard.tokens_start + begin * width)
             .map_err(|e| DataError::io(format!("reading {}", shard.path.display()), e))?;
-        let input_ids: Vec<u32> = if width == 2 {
-            bytes
-                .chunks_exact(2)
-                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
-                .collect()
-        } else {
-            bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
+        let input_ids: Vec<u32> = token_ids(&bytes, width as usize).collect();
         let sep = self.index.special.sep;
         let first_sep = input_ids
             .iter()

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::model::config::EncoderConfig;
+use crate::model::heads::Pooling;
 
 /// The `format` of a fine-tuning `metrics.json`.
 pub const FINETUNE_SUMMARY_FORMAT: &str = "electra-pipe finetune summary v1";
@@ -66,6 +67,10 @@ pub struct FinetuneSummary {
     pub layerwise_lr_decay: f64,
     /// AdamW's weight decay.
     pub weight_decay: f64,
+    /// Dropout inside the encoder while fine-tuning.
+    pub dropout: f64,
+    /// What the head read (`cls` or `mean`).
+    pub pooling: Pooling,
     /// Mean training loss over the last epoch's steps this process ran (none if none ran).
     pub last_epoch_loss: Option<f64>,
     /// Where it started.
@@ -78,6 +83,18 @@ pub struct FinetuneSummary {
     pub examples_per_second: f64,
     /// The GLUE submission files written.
     pub submission_files: Vec<String>,
+    /// Every example of the scored split, in its order: what a report resamples for its
+    /// confidence intervals.
+    pub scored_examples: ScoredExamples,
+}
+
+/// The gold labels (class ids, or STS-B scores) and predictions of a dev split, in its order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScoredExamples {
+    /// Gold labels.
+    pub gold: Vec<f64>,
+    /// Predictions.
+    pub predicted: Vec<f64>,
 }
 
 impl FinetuneSummary {
@@ -93,5 +110,55 @@ impl FinetuneSummary {
             FINETUNE_SUMMARY_FORMAT,
             "a finetune stage's metrics.json",
         )
+    }
+}
+
+/// A fine-tuning summary for unit tests: `task` run `seed` whose scored split has `gold` and
+/// `predicted` (class ids), started from the encoder of `digest` (or random initialisation).
+#[cfg(test)]
+pub fn test_summary(
+    task: &str,
+    seed: u64,
+    gold: &[u32],
+    predicted: &[u32],
+    digest: Option<&str>,
+) -> FinetuneSummary {
+    let correct = gold.iter().zip(predicted).filter(|(g, p)| g == p).count();
+    FinetuneSummary {
+        format: FINETUNE_SUMMARY_FORMAT.to_owned(),
+        task: task.to_owned(),
+        metric: "accuracy".to_owned(),
+        score: correct as f64 / gold.len().max(1) as f64,
+        scored_split: "dev".to_owned(),
+        dev: BTreeMap::new(),
+        seed,
+        train_examples: 10,
+        train_examples_available: 10,
+        max_train_examples: None,
+        epochs: 1,
+        steps: 1,
+        warmup_steps: 0,
+        batch_size: 10,
+        lr: 1e-3,
+        layerwise_lr_decay: 0.8,
+        weight_decay: 0.0,
+        dropout: 0.1,
+        pooling: Pooling::Cls,
+        last_epoch_loss: None,
+        encoder: EncoderOrigin {
+            from_scratch: digest.is_none(),
+            objective: None,
+            pretrain_step: None,
+            digest: digest.map(str::to_owned),
+            config: Some(crate::model::config::Preset::Tiny.encoder(100)),
+        },
+        backend: "flex".to_owned(),
+        seconds: 1.0,
+        examples_per_second: 10.0,
+        submission_files: Vec::new(),
+        scored_examples: ScoredExamples {
+            gold: gold.iter().map(|&g| f64::from(g)).collect(),
+            predicted: predicted.iter().map(|&p| f64::from(p)).collect(),
+        },
     }
 }

@@ -9,6 +9,7 @@ use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
 use crate::pretrain::masking::Replacement;
 use crate::tokenizer::SpecialIds;
+use crate::training::optimizer::Decay;
 
 /// The `format` of a pretraining `config.json` (its `metrics.jsonl` lines are [`StepRecord`]s
 /// of the same version).
@@ -71,6 +72,9 @@ pub struct PretrainSummary {
     pub special: SpecialIds,
     /// Longest example.
     pub max_seq_len: usize,
+    /// Entropy (nats) of the data's token distribution among masking candidates: the
+    /// masked-LM loss of a model that ignores context (the unigram plateau).
+    pub unigram_entropy: f64,
     /// Training steps.
     pub steps: u64,
     /// Examples per step.
@@ -81,12 +85,20 @@ pub struct PretrainSummary {
     pub lr: f64,
     /// Warm-up steps.
     pub warmup_steps: u64,
+    /// Where the linear decay started.
+    pub lr_decay: Decay,
     /// Share of tokens masked.
     pub mask_prob: f64,
     /// What masked tokens became.
     pub replacement: Replacement,
     /// ELECTRA's discriminator-loss weight.
     pub lambda: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// AdamW's β₂.
+    pub adam_beta2: f64,
+    /// The global gradient-norm clip.
+    pub clip_norm: f64,
     /// The run's seed.
     pub seed: u64,
     /// Train FLOPs of one step.
@@ -144,6 +156,11 @@ pub struct StepRecord {
     pub disc_precision: f64,
     /// Of replaced tokens, the share predicted replaced.
     pub disc_recall: f64,
+    /// ROC-AUC of the discriminator, replaced against original tokens (0.5 is chance).
+    pub disc_auc: f64,
+    /// Collapse of the kept network's final hidden states: their mean pairwise cosine
+    /// similarity over the batch's real tokens (1: every token has the same state).
+    pub hidden_cosine: f64,
     /// The step's learning rate.
     pub lr: f64,
     /// The gradients' global norm before clipping.

@@ -20,6 +20,7 @@
 //! themselves. Modules: [`results`] (reading and grouping), [`table`] (rows, medians, the
 //! GLUE average, Markdown), [`plots`] (SVG), [`render`] (the documents).
 
+pub mod intervals;
 pub mod plots;
 pub mod render;
 pub mod results;
@@ -145,7 +146,9 @@ impl StageKind for Report {
     }
 
     fn version(&self) -> u32 {
-        2
+        // v3: differences with 95% bootstrap intervals, and a reading that says whether each
+        // is resolved.
+        3
     }
 
     fn summary(&self) -> &'static str {
@@ -242,22 +245,23 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         versions: &versions,
     };
     let notes = render::notes(&groups);
+    let pairs = intervals::pairs(&rows, &groups);
     let plots_dir = ctx.out_dir.join(PLOTS_DIR);
     std::fs::create_dir_all(&plots_dir)
         .map_err(|e| DataError::io(format!("creating {}", plots_dir.display()), e))?;
     let glue_plot = plots::glue_vs_flops(&models, &rows)?;
-    let loss_plot = plots::loss_curves(&models)?;
+    let curves_plot = plots::pretraining_curves(&models)?;
     let task_plot = plots::task_scores(&rows)?;
     for (file, svg) in [
         ("glue_vs_flops.svg", &glue_plot),
-        ("pretraining_loss.svg", &loss_plot),
+        ("pretraining_curves.svg", &curves_plot),
         ("task_scores.svg", &task_plot),
     ] {
         write_text(&plots_dir.join(file), svg)?;
     }
     write_text(
         &ctx.out_dir.join(REPORT_MD),
-        &render::report_markdown(&rows, &context, &notes),
+        &render::report_markdown(&rows, &pairs, &context, &notes),
     )?;
     write_text(
         &ctx.out_dir.join(RESULTS_CSV),
@@ -265,12 +269,12 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     )?;
     let plots = [
         ("GLUE dev average against pretraining compute (log scale); the paper's ELECTRA-Small curve and BERT-Small point for scale.", glue_plot.as_str()),
-        ("Pretraining losses against train FLOPs (moving average over 2% of the steps).", loss_plot.as_str()),
+        ("Pretraining against train FLOPs (moving average over 2% of the steps): the masked-LM loss beside the unigram entropy of the corpus (a model that ignores context), the discriminator's BCE and ROC-AUC on replaced tokens, and the collapse of the final hidden states (mean pairwise cosine across tokens).", curves_plot.as_str()),
         ("Every fine-tuning seed's dev score per task; bars mark the medians.", task_plot.as_str()),
     ];
     write_text(
         &ctx.out_dir.join(REPORT_HTML),
-        &render::report_html(&rows, &context, &notes, &plots),
+        &render::report_html(&rows, &pairs, &context, &notes, &plots),
     )?;
     let mut metrics = Metrics::new();
     for row in &rows {

@@ -1,5 +1,6 @@
 //! The report's plots, as SVG drawn with plotters: GLUE average against train FLOPs (log
-//! axis), the pretraining loss curves, and every seed's dev score per task.
+//! axis), the pretraining curves (losses, the discriminator's AUC, collapse), and every seed's
+//! dev score per task.
 
 use plotters::prelude::*;
 
@@ -30,13 +31,22 @@ fn plot_error(e: impl std::fmt::Display) -> DataError {
     DataError::Config(format!("drawing a plot: {e}"))
 }
 
-/// Draws onto an SVG string with `draw`.
+/// Draws onto an SVG string of the usual size with `draw`.
 fn svg(
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<String> {
+    svg_of(WIDTH, HEIGHT, draw)
+}
+
+/// Draws onto an SVG string of `width` × `height` with `draw`.
+fn svg_of(
+    width: u32,
+    height: u32,
     draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()>,
 ) -> Result<String> {
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         draw(&root)?;
         root.present().map_err(plot_error)?;
@@ -133,75 +143,130 @@ fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Which value of a metrics line a panel plots.
-type CurveValue = fn(&StepRecord) -> f64;
+/// One panel of the pretraining curves: its title, the value of a metrics line it plots,
+/// whether only ELECTRA runs have it, and the height of a dashed reference line for a model.
+struct Panel {
+    title: &'static str,
+    value: fn(&StepRecord) -> f64,
+    electra_only: bool,
+    reference: Option<fn(&Model) -> f64>,
+}
 
 /// A model's index (its colour), the model and its smoothed `(FLOPs, value)` points.
 type Curve<'a> = (usize, &'a Model, Vec<(f64, f64)>);
 
-/// The masked-LM loss of every run (the generator's for ELECTRA) and ELECTRA's discriminator
-/// loss, against train FLOPs, smoothed over 2% of the steps.
-pub fn loss_curves(models: &[Model]) -> Result<String> {
-    svg(|root| {
-        let panels = root.split_evenly((1, 2));
-        let kinds: [(&str, CurveValue, bool); 2] = [
-            ("masked-LM loss", |p| p.mlm_loss, false),
-            ("discriminator BCE (ELECTRA)", |p| p.bce_loss, true),
-        ];
-        for (panel, (title, value, electra_only)) in panels.iter().zip(kinds) {
-            let curves: Vec<Curve<'_>> = models
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| !electra_only || m.summary.objective == ObjectiveName::Electra)
-                .map(|(i, m)| {
-                    let raw: Vec<(f64, f64)> =
-                        m.curve.iter().map(|p| (p.train_flops, value(p))).collect();
-                    (i, m, smooth(&raw, m.curve.len() / 50))
-                })
-                .collect();
-            let points = curves.iter().flat_map(|(_, _, c)| c.iter());
-            let (x_hi, y_lo, y_hi) = points
-                .fold((1.0f64, f64::MAX, f64::MIN), |(x, lo, hi), &(px, py)| {
-                    (x.max(px), lo.min(py), hi.max(py))
-                });
-            if curves.is_empty() || y_lo > y_hi {
-                continue;
-            }
-            let pad = (y_hi - y_lo).max(1e-3) * 0.05;
-            let mut chart = ChartBuilder::on(panel)
-                .caption(title, (FONT, 17))
-                .margin(12)
-                .x_label_area_size(44)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.0..x_hi, (y_lo - pad)..(y_hi + pad))
-                .map_err(plot_error)?;
-            chart
-                .configure_mesh()
-                .x_desc("train FLOPs")
-                .x_labels(5)
-                .x_label_formatter(&|x| format!("{x:.1e}"))
-                .draw()
-                .map_err(plot_error)?;
-            for (i, model, curve) in curves {
-                let c = colour(i);
-                chart
-                    .draw_series(LineSeries::new(curve, c.stroke_width(2)))
-                    .map_err(plot_error)?
-                    .label(model.name.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT, 13))
-                .draw()
-                .map_err(plot_error)?;
+/// What makes learning visible, against train FLOPs and smoothed over 2% of the steps: the
+/// masked-LM loss of every run (the generator's for ELECTRA) beside the corpus's unigram
+/// entropy (dashed: the loss of a model that ignores context), ELECTRA's discriminator BCE,
+/// its ROC-AUC on replaced tokens (0.5 is chance), and the collapse of every run's final
+/// hidden states (mean pairwise cosine similarity across tokens; 1 when all are alike).
+pub fn pretraining_curves(models: &[Model]) -> Result<String> {
+    let panels = [
+        Panel {
+            title: "masked-LM loss (dashed: unigram entropy)",
+            value: |p| p.mlm_loss,
+            electra_only: false,
+            reference: Some(|m| m.summary.unigram_entropy),
+        },
+        Panel {
+            title: "discriminator BCE (ELECTRA)",
+            value: |p| p.bce_loss,
+            electra_only: true,
+            reference: None,
+        },
+        Panel {
+            title: "discriminator ROC-AUC (ELECTRA; dashed: chance)",
+            value: |p| p.disc_auc,
+            electra_only: true,
+            reference: Some(|_| 0.5),
+        },
+        Panel {
+            title: "collapse: hidden-state cosine across tokens",
+            value: |p| p.hidden_cosine,
+            electra_only: false,
+            reference: None,
+        },
+    ];
+    svg_of(WIDTH, HEIGHT * 2, |root| {
+        for (area, panel) in root.split_evenly((2, 2)).iter().zip(&panels) {
+            draw_panel(area, panel, models)?;
         }
         Ok(())
     })
+}
+
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    panel: &Panel,
+    models: &[Model],
+) -> Result<()> {
+    let curves: Vec<Curve<'_>> = models
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !panel.electra_only || m.summary.objective == ObjectiveName::Electra)
+        .map(|(i, m)| {
+            let raw: Vec<(f64, f64)> = m
+                .curve
+                .iter()
+                .map(|p| (p.train_flops, (panel.value)(p)))
+                .collect();
+            (i, m, smooth(&raw, m.curve.len() / 50))
+        })
+        .collect();
+    let references: Vec<(usize, f64)> = panel.reference.map_or_else(Vec::new, |height| {
+        curves.iter().map(|(i, m, _)| (*i, height(m))).collect()
+    });
+    let points = curves.iter().flat_map(|(_, _, c)| c.iter().map(|p| p.1));
+    let heights = points.chain(references.iter().map(|r| r.1));
+    let (y_lo, y_hi) = heights.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    let x_hi = curves
+        .iter()
+        .flat_map(|(_, _, c)| c.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    if curves.is_empty() || y_lo > y_hi {
+        return Ok(());
+    }
+    let pad = (y_hi - y_lo).max(1e-3) * 0.05;
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.title, (FONT, 16))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..x_hi, (y_lo - pad)..(y_hi + pad))
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("train FLOPs")
+        .x_labels(5)
+        .x_label_formatter(&|x| format!("{x:.1e}"))
+        .draw()
+        .map_err(plot_error)?;
+    for (i, model, curve) in curves {
+        let c = colour(i);
+        chart
+            .draw_series(LineSeries::new(curve, c.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(model.name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+    }
+    for (i, height) in references {
+        let c = colour(i).mix(0.7);
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, height), (x_hi, height)],
+                6,
+                4,
+                c.stroke_width(1),
+            ))
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()
+        .map_err(plot_error)
 }
 
 /// Every seed's dev score per task (dots) and the median (a bar), one colour per row.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::intervals::{Difference, Pair};
 use super::results::{Model, Origin};
 use super::table::{markdown, task_columns, Row, RowKind, TASK_ORDER};
 use crate::records::finetune::FinetuneSummary;
@@ -27,109 +28,183 @@ fn task_name(task: &str) -> &str {
         .map_or(task, |(_, name)| name)
 }
 
-/// A plain-language comparison of each ELECTRA row with the BERT row of equal train FLOPs
-/// (±1%): the GLUE gap, and per task the gap of medians against the seeds' spread.
-pub fn reading(rows: &[Row]) -> String {
-    let ours = |objective: &str| -> Vec<&Row> {
-        rows.iter()
-            .filter(|r| {
-                r.objective == objective
-                    && matches!(r.kind, RowKind::Ours(Origin::Pretrained { step: None, .. }))
-            })
-            .collect()
-    };
+/// A plain-language comparison of each ELECTRA row with the BERT row of equal train FLOPs,
+/// and of both with random initialisation of their size: each difference with its 95%
+/// interval, and whether that interval excludes 0 (resolved) or not.
+pub fn reading(rows: &[Row], pairs: &[Pair]) -> String {
     let mut out = String::new();
-    for electra in ours("ELECTRA") {
-        let Some(flops) = electra.train_flops else {
+    let against_scratch = |a: usize| {
+        pairs
+            .iter()
+            .find(|p| p.a == a && matches!(rows[p.b].kind, RowKind::Ours(Origin::Scratch(_))))
+    };
+    for pair in pairs.iter().filter(|p| rows[p.b].objective == "BERT") {
+        let (electra, bert) = (&rows[pair.a], &rows[pair.b]);
+        let (Some(e), Some(b), Some(d)) = (electra.glue, bert.glue, pair.comparison.glue) else {
             continue;
         };
-        let matched = ours("BERT").into_iter().find(|b| {
-            b.train_flops
-                .is_some_and(|f| (f - flops).abs() <= 0.01 * flops)
-        });
-        let Some(bert) = matched else {
-            let _ = writeln!(
-                out,
-                "- {}: no BERT row with the same train FLOPs ({}) to compare with.",
-                electra.label,
-                super::table::flops(flops)
-            );
-            continue;
+        let verdict = if !d.resolved() {
+            "Not resolved at this scale: the interval includes 0.".to_owned()
+        } else if d.estimate > 0.0 {
+            "Resolved: ELECTRA ahead (the paper: ELECTRA-Small 79.9 vs. BERT-Small 75.1, +4.8 at 1.4e18).".to_owned()
+        } else {
+            "Resolved: BERT ahead (the paper has ELECTRA-Small +4.8 at 1.4e18).".to_owned()
         };
-        if let (Some(e), Some(b)) = (electra.glue, bert.glue) {
+        let _ = writeln!(
+            out,
+            "- At {} train FLOPs, {} scores a GLUE average of {e:.1} and {} {b:.1}: ELECTRA − BERT = {} (95% interval). {verdict}",
+            super::table::flops(electra.train_flops.unwrap_or(0.0)),
+            electra.label,
+            bert.label,
+            d.text(),
+        );
+        let (resolved, open): (Vec<_>, Vec<_>) = task_columns(rows)
+            .into_iter()
+            .filter_map(|(task, name)| {
+                let d = pair.comparison.tasks.get(task)?;
+                Some((d.resolved(), format!("{name} {}", d.text())))
+            })
+            .partition(|(resolved, _)| *resolved);
+        let list = |items: Vec<(bool, String)>| {
+            items
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !resolved.is_empty() {
+            let _ = writeln!(out, "  - Resolved per task: {}.", list(resolved));
+        }
+        if !open.is_empty() {
             let _ = writeln!(
                 out,
-                "- At {} train FLOPs, {} scores a GLUE average of {e:.1} and {} {b:.1}: {} by {:.1} points (the paper: ELECTRA-Small 79.9 vs. BERT-Small 75.1, +4.8 at 1.4e18).",
-                super::table::flops(flops),
-                electra.label,
-                bert.label,
-                if e >= b { "ELECTRA ahead" } else { "BERT ahead" },
-                (e - b).abs()
+                "  - Not resolved (the interval includes 0): {}.",
+                list(open)
             );
         }
-        let mut clear = Vec::new();
-        let mut within = Vec::new();
-        for (task, name) in task_columns(rows) {
-            let (Some(e), Some(b)) = (electra.tasks.get(task), bert.tasks.get(task)) else {
-                continue;
-            };
-            let gap = e.median - b.median;
-            let spread = (e.max - e.min).max(b.max - b.min);
-            let text = format!("{name} {gap:+.1} (seed range {spread:.1})");
-            if gap.abs() > spread && e.seeds.len() > 1 {
-                clear.push(text);
-            } else {
-                within.push(text);
-            }
+        if let (Some(pe), Some(pb)) = (against_scratch(pair.a), against_scratch(pair.b)) {
+            let _ = writeln!(out, "  - {}", against_random_init(rows, pe, pb));
         }
-        if !clear.is_empty() {
-            let _ = writeln!(
-                out,
-                "  - Gaps larger than the seeds' spread (ELECTRA − BERT medians): {}.",
-                clear.join(", ")
-            );
-        }
-        if !within.is_empty() {
-            let _ = writeln!(
-                out,
-                "  - Within the seeds' spread, so not a difference these runs can show: {}.",
-                within.join(", ")
-            );
-        }
-        if let Some(line) = against_random_init(rows, electra, bert) {
-            let _ = writeln!(out, "  - {line}");
-        }
+    }
+    if !out.is_empty() {
+        out.push_str("- The intervals are a paired bootstrap over dev examples and fine-tuning seeds (1000 replicates): they cover fine-tuning noise and the finite dev sets, not the spread between separately pretrained encoders (one pretraining run per objective).\n");
     }
     out
 }
 
-/// How far the pair is above the random-init row of the same size, and what it means when
-/// neither is clearly above it: pretraining has not given features that transfer yet.
-fn against_random_init(rows: &[Row], electra: &Row, bert: &Row) -> Option<String> {
-    let scratch = rows.iter().find(
-        |r| matches!(&r.kind, RowKind::Ours(Origin::Scratch(size)) if *size == electra.size),
-    )?;
-    let (s, e, b) = (scratch.glue?, electra.glue?, bert.glue?);
+/// Both pretrained rows against random initialisation of their size, and what it means when
+/// neither is resolved above it: pretraining has not given features that transfer yet.
+fn against_random_init(rows: &[Row], electra: &Pair, bert: &Pair) -> String {
+    let scratch = &rows[electra.b];
+    let text = |pair: &Pair| {
+        pair.comparison
+            .glue
+            .map_or_else(|| "no common tasks".to_owned(), |d| d.text())
+    };
     let mut line = format!(
-        "Against random initialisation of the same size ({s:.1}): {} {:+.1}, {} {:+.1}.",
-        electra.label,
-        e - s,
-        bert.label,
-        b - s
+        "Against random initialisation of the same size ({}): {} {}, {} {}.",
+        scratch
+            .glue
+            .map_or_else(|| "—".to_owned(), |g| format!("{g:.1}")),
+        rows[electra.a].label,
+        text(electra),
+        rows[bert.a].label,
+        text(bert)
     );
-    if e.max(b) < s + 1.0 {
-        line.push_str(" Neither is a point above it: at this compute pretraining has not yet given either encoder features that transfer, so these runs cannot test the paper's claim.");
+    let above = |pair: &Pair| pair.comparison.glue.is_some_and(|d| d.low > 0.0);
+    line.push_str(match (above(electra), above(bert)) {
+        (true, true) => " Both are resolved above it: pretraining transfers for both.",
+        (false, false) => " Neither is resolved above it: at this compute pretraining has not yet given either encoder features that transfer, so these runs cannot test the paper's claim.",
+        (true, false) => " Only ELECTRA is resolved above it.",
+        (false, true) => " Only BERT is resolved above it.",
+    });
+    line
+}
+
+/// Each pair's label and its differences: per task column, then the GLUE average.
+fn difference_rows(rows: &[Row], pairs: &[Pair]) -> Vec<(String, Vec<Option<Difference>>)> {
+    let columns = task_columns(rows);
+    pairs
+        .iter()
+        .map(|pair| {
+            let mut cells: Vec<Option<Difference>> = columns
+                .iter()
+                .map(|(task, _)| pair.comparison.tasks.get(*task).copied())
+                .collect();
+            cells.push(pair.comparison.glue);
+            (
+                format!("{} − {}", rows[pair.a].label, rows[pair.b].label),
+                cells,
+            )
+        })
+        .collect()
+}
+
+/// The differences with their 95% intervals as Markdown, one row per pair, resolved ones in
+/// bold.
+pub fn differences_markdown(rows: &[Row], pairs: &[Pair]) -> String {
+    let columns = task_columns(rows);
+    let mut out = String::from("| difference |");
+    for (_, name) in &columns {
+        let _ = write!(out, " {name} |");
     }
-    Some(line)
+    out.push_str(" GLUE avg |\n|---|");
+    for _ in 0..=columns.len() {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    for (label, cells) in difference_rows(rows, pairs) {
+        let _ = write!(out, "| {label} |");
+        for cell in cells {
+            let text = cell.map_or_else(String::new, |d| match d.resolved() {
+                true => format!("**{}**", d.text()),
+                false => d.text(),
+            });
+            let _ = write!(out, " {text} |");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The same table as HTML.
+fn differences_html(rows: &[Row], pairs: &[Pair]) -> String {
+    let mut out = String::from("<table>\n<thead><tr><th>difference</th>");
+    for (_, name) in task_columns(rows) {
+        let _ = write!(out, "<th>{name}</th>");
+    }
+    out.push_str("<th>GLUE avg</th></tr></thead>\n<tbody>\n");
+    for (label, cells) in difference_rows(rows, pairs) {
+        let _ = write!(out, "<tr><td>{}</td>", escape(&label));
+        for cell in cells {
+            let text = cell.map_or_else(String::new, |d| match d.resolved() {
+                true => format!("<b>{}</b>", d.text()),
+                false => d.text(),
+            });
+            let _ = write!(out, "<td class=\"n\">{text}</td>");
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+    out
 }
 
 /// `report.md`.
-pub fn report_markdown(rows: &[Row], context: &Context<'_>, notes: &[String]) -> String {
+pub fn report_markdown(
+    rows: &[Row],
+    pairs: &[Pair],
+    context: &Context<'_>,
+    notes: &[String],
+) -> String {
     let mut out = format!("# {}\n\n", context.title);
     out.push_str("GLUE dev scores (×100): each task's median over fine-tuning seeds, with the min–max over seeds in parentheses; the GLUE average is the mean of the medians over the GLUE tasks present (WNLI is never averaged; a task without results is *missing*, never 0). Metrics: MCC for CoLA, Spearman for STS-B, accuracy elsewhere. † marks figures published in the paper (Clark et al. 2020), not runs of this pipeline.\n\n");
     out.push_str(&markdown(rows));
+    if !pairs.is_empty() {
+        out.push_str("\n## Differences\n\nA − B per task and on the GLUE average (×100), with 95% intervals (paired bootstrap over dev examples and fine-tuning seeds); in bold where the interval excludes 0.\n\n");
+        out.push_str(&differences_markdown(rows, pairs));
+    }
     out.push_str("\n## Reading\n\n");
-    let reading = reading(rows);
+    let reading = reading(rows, pairs);
     out.push_str(if reading.is_empty() {
         "No ELECTRA/BERT pair of this pipeline to compare.\n"
     } else {
@@ -141,7 +216,7 @@ pub fn report_markdown(rows: &[Row], context: &Context<'_>, notes: &[String]) ->
             let _ = writeln!(out, "- {note}");
         }
     }
-    out.push_str("\n## Plots\n\n![GLUE vs FLOPs](plots/glue_vs_flops.svg)\n\n![Pretraining loss](plots/pretraining_loss.svg)\n\n![Task scores](plots/task_scores.svg)\n");
+    out.push_str("\n## Plots\n\n![GLUE vs FLOPs](plots/glue_vs_flops.svg)\n\n![Pretraining curves](plots/pretraining_curves.svg)\n\n![Task scores](plots/task_scores.svg)\n");
     out.push_str(&provenance_markdown(context));
     out
 }
@@ -235,6 +310,7 @@ fn inline_svg(svg: &str) -> &str {
 /// `report.html`: self-contained (styles and plots inline).
 pub fn report_html(
     rows: &[Row],
+    pairs: &[Pair],
     context: &Context<'_>,
     notes: &[String],
     plots: &[(&str, &str)],
@@ -279,8 +355,12 @@ pub fn report_html(
         let _ = writeln!(table, "<td class=\"n\">{glue}</td></tr>");
     }
     table.push_str("</tbody>\n</table>\n");
+    if !pairs.is_empty() {
+        table.push_str("<h2>Differences</h2>\n<p>A − B per task and on the GLUE average (×100), with 95% intervals (paired bootstrap over dev examples and fine-tuning seeds); in bold where the interval excludes 0.</p>\n");
+        table.push_str(&differences_html(rows, pairs));
+    }
     let mut reading_html = String::new();
-    for line in reading(rows).lines() {
+    for line in reading(rows, pairs).lines() {
         let _ = writeln!(
             reading_html,
             "<p>{}</p>",
@@ -377,18 +457,36 @@ pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::finetune::test_summary;
+    use crate::report::intervals::pairs;
     use crate::report::table::TaskScores;
 
-    fn row(label: &str, objective: &str, origin: Origin, sst2: &[f64]) -> Row {
-        let scores = TaskScores::new(
-            sst2.iter()
-                .enumerate()
-                .map(|(i, &v)| (i as u64 + 1, v))
-                .collect(),
-        );
+    const N: usize = 400;
+
+    /// SST-2 runs right on the first `accuracy` × N of the alternating gold labels, wrong on
+    /// the rest, one per seed.
+    fn runs(accuracies: &[f64]) -> Vec<FinetuneSummary> {
+        let gold: Vec<u32> = (0..N as u32).map(|i| i % 2).collect();
+        accuracies
+            .iter()
+            .enumerate()
+            .map(|(i, &accuracy)| {
+                let right = (accuracy * N as f64).round() as usize;
+                let predicted: Vec<u32> = gold
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &g)| if j < right { g } else { 1 - g })
+                    .collect();
+                test_summary("sst2", i as u64 + 1, &gold, &predicted, None)
+            })
+            .collect()
+    }
+
+    fn row(label: &str, objective: &str, origin: &Origin, results: &[FinetuneSummary]) -> Row {
+        let scores = TaskScores::new(results.iter().map(|r| (r.seed, r.score * 100.0)).collect());
         Row {
             label: label.to_owned(),
-            kind: RowKind::Ours(origin),
+            kind: RowKind::Ours(origin.clone()),
             objective: objective.to_owned(),
             size: "mini".to_owned(),
             parameters: Some(1),
@@ -400,43 +498,80 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_reading_compares_the_pair_and_the_random_init_baseline() {
-        let electra = row(
-            "E",
-            "ELECTRA",
+    fn reading_of(electra: &[f64], bert: &[f64], scratch: &[f64]) -> String {
+        let origins = [
             Origin::Pretrained {
                 model: 0,
                 step: None,
             },
-            &[51.0, 51.0, 52.0],
-        );
-        let bert = row(
-            "B",
-            "BERT",
             Origin::Pretrained {
                 model: 1,
                 step: None,
             },
-            &[60.0, 62.0, 64.0],
-        );
-        let scratch = row(
-            "R",
-            "—",
             Origin::Scratch("mini".into()),
-            &[61.5, 61.5, 61.5],
-        );
-        let text = reading(&[electra.clone(), bert.clone(), scratch]);
-        assert!(text.contains("BERT ahead by 11.0 points"), "{text}");
-        assert!(text.contains("Gaps larger than the seeds' spread (ELECTRA − BERT medians): SST-2 -11.0 (seed range 4.0)"), "{text}");
+        ];
+        let groups: BTreeMap<Origin, Vec<FinetuneSummary>> = origins
+            .iter()
+            .cloned()
+            .zip([runs(electra), runs(bert), runs(scratch)])
+            .collect();
+        let rows: Vec<Row> = [("E", "ELECTRA"), ("B", "BERT"), ("R", "—")]
+            .iter()
+            .zip(&origins)
+            .map(|((label, objective), origin)| row(label, objective, origin, &groups[origin]))
+            .collect();
+        let pairs = pairs(&rows, &groups);
+        assert_eq!(pairs.len(), 3, "E − B, E − R, B − R");
+        let table = differences_markdown(&rows, &pairs);
         assert!(
-            text.contains("(61.5): E -10.5, B +0.5. Neither is a point above it"),
+            table.contains("| E − B |") && table.contains("| B − R |"),
+            "{table}"
+        );
+        reading(&rows, &pairs)
+    }
+
+    #[test]
+    fn the_reading_gives_each_difference_its_interval_and_says_if_it_is_resolved() {
+        let text = reading_of(
+            &[0.51, 0.51, 0.52],
+            &[0.60, 0.62, 0.64],
+            &[0.615, 0.615, 0.615],
+        );
+        assert!(
+            text.contains("ELECTRA − BERT = -11.0 [") && text.contains("Resolved: BERT ahead"),
+            "{text}"
+        );
+        assert!(text.contains("Resolved per task: SST-2 -11.0 ["), "{text}");
+        assert!(
+            text.contains("(61.5): E -10.5 [") && text.contains("B +0.5 ["),
+            "{text}"
+        );
+        assert!(text.contains("Neither is resolved above it"), "{text}");
+        assert!(
+            text.contains("not the spread between separately pretrained encoders"),
             "{text}"
         );
 
-        let scratch = row("R", "—", Origin::Scratch("mini".into()), &[55.0]);
-        let text = reading(&[electra, bert, scratch]);
-        assert!(text.contains("(55.0): E -4.0, B +7.0."), "{text}");
-        assert!(!text.contains("Neither"), "{text}");
+        let text = reading_of(
+            &[0.51, 0.51, 0.52],
+            &[0.60, 0.62, 0.64],
+            &[0.55, 0.55, 0.55],
+        );
+        assert!(
+            text.contains("(55.0): E -4.0 [") && text.contains("B +7.0 ["),
+            "{text}"
+        );
+        assert!(text.contains("Only BERT is resolved above it."), "{text}");
+
+        let text = reading_of(
+            &[0.60, 0.61, 0.62],
+            &[0.60, 0.61, 0.63],
+            &[0.55, 0.55, 0.55],
+        );
+        assert!(
+            text.contains("Not resolved at this scale: the interval includes 0."),
+            "{text}"
+        );
+        assert!(text.contains("Both are resolved above it"), "{text}");
     }
 }

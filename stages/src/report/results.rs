@@ -129,7 +129,7 @@ mod tests {
     use super::*;
 
     use crate::pretrain::masking::Replacement;
-    use crate::records::finetune::{EncoderOrigin, FINETUNE_SUMMARY_FORMAT};
+    use crate::records::finetune::test_summary;
     use crate::records::pretrain::{
         MatchedCompute, ObjectiveName, SnapshotRecord, PRETRAIN_SUMMARY_FORMAT,
     };
@@ -154,6 +154,7 @@ mod tests {
                 generator: Some(Preset::Tiny.encoder(100).generator(0.25)),
                 special: SpecialIds::LEADING,
                 max_seq_len: 64,
+                unigram_entropy: 7.0,
                 steps: 10,
                 batch_size: 2,
                 match_compute: MatchedCompute {
@@ -162,9 +163,13 @@ mod tests {
                 },
                 lr: 5e-4,
                 warmup_steps: 1,
+                lr_decay: Default::default(),
                 mask_prob: 0.15,
                 replacement: Replacement::Electra,
                 lambda: 50.0,
+                weight_decay: 0.01,
+                adam_beta2: 0.999,
+                clip_norm: 1.0,
                 seed: 0,
                 flops_per_step: 1.0,
                 train_flops: 10.0,
@@ -181,37 +186,8 @@ mod tests {
     }
 
     fn result(digest: Option<&str>, from_scratch: bool) -> (PathBuf, FinetuneSummary) {
-        let result = FinetuneSummary {
-            format: FINETUNE_SUMMARY_FORMAT.to_owned(),
-            task: "rte".to_owned(),
-            metric: "accuracy".to_owned(),
-            score: 0.5,
-            scored_split: "dev".to_owned(),
-            dev: BTreeMap::new(),
-            seed: 1,
-            train_examples: 10,
-            train_examples_available: 10,
-            max_train_examples: None,
-            epochs: 1,
-            steps: 1,
-            warmup_steps: 0,
-            batch_size: 10,
-            lr: 1e-3,
-            layerwise_lr_decay: 0.8,
-            weight_decay: 0.0,
-            last_epoch_loss: None,
-            encoder: EncoderOrigin {
-                from_scratch,
-                objective: None,
-                pretrain_step: None,
-                digest: digest.map(str::to_owned),
-                config: Some(Preset::Tiny.encoder(100)),
-            },
-            backend: "flex".to_owned(),
-            seconds: 1.0,
-            examples_per_second: 10.0,
-            submission_files: Vec::new(),
-        };
+        let digest = digest.filter(|_| !from_scratch);
+        let result = test_summary("rte", 1, &[0, 1], &[0, 0], digest);
         (PathBuf::from("ft/metrics.json"), result)
     }
 

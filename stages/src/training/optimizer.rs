@@ -4,7 +4,8 @@
 //! - decoupled weight decay 0.01 on weight matrices and embeddings, none on LayerNorm gains
 //!   and biases (every rank-1 parameter);
 //! - gradients clipped to a global norm of 1.0 first;
-//! - learning rate: linear warm-up from 0, then linear decay to 0 at the last step.
+//! - learning rate: linear warm-up from 0, then linear decay to 0 at the last step (from step 0
+//!   as the official code, or from the end of warm-up: [`Decay`]).
 //!
 //! The state (two moments per parameter) is kept in parameter-visiting order, so it can be
 //! saved and restored exactly.
@@ -12,6 +13,7 @@
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// The optimiser's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,16 +51,34 @@ pub struct Schedule {
     pub warmup: u64,
     /// Total steps.
     pub total: u64,
+    /// Where the decay starts.
+    pub decay: Decay,
+}
+
+/// Where a schedule's linear decay to 0 starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// At step 0, as the official code: the warm-up overrides it at the start, so the rate
+    /// right after warm-up is peak × (1 − warmup/total) (99% at the paper's 10k of 1M steps).
+    #[default]
+    WholeRun,
+    /// At the end of warm-up, from the peak: with a warm-up over half the steps, the
+    /// triangular one-cycle schedule.
+    AfterWarmup,
 }
 
 impl Schedule {
     /// The learning rate of (0-based) `step`.
     pub fn lr(&self, step: u64) -> f64 {
         if step < self.warmup {
-            self.peak * step as f64 / self.warmup as f64
-        } else {
-            self.peak * (1.0 - step as f64 / self.total.max(1) as f64).max(0.0)
+            return self.peak * step as f64 / self.warmup as f64;
         }
+        let (done, span) = match self.decay {
+            Decay::WholeRun => (step, self.total),
+            Decay::AfterWarmup => (step - self.warmup, self.total - self.warmup.min(self.total)),
+        };
+        self.peak * (1.0 - done as f64 / span.max(1) as f64).max(0.0)
     }
 }
 
@@ -236,11 +256,29 @@ mod tests {
             peak: 5e-4,
             warmup: 10,
             total: 100,
+            decay: Decay::WholeRun,
         };
         assert_eq!(s.lr(0), 0.0);
         assert!((s.lr(5) - 2.5e-4).abs() < 1e-12);
         assert!((s.lr(10) - 4.5e-4).abs() < 1e-12);
         assert!((s.lr(50) - 2.5e-4).abs() < 1e-12);
         assert_eq!(s.lr(100), 0.0);
+    }
+
+    #[test]
+    fn the_triangular_schedule_peaks_at_the_end_of_warm_up() {
+        let s = Schedule {
+            peak: 1e-3,
+            warmup: 50,
+            total: 100,
+            decay: Decay::AfterWarmup,
+        };
+        assert!((s.lr(25) - 5e-4).abs() < 1e-15);
+        assert_eq!(s.lr(50), 1e-3);
+        assert!((s.lr(75) - 5e-4).abs() < 1e-15);
+        assert_eq!(s.lr(100), 0.0);
+        let no_warmup = Schedule { warmup: 0, ..s };
+        assert_eq!(no_warmup.lr(0), 1e-3);
+        assert!((no_warmup.lr(50) - 5e-4).abs() < 1e-15);
     }
 }

@@ -1,0 +1,193 @@
+//! What a pretraining step measures besides its loss, to make learning visible where the loss
+//! hides it: the discriminator's accuracy against "all original", precision, recall and
+//! **ROC-AUC** (it ranks replaced above original tokens long before it beats the base rate);
+//! the **collapse** of the kept network's final hidden states (mean pairwise cosine similarity
+//! across real tokens: 1 when every token has the same state, the failure mode of small
+//! encoders at the unigram plateau); and the corpus's **unigram entropy**, the masked-LM loss
+//! of a model that ignores context.
+
+use serde::Serialize;
+
+use crate::tokenizer::SpecialIds;
+
+/// What one step measured, for the metrics log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct StepStats {
+    /// Masked-LM cross-entropy (generator for ELECTRA).
+    pub mlm_loss: f64,
+    /// Replaced-token-detection BCE over real tokens (ELECTRA; 0 for BERT).
+    pub bce_loss: f64,
+    /// The optimised loss.
+    pub loss: f64,
+    /// Share of masked positions whose argmax prediction is the original token.
+    pub mlm_accuracy: f64,
+    /// Share of real tokens the discriminator classifies right (ELECTRA).
+    pub disc_accuracy: f64,
+    /// Share of real tokens that were not replaced: the "all original" baseline (ELECTRA).
+    pub disc_baseline: f64,
+    /// Of tokens predicted replaced, the share that were (ELECTRA).
+    pub disc_precision: f64,
+    /// Of replaced tokens, the share predicted replaced (ELECTRA).
+    pub disc_recall: f64,
+    /// ROC-AUC of the discriminator's logits, replaced against original tokens (ELECTRA; 0.5
+    /// is chance, and a batch without both kinds).
+    pub disc_auc: f64,
+    /// Mean pairwise cosine similarity of the kept network's final hidden states over the
+    /// batch's real tokens.
+    pub hidden_cosine: f64,
+    /// Masked positions.
+    pub masked: usize,
+    /// Real (non-padding) tokens.
+    pub tokens: usize,
+}
+
+/// Accuracy, the all-original baseline, precision, recall and ROC-AUC of the discriminator's
+/// `logits` against `labels` (1 = replaced) over the real tokens (`attention` 1).
+pub fn discriminator_stats(
+    stats: &mut StepStats,
+    logits: &[f32],
+    labels: &[f32],
+    attention: &[f32],
+) {
+    let (mut correct, mut original, mut tp, mut predicted, mut replaced) = (0, 0, 0, 0, 0);
+    let mut scored = Vec::with_capacity(logits.len());
+    for ((&logit, &label), &a) in logits.iter().zip(labels).zip(attention) {
+        if a == 0.0 {
+            continue;
+        }
+        let says_replaced = logit > 0.0;
+        let was_replaced = label > 0.5;
+        correct += usize::from(says_replaced == was_replaced);
+        original += usize::from(!was_replaced);
+        tp += usize::from(says_replaced && was_replaced);
+        predicted += usize::from(says_replaced);
+        replaced += usize::from(was_replaced);
+        scored.push((logit, was_replaced));
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    stats.disc_accuracy = ratio(correct, stats.tokens);
+    stats.disc_baseline = ratio(original, stats.tokens);
+    stats.disc_precision = ratio(tp, predicted);
+    stats.disc_recall = ratio(tp, replaced);
+    stats.disc_auc = roc_auc(&mut scored);
+}
+
+/// ROC-AUC of `(score, positive)` pairs: the chance that a random positive scores above a
+/// random negative, ties counting half (the Mann–Whitney statistic, with average ranks). 0.5
+/// when one class is absent.
+pub fn roc_auc(scored: &mut [(f32, bool)]) -> f64 {
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let positives = scored.iter().filter(|(_, p)| *p).count() as f64;
+    let negatives = scored.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return 0.5;
+    }
+    let mut positive_ranks = 0.0;
+    let mut start = 0;
+    while start < scored.len() {
+        let end = start
+            + scored[start..]
+                .iter()
+                .take_while(|(s, _)| *s == scored[start].0)
+                .count();
+        let rank = (start + end + 1) as f64 / 2.0; // 1-based average rank of the tie group
+        let tied_positives = scored[start..end].iter().filter(|(_, p)| *p).count();
+        positive_ranks += rank * tied_positives as f64;
+        start = end;
+    }
+    (positive_ranks - positives * (positives + 1.0) / 2.0) / (positives * negatives)
+}
+
+/// Mean cosine similarity over the pairs of distinct real tokens' states: `hidden` is
+/// `[tokens, h]` row-major, `attention` 1 on the rows to count. With unit vectors `u_i`,
+/// `Σ_{i≠j} u_i·u_j = |Σ u_i|² − n`, so this costs one pass.
+pub fn mean_pairwise_cosine(hidden: &[f32], h: usize, attention: &[f32]) -> f64 {
+    let mut sum = vec![0.0f64; h];
+    let mut n = 0usize;
+    for (row, _) in hidden
+        .chunks_exact(h)
+        .zip(attention)
+        .filter(|(_, &a)| a > 0.0)
+    {
+        let norm = row
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt();
+        if norm == 0.0 {
+            continue;
+        }
+        for (s, &x) in sum.iter_mut().zip(row) {
+            *s += f64::from(x) / norm;
+        }
+        n += 1;
+    }
+    if n < 2 {
+        return 0.0;
+    }
+    let squared: f64 = sum.iter().map(|s| s * s).sum();
+    (squared - n as f64) / (n as f64 * (n as f64 - 1.0))
+}
+
+/// The entropy (nats) of the token distribution among masking candidates (every token but
+/// `[CLS]`, `[SEP]` and `[PAD]`), from `counts` per token id: the masked-LM loss of the best
+/// model that ignores context.
+pub fn unigram_entropy(counts: &[u64], special: SpecialIds) -> f64 {
+    let candidate = |id: usize| ![special.cls, special.sep, special.pad].contains(&(id as u32));
+    let total: u64 = counts
+        .iter()
+        .enumerate()
+        .filter(|&(id, _)| candidate(id))
+        .map(|(_, &c)| c)
+        .sum();
+    counts
+        .iter()
+        .enumerate()
+        .filter(|&(id, &c)| candidate(id) && c > 0)
+        .map(|(_, &c)| {
+            let p = c as f64 / total as f64;
+            -p * p.ln()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_counts_ranked_pairs_and_ties_as_half() {
+        let mut perfect = [(0.1, false), (0.9, true), (0.5, true), (0.2, false)];
+        assert_eq!(roc_auc(&mut perfect), 1.0);
+        let mut inverted = [(0.9, false), (0.1, true)];
+        assert_eq!(roc_auc(&mut inverted), 0.0);
+        // One positive tied with one of two negatives, above the other: (1 + 0.5) / 2.
+        let mut tied = [(0.5, true), (0.5, false), (0.2, false)];
+        assert_eq!(roc_auc(&mut tied), 0.75);
+        let mut constant = [(0.3, true), (0.3, false), (0.3, false)];
+        assert_eq!(roc_auc(&mut constant), 0.5);
+        assert_eq!(roc_auc(&mut [(0.3, false)]), 0.5);
+    }
+
+    #[test]
+    fn collapse_is_one_for_identical_states_and_zero_for_orthogonal_ones() {
+        let same = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0];
+        assert!((mean_pairwise_cosine(&same, 2, &[1.0, 1.0, 1.0]) - 1.0).abs() < 1e-12);
+        let orthogonal = [1.0, 0.0, 0.0, 3.0, 5.0, 5.0];
+        // The third row is padding.
+        assert!(mean_pairwise_cosine(&orthogonal, 2, &[1.0, 1.0, 0.0]).abs() < 1e-12);
+        let opposite = [1.0, 0.0, -2.0, 0.0];
+        assert!((mean_pairwise_cosine(&opposite, 2, &[1.0, 1.0]) + 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn unigram_entropy_leaves_out_separators_and_padding() {
+        let special = SpecialIds::LEADING;
+        let mut counts = vec![0u64; 10];
+        counts[special.cls as usize] = 100;
+        counts[special.sep as usize] = 100;
+        counts[7] = 5;
+        counts[8] = 5;
+        assert!((unigram_entropy(&counts, special) - std::f64::consts::LN_2).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,349 @@
+//! How sure a difference between two rows is: a **paired bootstrap over dev examples and
+//! fine-tuning seeds**. Each replicate draws, per task, the dev examples with replacement (the
+//! same draw for both rows: they are scored on the same examples) and the fine-tuning seeds
+//! with replacement (the same draw for both when they ran the same seeds, since a seed fixes
+//! the training subset and order for every encoder alike); each row's task score is then the
+//! median over the drawn seeds of the task's metric on the drawn examples, as in the table. The
+//! 95% interval is the 2.5th–97.5th percentile of A − B over the replicates; the GLUE
+//! difference is the mean of the per-task differences over the GLUE tasks both rows have.
+//!
+//! What it covers: the noise of fine-tuning (seeds) and of the finite dev sets. Not the noise
+//! of pretraining itself (another pretraining seed gives another encoder), unless the rows
+//! hold several pretraining seeds.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::results::Origin;
+use super::table::{Row, RowKind};
+use crate::finetune::metrics::{score_name, task_metrics, Scored};
+use crate::glue::Task;
+use crate::records::finetune::FinetuneSummary;
+
+/// Bootstrap replicates per comparison.
+pub const REPLICATES: usize = 1000;
+
+/// A difference of scores (×100, A − B) with its 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Difference {
+    /// The difference of the table's medians.
+    pub estimate: f64,
+    /// 2.5th percentile over the replicates.
+    pub low: f64,
+    /// 97.5th percentile over the replicates.
+    pub high: f64,
+}
+
+impl Difference {
+    /// Whether the interval excludes 0.
+    pub fn resolved(&self) -> bool {
+        self.low > 0.0 || self.high < 0.0
+    }
+
+    /// `+1.2 [−0.4, +2.9]`.
+    pub fn text(&self) -> String {
+        format!(
+            "{:+.1} [{:+.1}, {:+.1}]",
+            self.estimate, self.low, self.high
+        )
+    }
+}
+
+/// A − B per task and on the GLUE average.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Per task both rows have, in task-name order.
+    pub tasks: BTreeMap<String, Difference>,
+    /// Over the GLUE tasks both rows have (WNLI excluded).
+    pub glue: Option<Difference>,
+}
+
+/// One row's runs of one task, in seed order.
+type Runs<'a> = Vec<&'a FinetuneSummary>;
+
+fn by_task(results: &[FinetuneSummary]) -> BTreeMap<&str, Runs<'_>> {
+    let mut tasks: BTreeMap<&str, Runs<'_>> = BTreeMap::new();
+    for r in results {
+        tasks.entry(r.task.as_str()).or_default().push(r);
+    }
+    for runs in tasks.values_mut() {
+        runs.sort_by_key(|r| r.seed);
+    }
+    tasks
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The task's metric (×100) of predictions `predicted` against `gold` at `rows`.
+fn metric(task: &Task, gold: &[f64], predicted: &[f64], rows: &[usize]) -> f64 {
+    let values = match task.labels {
+        Some(_) => {
+            let ids = |v: &[f64]| rows.iter().map(|&i| v[i] as u32).collect::<Vec<u32>>();
+            let (gold, predicted) = (ids(gold), ids(predicted));
+            task_metrics(
+                task,
+                &Scored::Classes {
+                    predicted: &predicted,
+                    gold: &gold,
+                },
+            )
+        }
+        None => {
+            let pick = |v: &[f64]| rows.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+            let (gold, predicted) = (pick(gold), pick(predicted));
+            task_metrics(
+                task,
+                &Scored::Scores {
+                    predicted: &predicted,
+                    gold: &gold,
+                },
+            )
+        }
+    };
+    values[score_name(task.metric)] * 100.0
+}
+
+/// Whether `a` and `b` were scored on the same dev examples.
+fn same_examples(a: &Runs<'_>, b: &Runs<'_>) -> bool {
+    let gold = &a[0].scored_examples.gold;
+    !gold.is_empty()
+        && a.iter().chain(b.iter()).all(|r| {
+            r.scored_examples.gold == *gold && r.scored_examples.predicted.len() == gold.len()
+        })
+}
+
+/// The 2.5th and 97.5th percentiles.
+fn interval(mut replicates: Vec<f64>) -> (f64, f64) {
+    replicates.sort_by(f64::total_cmp);
+    let at = |q: f64| replicates[((q * (replicates.len() - 1) as f64).round()) as usize];
+    (at(0.025), at(0.975))
+}
+
+/// A − B with 95% intervals from `replicates` paired bootstrap replicates drawn from `seed`.
+/// Tasks whose runs were not scored on the same dev examples are left out.
+pub fn compare(
+    a: &[FinetuneSummary],
+    b: &[FinetuneSummary],
+    replicates: usize,
+    seed: u64,
+) -> Comparison {
+    let (a, b) = (by_task(a), by_task(b));
+    let tasks: Vec<(&Task, &Runs<'_>, &Runs<'_>)> = a
+        .iter()
+        .filter_map(|(name, runs_a)| {
+            let runs_b = b.get(name)?;
+            let task = Task::named(name)?;
+            same_examples(runs_a, runs_b).then_some((task, runs_a, runs_b))
+        })
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(replicates); tasks.len()];
+    for _ in 0..replicates {
+        for ((task, runs_a, runs_b), out) in tasks.iter().zip(&mut draws) {
+            let n = runs_a[0].scored_examples.gold.len();
+            let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+            let paired = runs_a
+                .iter()
+                .map(|r| r.seed)
+                .eq(runs_b.iter().map(|r| r.seed));
+            let seeds_a: Vec<usize> = (0..runs_a.len())
+                .map(|_| rng.random_range(0..runs_a.len()))
+                .collect();
+            let seeds_b: Vec<usize> = if paired {
+                seeds_a.clone()
+            } else {
+                (0..runs_b.len())
+                    .map(|_| rng.random_range(0..runs_b.len()))
+                    .collect()
+            };
+            let score = |runs: &Runs<'_>, drawn: &[usize]| {
+                let per_seed: Vec<f64> = runs
+                    .iter()
+                    .map(|r| {
+                        metric(
+                            task,
+                            &r.scored_examples.gold,
+                            &r.scored_examples.predicted,
+                            &rows,
+                        )
+                    })
+                    .collect();
+                median(&mut drawn.iter().map(|&s| per_seed[s]).collect::<Vec<_>>())
+            };
+            out.push(score(runs_a, &seeds_a) - score(runs_b, &seeds_b));
+        }
+    }
+    let observed =
+        |runs: &Runs<'_>| median(&mut runs.iter().map(|r| r.score * 100.0).collect::<Vec<_>>());
+    let mut differences = BTreeMap::new();
+    let mut glue_estimate = Vec::new();
+    let mut glue_draws = vec![0.0; replicates];
+    let mut glue_tasks = 0usize;
+    for ((task, runs_a, runs_b), draws) in tasks.iter().zip(draws) {
+        let estimate = observed(runs_a) - observed(runs_b);
+        if task.name != "wnli" {
+            glue_estimate.push(estimate);
+            glue_tasks += 1;
+            for (sum, d) in glue_draws.iter_mut().zip(&draws) {
+                *sum += d;
+            }
+        }
+        let (low, high) = interval(draws);
+        differences.insert(
+            task.name.to_owned(),
+            Difference {
+                estimate,
+                low,
+                high,
+            },
+        );
+    }
+    let glue = (glue_tasks > 0).then(|| {
+        let means: Vec<f64> = glue_draws.iter().map(|s| s / glue_tasks as f64).collect();
+        let (low, high) = interval(means);
+        Difference {
+            estimate: glue_estimate.iter().sum::<f64>() / glue_tasks as f64,
+            low,
+            high,
+        }
+    });
+    Comparison {
+        tasks: differences,
+        glue,
+    }
+}
+
+/// Two rows of the table compared: `a` − `b` (indices into the rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    /// The row compared.
+    pub a: usize,
+    /// The row it is compared with.
+    pub b: usize,
+    /// `a` − `b`.
+    pub comparison: Comparison,
+}
+
+/// Whether two train-FLOPs figures are equal within 1% (what compute matching gives).
+pub fn same_compute(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 0.01 * a.max(b)
+}
+
+fn is_final(row: &Row) -> bool {
+    matches!(
+        row.kind,
+        RowKind::Ours(Origin::Pretrained { step: None, .. })
+    )
+}
+
+/// The comparisons the report makes: each final ELECTRA row against the BERT row of equal
+/// train FLOPs, then each final pretrained row against random initialisation of its size;
+/// `groups` holds every row's fine-tuning results.
+pub fn pairs(rows: &[Row], groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<Pair> {
+    let results = |row: &Row| match &row.kind {
+        RowKind::Ours(origin) => groups.get(origin).map(Vec::as_slice),
+        RowKind::Published => None,
+    };
+    let pair = |a: usize, b: usize| {
+        let (ra, rb) = (results(&rows[a])?, results(&rows[b])?);
+        Some(Pair {
+            a,
+            b,
+            comparison: compare(ra, rb, REPLICATES, 0),
+        })
+    };
+    let mut out = Vec::new();
+    for (a, electra) in rows.iter().enumerate() {
+        if !(is_final(electra) && electra.objective == "ELECTRA") {
+            continue;
+        }
+        let matched = rows.iter().position(|bert| {
+            is_final(bert)
+                && bert.objective == "BERT"
+                && electra
+                    .train_flops
+                    .zip(bert.train_flops)
+                    .is_some_and(|(e, b)| same_compute(e, b))
+        });
+        out.extend(matched.and_then(|b| pair(a, b)));
+    }
+    for (a, model) in rows.iter().enumerate().filter(|(_, r)| is_final(r)) {
+        let scratch = rows.iter().position(
+            |r| matches!(&r.kind, RowKind::Ours(Origin::Scratch(size)) if *size == model.size),
+        );
+        out.extend(scratch.and_then(|b| pair(a, b)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::finetune::test_summary;
+
+    fn run(seed: u64, gold: &[u32], predicted: &[u32]) -> FinetuneSummary {
+        test_summary("sst2", seed, gold, predicted, None)
+    }
+
+    fn labels(n: usize, rng: &mut ChaCha8Rng) -> Vec<u32> {
+        (0..n).map(|_| rng.random_range(0..2)).collect()
+    }
+
+    #[test]
+    fn the_same_predictions_differ_by_nothing() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let gold = labels(200, &mut rng);
+        let runs: Vec<FinetuneSummary> = (1..=3)
+            .map(|seed| run(seed, &gold, &labels(200, &mut rng)))
+            .collect();
+        let comparison = compare(&runs, &runs, 200, 0);
+        let d = comparison.tasks["sst2"];
+        assert_eq!((d.estimate, d.low, d.high), (0.0, 0.0, 0.0));
+        assert!(!d.resolved());
+        assert_eq!(comparison.glue, Some(d));
+    }
+
+    #[test]
+    fn a_clear_gap_is_resolved_and_a_coin_flip_is_not() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let gold = labels(400, &mut rng);
+        let flip = |p: f64, rng: &mut ChaCha8Rng| -> Vec<u32> {
+            gold.iter()
+                .map(|&g| if rng.random::<f64>() < p { 1 - g } else { g })
+                .collect()
+        };
+        let good: Vec<_> = (1..=3)
+            .map(|s| run(s, &gold, &flip(0.1, &mut rng)))
+            .collect();
+        let chance: Vec<_> = (1..=3)
+            .map(|s| run(s, &gold, &flip(0.5, &mut rng)))
+            .collect();
+        let d = compare(&good, &chance, 500, 0).tasks["sst2"];
+        assert!(
+            d.resolved() && d.low > 20.0 && d.estimate > d.low && d.estimate < d.high,
+            "{d:?}"
+        );
+        let other: Vec<_> = (1..=3)
+            .map(|s| run(s, &gold, &flip(0.5, &mut rng)))
+            .collect();
+        let d = compare(&chance, &other, 500, 0).tasks["sst2"];
+        assert!(!d.resolved() && d.low < 0.0 && d.high > 0.0, "{d:?}");
+    }
+
+    #[test]
+    fn runs_on_other_examples_are_not_compared() {
+        let a = [run(1, &[0, 1, 1], &[0, 1, 0])];
+        let b = [run(1, &[1, 1, 1, 0], &[0, 1, 0, 0])];
+        assert!(compare(&a, &b, 10, 0).tasks.is_empty());
+    }
+}
