@@ -140,7 +140,7 @@ impl EncoderConfig {
 }
 
 /// A preset and any fields to override, as pipelines write a model's size.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelParams {
     /// The named size.

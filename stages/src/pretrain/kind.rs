@@ -67,17 +67,19 @@ impl StageKind for Pretrain {
 fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let data = PretrainingData::open(Path::new(&params.data))?;
     let index = data.index().clone();
-    let (steps, matched_flops) = params.resolve_steps(index.vocab_size, index.max_seq_len)?;
+    let budget = params.resolve_steps(index.vocab_size, index.max_seq_len)?;
+    let steps = budget.steps;
     let settings = params.settings(index.vocab_size, index.max_seq_len, steps);
     let unigram_entropy = unigram_entropy(&data.token_counts()?, index.special);
     tracing::info!(
         unigram_entropy,
         "the masked-LM loss of a model that ignores context (nats)"
     );
-    if let Some(target) = matched_flops {
+    if let Some(matched) = &budget.matched {
         tracing::info!(
             steps,
-            target_flops = target,
+            target_flops = matched.train_flops,
+            stage = %matched.stage,
             "steps derived to match the compute of another stage"
         );
     }
@@ -98,7 +100,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             params,
             settings: &settings,
             index: &index,
-            matched_flops,
+            budget: &budget,
             unigram_entropy,
             trained: &trained,
         },

@@ -7,7 +7,7 @@ use electra_pipe_api::{Metrics, StageContext};
 use serde_json::json;
 
 use super::objective::Role;
-use super::params::{MatchCompute, PretrainParams};
+use super::params::{Budget, PretrainParams};
 use super::train::{snapshot_file, Objective, TrainSettings, Trained};
 use crate::error::{DataError, Result};
 use crate::model::safetensors;
@@ -43,8 +43,8 @@ pub struct Run<'a> {
     pub settings: &'a TrainSettings,
     /// The data's index.
     pub index: &'a ShardIndex,
-    /// The matched stage's train FLOPs, if the steps were derived.
-    pub matched_flops: Option<f64>,
+    /// The steps, and the stage whose compute they matched.
+    pub budget: &'a Budget,
     /// The data's unigram entropy (nats).
     pub unigram_entropy: f64,
     /// The trained weights.
@@ -57,10 +57,11 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         params,
         settings,
         index,
-        matched_flops,
+        budget,
         unigram_entropy,
         trained,
     } = run;
+    let matched_flops = budget.matched.as_ref().map(|m| m.train_flops);
     for export in &trained.exports {
         safetensors::write(
             &ctx.out_dir.join(file_of(export.role)),
@@ -104,10 +105,6 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         })
         .collect::<Result<Vec<_>>>()?;
     let train_flops = settings.flops_per_step * steps as f64;
-    let matched = match &params.match_compute {
-        Some(MatchCompute::Resolved { stage, .. }) => Some(stage.clone()),
-        _ => None,
-    };
     let generator = match &settings.objective {
         Objective::Electra { generator, .. } => Some(*generator),
         Objective::Bert => None,
@@ -115,6 +112,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
     let summary = PretrainSummary {
         format: PRETRAIN_SUMMARY_FORMAT.to_owned(),
         objective: params.objective,
+        recipe: params.recipe(),
         encoder: settings.encoder,
         generator,
         special: index.special,
@@ -123,8 +121,9 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         steps,
         batch_size: params.batch_size,
         match_compute: MatchedCompute {
-            stage: matched,
-            train_flops: *matched_flops,
+            stage: budget.matched.as_ref().map(|m| m.stage.clone()),
+            train_flops: matched_flops,
+            recipe: budget.matched.as_ref().map(|m| m.recipe.clone()),
         },
         lr: params.lr,
         warmup_steps: settings.schedule.warmup,

@@ -3,7 +3,7 @@
 //! training loop.
 
 use electra_pipe_api::{parse_params, ParamError, Params};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::flops;
 use super::masking::{MaskingOptions, Replacement};
@@ -14,7 +14,7 @@ use crate::records::pretrain::ObjectiveName;
 use crate::training::optimizer::{AdamWSettings, Decay, Schedule};
 
 /// `match_compute` as written (a stage name) and as the orchestrator fills it in.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MatchCompute {
     /// That stage's params, inlined by the orchestrator before the stage runs.
@@ -28,8 +28,28 @@ pub enum MatchCompute {
     Stage(String),
 }
 
+/// How many steps a run takes, and the stage whose compute it matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    /// Training steps.
+    pub steps: u64,
+    /// The matched stage, if the steps were derived.
+    pub matched: Option<Matched>,
+}
+
+/// The stage a run's compute was matched to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matched {
+    /// Its instance name.
+    pub stage: String,
+    /// Its train FLOPs.
+    pub train_flops: f64,
+    /// Its recipe ([`PretrainParams::recipe`]).
+    pub recipe: serde_json::Value,
+}
+
 /// Params of a `pretrain` stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PretrainParams {
     /// `electra` or `bert`.
@@ -253,6 +273,31 @@ impl PretrainParams {
         }
     }
 
+    /// The recipe: every param with its default filled in, but those that belong to one
+    /// objective (`objective`, `generator_size`, `lambda`, `replacement`), to the budget
+    /// (`steps`, `match_compute`), to bookkeeping (`checkpoint_every`, `snapshots`,
+    /// `backend`) or to this cache (`data`, a path whose content the cache key already names). A compute-matched comparison gives both objectives the same recipe, and a
+    /// report pairs a baseline with the run whose recipe it matched.
+    pub fn recipe(&self) -> serde_json::Value {
+        let mut recipe = serde_json::to_value(self).expect("params serialize");
+        let map = recipe.as_object_mut().expect("params are an object");
+        for key in [
+            "data",
+            "objective",
+            "generator_size",
+            "lambda",
+            "replacement",
+            "steps",
+            "match_compute",
+            "checkpoint_every",
+            "snapshots",
+            "backend",
+        ] {
+            map.remove(key);
+        }
+        recipe
+    }
+
     /// Steps after which snapshots are kept, of `total`.
     fn snapshot_steps(&self, total: u64) -> Vec<u64> {
         let mut steps: Vec<u64> = self
@@ -267,14 +312,14 @@ impl PretrainParams {
 
     /// The number of steps: given, or derived so that this stage's train FLOPs equal those of
     /// the `match_compute` stage (both counted on this stage's vocabulary and sequence length).
-    /// Returns the steps and the matched stage's FLOPs, if any.
-    pub fn resolve_steps(
-        &self,
-        vocab_size: usize,
-        max_seq_len: usize,
-    ) -> Result<(u64, Option<f64>)> {
+    pub fn resolve_steps(&self, vocab_size: usize, max_seq_len: usize) -> Result<Budget> {
         let (stage, other) = match (&self.steps, &self.match_compute) {
-            (Some(steps), _) => return Ok((*steps, None)),
+            (Some(steps), _) => {
+                return Ok(Budget {
+                    steps: *steps,
+                    matched: None,
+                })
+            }
             (None, Some(MatchCompute::Resolved { stage, params })) => (stage, params),
             (None, _) => {
                 return Err(DataError::Config(
@@ -299,7 +344,14 @@ impl PretrainParams {
             self.forward_flops(vocab_size, max_seq_len),
             self.batch_size,
         );
-        Ok((steps, Some(target)))
+        Ok(Budget {
+            steps,
+            matched: Some(Matched {
+                stage: stage.clone(),
+                train_flops: target,
+                recipe: other.recipe(),
+            }),
+        })
     }
 
     /// The objective and the generator's shape, for an encoder of `encoder`'s shape.

@@ -42,6 +42,8 @@ pub struct MatchedCompute {
     pub stage: Option<String>,
     /// Its train FLOPs.
     pub train_flops: Option<f64>,
+    /// Its recipe (see [`PretrainSummary::recipe`]).
+    pub recipe: Option<serde_json::Value>,
 }
 
 /// One kept snapshot of the weights.
@@ -64,6 +66,9 @@ pub struct PretrainSummary {
     pub format: String,
     /// The objective.
     pub objective: ObjectiveName,
+    /// The recipe: every param with its default, but those of one objective, of the budget
+    /// and of bookkeeping. Compute-matched runs share it.
+    pub recipe: serde_json::Value,
     /// The exported model's shape (ELECTRA's discriminator, or BERT).
     pub encoder: EncoderConfig,
     /// ELECTRA's generator's shape.
@@ -184,4 +189,53 @@ pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
         })?);
     }
     Ok(steps)
+}
+
+/// A pretraining summary for unit tests: a tiny run of `objective` over 10 steps with snapshots
+/// at 5 and 10 steps, its final weights of `digest`; recipe `{"lr": 0.0005}`, no match.
+#[cfg(test)]
+pub fn test_summary(objective: ObjectiveName, digest: &str) -> PretrainSummary {
+    use crate::model::config::Preset;
+    let snapshot = |step: u64| SnapshotRecord {
+        step,
+        fraction: step as f64 / 10.0,
+        file: format!("snapshots/{step}"),
+        digest: digest.to_owned(),
+    };
+    PretrainSummary {
+        format: PRETRAIN_SUMMARY_FORMAT.to_owned(),
+        objective,
+        recipe: serde_json::json!({"lr": 5e-4}),
+        encoder: Preset::Tiny.encoder(100),
+        generator: (objective == ObjectiveName::Electra)
+            .then(|| Preset::Tiny.encoder(100).generator(0.25)),
+        special: SpecialIds::LEADING,
+        max_seq_len: 64,
+        unigram_entropy: 7.0,
+        steps: 10,
+        batch_size: 2,
+        match_compute: MatchedCompute {
+            stage: None,
+            train_flops: None,
+            recipe: None,
+        },
+        lr: 5e-4,
+        warmup_steps: 1,
+        lr_decay: Decay::WholeRun,
+        mask_prob: 0.15,
+        replacement: Replacement::Electra,
+        lambda: 50.0,
+        weight_decay: 0.01,
+        adam_beta2: 0.999,
+        clip_norm: 1.0,
+        seed: 0,
+        flops_per_step: 1e13,
+        train_flops: 1e14,
+        parameters: 1,
+        snapshots: vec![snapshot(5), snapshot(10)],
+        model_digest: digest.to_owned(),
+        backend: "flex".to_owned(),
+        hardware: "cpu".to_owned(),
+        train_seconds: 1.0,
+    }
 }

@@ -16,11 +16,12 @@ use std::collections::BTreeMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::results::Origin;
+use super::results::{Model, Origin};
 use super::table::{Row, RowKind};
 use crate::finetune::metrics::{score_name, task_metrics, Scored};
 use crate::glue::Task;
 use crate::records::finetune::FinetuneSummary;
+use crate::records::pretrain::ObjectiveName;
 
 /// Bootstrap replicates per comparison.
 pub const REPLICATES: usize = 1000;
@@ -246,10 +247,15 @@ fn is_final(row: &Row) -> bool {
     )
 }
 
-/// The comparisons the report makes: each final ELECTRA row against the BERT row of equal
-/// train FLOPs, then each final pretrained row against random initialisation of its size;
-/// `groups` holds every row's fine-tuning results.
-pub fn pairs(rows: &[Row], groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<Pair> {
+/// The comparisons the report makes: each final ELECTRA row against its compute-matched BERT
+/// row (the BERT run whose `match_compute` recipe is the ELECTRA run's; without one, the only
+/// BERT row of equal train FLOPs), then each final pretrained row against random
+/// initialisation of its size. `groups` holds every row's fine-tuning results.
+pub fn pairs(
+    rows: &[Row],
+    models: &[Model],
+    groups: &BTreeMap<Origin, Vec<FinetuneSummary>>,
+) -> Vec<Pair> {
     let results = |row: &Row| match &row.kind {
         RowKind::Ours(origin) => groups.get(origin).map(Vec::as_slice),
         RowKind::Published => None,
@@ -262,19 +268,29 @@ pub fn pairs(rows: &[Row], groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> V
             comparison: compare(ra, rb, REPLICATES, 0),
         })
     };
+    let summary = |row: &Row| match &row.kind {
+        RowKind::Ours(Origin::Pretrained { model, step: None }) => Some(&models[*model].summary),
+        _ => None,
+    };
+    let berts: Vec<usize> = (0..rows.len())
+        .filter(|&b| summary(&rows[b]).is_some_and(|s| s.objective == ObjectiveName::Bert))
+        .collect();
     let mut out = Vec::new();
     for (a, electra) in rows.iter().enumerate() {
-        if !(is_final(electra) && electra.objective == "ELECTRA") {
+        let Some(e) = summary(electra).filter(|s| s.objective == ObjectiveName::Electra) else {
             continue;
-        }
-        let matched = rows.iter().position(|bert| {
-            is_final(bert)
-                && bert.objective == "BERT"
-                && electra
-                    .train_flops
-                    .zip(bert.train_flops)
-                    .is_some_and(|(e, b)| same_compute(e, b))
+        };
+        let by_recipe = berts.iter().copied().find(|&b| {
+            summary(&rows[b]).and_then(|s| s.match_compute.recipe.as_ref()) == Some(&e.recipe)
         });
+        let equal_compute: Vec<usize> = berts
+            .iter()
+            .copied()
+            .filter(|&b| {
+                summary(&rows[b]).is_some_and(|s| same_compute(s.train_flops, e.train_flops))
+            })
+            .collect();
+        let matched = by_recipe.or((equal_compute.len() == 1).then(|| equal_compute[0]));
         out.extend(matched.and_then(|b| pair(a, b)));
     }
     for (a, model) in rows.iter().enumerate().filter(|(_, r)| is_final(r)) {
@@ -345,5 +361,58 @@ mod tests {
         let a = [run(1, &[0, 1, 1], &[0, 1, 0])];
         let b = [run(1, &[1, 1, 1, 0], &[0, 1, 0, 0])];
         assert!(compare(&a, &b, 10, 0).tasks.is_empty());
+    }
+
+    #[test]
+    fn each_electra_row_pairs_with_the_bert_run_that_matched_its_recipe() {
+        use crate::records::pretrain::test_summary as pretrain_summary;
+        use crate::report::table::TaskScores;
+        // Four runs of equal FLOPs: ELECTRA lr 1e-3 and 2e-3, then BERT matched to 2e-3 and
+        // to 1e-3. FLOPs alone cannot pair them.
+        let recipe = |lr: f64| serde_json::json!({"lr": lr});
+        let mut models = Vec::new();
+        for (objective, lr, matched) in [
+            (ObjectiveName::Electra, 1e-3, None),
+            (ObjectiveName::Electra, 2e-3, None),
+            (ObjectiveName::Bert, 5e-4, Some(2e-3)),
+            (ObjectiveName::Bert, 5e-4, Some(1e-3)),
+        ] {
+            let mut summary = pretrain_summary(objective, "d");
+            summary.recipe = recipe(lr);
+            summary.match_compute.recipe = matched.map(recipe);
+            models.push(Model {
+                name: String::new(),
+                summary,
+                curve: Vec::new(),
+                config_path: "config.json".into(),
+            });
+        }
+        let gold = [0, 1, 0, 1];
+        let mut groups = BTreeMap::new();
+        let rows: Vec<Row> = models
+            .iter()
+            .enumerate()
+            .map(|(model, m)| {
+                let origin = Origin::Pretrained { model, step: None };
+                groups.insert(origin.clone(), vec![run(1, &gold, &gold)]);
+                Row {
+                    label: format!("{model}"),
+                    kind: RowKind::Ours(origin),
+                    objective: format!("{:?}", m.summary.objective).to_uppercase(),
+                    size: "tiny".to_owned(),
+                    parameters: None,
+                    train_flops: Some(m.summary.train_flops),
+                    steps: None,
+                    wall: None,
+                    tasks: BTreeMap::from([("sst2".to_owned(), TaskScores::new(vec![(1, 100.0)]))]),
+                    glue: Some(100.0),
+                }
+            })
+            .collect();
+        let found: Vec<(usize, usize)> = pairs(&rows, &models, &groups)
+            .iter()
+            .map(|p| (p.a, p.b))
+            .collect();
+        assert_eq!(found, [(0, 3), (1, 2)]);
     }
 }

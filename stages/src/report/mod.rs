@@ -48,16 +48,27 @@ pub const REPORT_HTML: &str = "report.html";
 /// The SVG plots.
 pub const PLOTS_DIR: &str = "plots";
 
-/// One pretrained model of the report.
+/// One pretrained model of the report, or every cell of a pretrain stage's matrix.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelRef {
-    /// Its row label.
-    pub name: String,
-    /// The pretrain stage's `config.json`.
-    pub config: String,
-    /// The pretrain stage's `metrics.jsonl`.
-    pub metrics: String,
+    /// Its row label. For a list of models, and when absent (then the objective's name), the
+    /// label is followed by the recipe knobs in which the report's models differ.
+    pub name: Option<String>,
+    /// The pretrain stage's `config.json`, or a list of them (`@electra[*]/config.json`).
+    pub config: Value,
+    /// The pretrain stage's `metrics.jsonl`, or a list in the same order.
+    pub metrics: Value,
+}
+
+impl ModelRef {
+    /// `(config, metrics)` of every model this names.
+    fn files(&self) -> Vec<(String, String)> {
+        let (mut configs, mut metrics) = (Vec::new(), Vec::new());
+        flatten(&self.config, &mut configs);
+        flatten(&self.metrics, &mut metrics);
+        configs.into_iter().zip(metrics).collect()
+    }
 }
 
 /// Params of a `report` stage.
@@ -118,11 +129,18 @@ impl ReportParams {
                 "expected at least one fine-tuning result",
             ));
         }
-        for (i, a) in parsed.models.iter().enumerate() {
-            if parsed.models[..i].iter().any(|b| b.name == a.name) {
+        for (i, m) in parsed.models.iter().enumerate() {
+            let (mut configs, mut metrics) = (Vec::new(), Vec::new());
+            flatten(&m.config, &mut configs);
+            flatten(&m.metrics, &mut metrics);
+            if configs.is_empty() || configs.len() != metrics.len() {
                 return Err(ParamError::new(
-                    format!("models[{i}].name"),
-                    format!("`{}` names two models: expected distinct names", a.name),
+                    format!("models[{i}]"),
+                    format!(
+                        "{} config.json and {} metrics.jsonl: expected one of each per model",
+                        configs.len(),
+                        metrics.len()
+                    ),
                 ));
             }
         }
@@ -160,7 +178,11 @@ impl StageKind for Report {
         let mut inputs: Vec<String> = params
             .models
             .iter()
-            .flat_map(|m| [m.config.clone(), m.metrics.clone()])
+            .flat_map(|m| {
+                m.files()
+                    .into_iter()
+                    .flat_map(|(config, metrics)| [config, metrics])
+            })
             .collect();
         inputs.extend(params.finetune_paths());
         Ok(StagePlan {
@@ -187,11 +209,16 @@ fn kind_version(name: &str) -> u32 {
 }
 
 fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
-    let models = params
-        .models
-        .iter()
-        .map(|m| results::read_model(&m.name, Path::new(&m.config), Path::new(&m.metrics)))
-        .collect::<Result<Vec<_>>>()?;
+    let mut models = Vec::new();
+    let mut names = Vec::new();
+    for m in &params.models {
+        let files = m.files();
+        for (config, metrics) in &files {
+            models.push(results::read_model(Path::new(config), Path::new(metrics))?);
+            names.push((m.name.clone(), files.len() > 1));
+        }
+    }
+    results::label(&mut models, &names)?;
     let mut finetune = Vec::new();
     let mut inputs = Vec::new();
     for m in &models {
@@ -238,14 +265,16 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
             ),
         ),
     ];
+    let pretraining = table::pretraining_ends(&models);
     let context = Context {
         title: &params.title,
         pipeline: params.pipeline.as_deref(),
         inputs: &inputs,
         versions: &versions,
+        pretraining: &pretraining,
     };
     let notes = render::notes(&groups);
-    let pairs = intervals::pairs(&rows, &groups);
+    let pairs = intervals::pairs(&rows, &models, &groups);
     let plots_dir = ctx.out_dir.join(PLOTS_DIR);
     std::fs::create_dir_all(&plots_dir)
         .map_err(|e| DataError::io(format!("creating {}", plots_dir.display()), e))?;

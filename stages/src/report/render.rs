@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 use super::intervals::{Difference, Pair};
 use super::results::{Model, Origin};
-use super::table::{markdown, task_columns, Row, RowKind, TASK_ORDER};
+use super::table::{
+    markdown, pretraining_cells, pretraining_markdown, task_columns, PretrainingEnd, Row, RowKind,
+    PRETRAINING_COLUMNS, TASK_ORDER,
+};
 use crate::records::finetune::FinetuneSummary;
 
 /// Everything a document shows besides the rows.
@@ -19,6 +22,8 @@ pub struct Context<'a> {
     pub inputs: &'a [(String, String)],
     /// `(component, version)`.
     pub versions: &'a [(String, String)],
+    /// Where each pretraining run ended.
+    pub pretraining: &'a [PretrainingEnd],
 }
 
 fn task_name(task: &str) -> &str {
@@ -167,26 +172,59 @@ pub fn differences_markdown(rows: &[Row], pairs: &[Pair]) -> String {
     out
 }
 
-/// The same table as HTML.
-fn differences_html(rows: &[Row], pairs: &[Pair]) -> String {
-    let mut out = String::from("<table>\n<thead><tr><th>difference</th>");
-    for (_, name) in task_columns(rows) {
-        let _ = write!(out, "<th>{name}</th>");
+/// A plain HTML table: `headers`, then `rows` of cells (already HTML), the first column
+/// text and the others numbers.
+fn html_table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let mut out = String::from("<table>\n<thead><tr>");
+    for header in headers {
+        let _ = write!(out, "<th>{}</th>", escape(header));
     }
-    out.push_str("<th>GLUE avg</th></tr></thead>\n<tbody>\n");
-    for (label, cells) in difference_rows(rows, pairs) {
-        let _ = write!(out, "<tr><td>{}</td>", escape(&label));
-        for cell in cells {
-            let text = cell.map_or_else(String::new, |d| match d.resolved() {
-                true => format!("<b>{}</b>", d.text()),
-                false => d.text(),
-            });
-            let _ = write!(out, "<td class=\"n\">{text}</td>");
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            let class = if i == 0 { "" } else { " class=\"n\"" };
+            let _ = write!(out, "<td{class}>{cell}</td>");
         }
         out.push_str("</tr>\n");
     }
     out.push_str("</tbody>\n</table>\n");
     out
+}
+
+/// The differences table as HTML.
+fn differences_html(rows: &[Row], pairs: &[Pair]) -> String {
+    let mut headers = vec!["difference".to_owned()];
+    headers.extend(task_columns(rows).iter().map(|(_, name)| name.to_string()));
+    headers.push("GLUE avg".to_owned());
+    let cells: Vec<Vec<String>> = difference_rows(rows, pairs)
+        .into_iter()
+        .map(|(label, cells)| {
+            std::iter::once(escape(&label))
+                .chain(cells.into_iter().map(|cell| {
+                    cell.map_or_else(String::new, |d| match d.resolved() {
+                        true => format!("<b>{}</b>", d.text()),
+                        false => d.text(),
+                    })
+                }))
+                .collect()
+        })
+        .collect();
+    html_table(&headers, &cells)
+}
+
+/// The pretraining table as HTML.
+fn pretraining_html(ends: &[PretrainingEnd]) -> String {
+    let headers = PRETRAINING_COLUMNS.map(str::to_owned);
+    let rows: Vec<Vec<String>> = ends
+        .iter()
+        .map(|end| {
+            let mut cells = pretraining_cells(end);
+            cells[0] = escape(&cells[0]);
+            cells
+        })
+        .collect();
+    html_table(&headers, &rows)
 }
 
 /// `report.md`.
@@ -199,6 +237,10 @@ pub fn report_markdown(
     let mut out = format!("# {}\n\n", context.title);
     out.push_str("GLUE dev scores (×100): each task's median over fine-tuning seeds, with the min–max over seeds in parentheses; the GLUE average is the mean of the medians over the GLUE tasks present (WNLI is never averaged; a task without results is *missing*, never 0). Metrics: MCC for CoLA, Spearman for STS-B, accuracy elsewhere. † marks figures published in the paper (Clark et al. 2020), not runs of this pipeline.\n\n");
     out.push_str(&markdown(rows));
+    if !context.pretraining.is_empty() {
+        out.push_str("\n## Pretraining\n\nWhere each run ended (mean over its last 5% of steps): the masked-LM loss against the corpus's unigram entropy (a model that ignores context reaches the entropy; learning from context goes below it), the discriminator's ROC-AUC on replaced tokens (0.5 is chance), and the collapse of the final hidden states (mean pairwise cosine across tokens; 1 when every token has the same state).\n\n");
+        out.push_str(&pretraining_markdown(context.pretraining));
+    }
     if !pairs.is_empty() {
         out.push_str("\n## Differences\n\nA − B per task and on the GLUE average (×100), with 95% intervals (paired bootstrap over dev examples and fine-tuning seeds); in bold where the interval excludes 0.\n\n");
         out.push_str(&differences_markdown(rows, pairs));
@@ -355,6 +397,10 @@ pub fn report_html(
         let _ = writeln!(table, "<td class=\"n\">{glue}</td></tr>");
     }
     table.push_str("</tbody>\n</table>\n");
+    if !context.pretraining.is_empty() {
+        table.push_str("<h2>Pretraining</h2>\n<p>Where each run ended (mean over its last 5% of steps): masked-LM loss against the corpus's unigram entropy, the discriminator's ROC-AUC on replaced tokens (0.5 is chance), the collapse of the final hidden states (1 when every token has the same state).</p>\n");
+        table.push_str(&pretraining_html(context.pretraining));
+    }
     if !pairs.is_empty() {
         table.push_str("<h2>Differences</h2>\n<p>A − B per task and on the GLUE average (×100), with 95% intervals (paired bootstrap over dev examples and fine-tuning seeds); in bold where the interval excludes 0.</p>\n");
         table.push_str(&differences_html(rows, pairs));
@@ -458,6 +504,7 @@ pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::records::finetune::test_summary;
+    use crate::records::pretrain::{test_summary as pretrain_summary, ObjectiveName};
     use crate::report::intervals::pairs;
     use crate::report::table::TaskScores;
 
@@ -520,7 +567,16 @@ mod tests {
             .zip(&origins)
             .map(|((label, objective), origin)| row(label, objective, origin, &groups[origin]))
             .collect();
-        let pairs = pairs(&rows, &groups);
+        let models: Vec<Model> = [ObjectiveName::Electra, ObjectiveName::Bert]
+            .into_iter()
+            .map(|objective| Model {
+                name: String::new(),
+                summary: pretrain_summary(objective, "digest"),
+                curve: Vec::new(),
+                config_path: "config.json".into(),
+            })
+            .collect();
+        let pairs = pairs(&rows, &models, &groups);
         assert_eq!(pairs.len(), 3, "E − B, E − R, B − R");
         let table = differences_markdown(&rows, &pairs);
         assert!(

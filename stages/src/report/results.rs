@@ -37,14 +37,87 @@ pub enum Origin {
     Scratch(String),
 }
 
-/// Reads a pretrained model's config and curve.
-pub fn read_model(name: &str, config: &Path, metrics: &Path) -> Result<Model> {
+/// Reads a pretrained model's config and curve (named by [`label`]).
+pub fn read_model(config: &Path, metrics: &Path) -> Result<Model> {
     Ok(Model {
-        name: name.to_owned(),
+        name: String::new(),
         summary: PretrainSummary::read(config)?,
         curve: read_steps(metrics)?,
         config_path: config.to_owned(),
     })
+}
+
+/// Every scalar of a recipe by its dotted path (`model.norm`, `lr`).
+fn knobs(recipe: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, String>) {
+    match recipe {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                knobs(value, &format!("{prefix}{key}."), out);
+            }
+        }
+        serde_json::Value::Null => {}
+        other => {
+            let text = match other {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            out.insert(prefix.trim_end_matches('.').to_owned(), text);
+        }
+    }
+}
+
+/// Names the models: `names[i]` is the name given for model `i` (if any) and whether it came
+/// from a list. A model from a list, or without a name (then its objective's), is labelled
+/// by the recipe knobs in which the report's models differ: `ELECTRA (model.norm=pre,
+/// lr=0.001)`. Two models with one label are an error naming it.
+pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<()> {
+    let all: Vec<BTreeMap<String, String>> = models
+        .iter()
+        .map(|m| {
+            let mut out = BTreeMap::new();
+            knobs(&m.summary.recipe, "", &mut out);
+            out
+        })
+        .collect();
+    let keys: std::collections::BTreeSet<&String> = all.iter().flat_map(|k| k.keys()).collect();
+    let differing: Vec<&String> = keys
+        .into_iter()
+        .filter(|key| all.iter().any(|k| k.get(*key) != all[0].get(*key)))
+        .collect();
+    for (i, (model, (name, listed))) in models.iter_mut().zip(names).enumerate() {
+        let base = name
+            .clone()
+            .unwrap_or_else(|| match model.summary.objective {
+                crate::records::pretrain::ObjectiveName::Electra => "ELECTRA".to_owned(),
+                crate::records::pretrain::ObjectiveName::Bert => "BERT".to_owned(),
+            });
+        model.name = if *listed || name.is_none() {
+            let detail: Vec<String> = differing
+                .iter()
+                .filter_map(|key| Some(format!("{key}={}", all[i].get(*key)?)))
+                .collect();
+            if detail.is_empty() {
+                base
+            } else {
+                format!("{base} ({})", detail.join(", "))
+            }
+        } else {
+            base
+        };
+    }
+    for (i, a) in models.iter().enumerate() {
+        if let Some(b) = models[..i].iter().find(|b| b.name == a.name) {
+            return Err(DataError::invalid(
+                &a.config_path,
+                format!(
+                    "its model is labelled `{}` like {}'s: expected `name`s that tell the report's models apart",
+                    a.name,
+                    b.config_path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A size label: the preset's name when the shape is one, else `L·H·E`.
@@ -128,58 +201,15 @@ pub fn group(
 mod tests {
     use super::*;
 
-    use crate::pretrain::masking::Replacement;
     use crate::records::finetune::test_summary;
-    use crate::records::pretrain::{
-        MatchedCompute, ObjectiveName, SnapshotRecord, PRETRAIN_SUMMARY_FORMAT,
-    };
-    use crate::tokenizer::SpecialIds;
-
-    fn snapshot(step: u64, fraction: f64, digest: &str) -> SnapshotRecord {
-        SnapshotRecord {
-            step,
-            fraction,
-            file: format!("snapshots/{step}"),
-            digest: digest.to_owned(),
-        }
-    }
+    use crate::records::pretrain::{test_summary as pretrain_summary, ObjectiveName};
 
     fn model(digest: &str, snapshot_digest: &str) -> Model {
+        let mut summary = pretrain_summary(ObjectiveName::Electra, digest);
+        summary.snapshots[0].digest = snapshot_digest.to_owned();
         Model {
             name: "ELECTRA".to_owned(),
-            summary: PretrainSummary {
-                format: PRETRAIN_SUMMARY_FORMAT.to_owned(),
-                objective: ObjectiveName::Electra,
-                encoder: Preset::Tiny.encoder(100),
-                generator: Some(Preset::Tiny.encoder(100).generator(0.25)),
-                special: SpecialIds::LEADING,
-                max_seq_len: 64,
-                unigram_entropy: 7.0,
-                steps: 10,
-                batch_size: 2,
-                match_compute: MatchedCompute {
-                    stage: None,
-                    train_flops: None,
-                },
-                lr: 5e-4,
-                warmup_steps: 1,
-                lr_decay: Default::default(),
-                mask_prob: 0.15,
-                replacement: Replacement::Electra,
-                lambda: 50.0,
-                weight_decay: 0.01,
-                adam_beta2: 0.999,
-                clip_norm: 1.0,
-                seed: 0,
-                flops_per_step: 1.0,
-                train_flops: 10.0,
-                parameters: 1,
-                snapshots: vec![snapshot(5, 0.5, snapshot_digest), snapshot(10, 1.0, digest)],
-                model_digest: digest.to_owned(),
-                backend: "flex".to_owned(),
-                hardware: "cpu".to_owned(),
-                train_seconds: 1.0,
-            },
+            summary,
             curve: Vec::new(),
             config_path: PathBuf::from("config.json"),
         }
@@ -230,6 +260,51 @@ mod tests {
         .to_string();
         assert!(
             err.contains("ft/metrics.json") && err.contains("digest other"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn listed_models_are_labelled_by_the_knobs_they_differ_in() {
+        let named = |objective, lr: f64, norm: &str| {
+            let mut summary = pretrain_summary(objective, "d");
+            summary.recipe = serde_json::json!({"lr": lr, "model": {"norm": norm}, "seed": 0});
+            Model {
+                name: String::new(),
+                summary,
+                curve: Vec::new(),
+                config_path: PathBuf::from(format!("{lr}-{norm}/config.json")),
+            }
+        };
+        let mut models = vec![
+            named(ObjectiveName::Electra, 1e-3, "pre"),
+            named(ObjectiveName::Electra, 2e-3, "pre"),
+            named(ObjectiveName::Bert, 1e-3, "post"),
+        ];
+        let names = [
+            (None, true),
+            (Some("ours".to_owned()), true),
+            (Some("B".to_owned()), false),
+        ];
+        label(&mut models, &names).unwrap();
+        let labels: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "ELECTRA (lr=0.001, model.norm=pre)",
+                "ours (lr=0.002, model.norm=pre)",
+                "B"
+            ]
+        );
+        let mut twins = vec![
+            named(ObjectiveName::Bert, 1e-3, "pre"),
+            named(ObjectiveName::Bert, 1e-3, "pre"),
+        ];
+        let err = label(&mut twins, &[(None, true), (None, true)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected `name`s that tell the report's models apart"),
             "{err}"
         );
     }

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use super::results::{size_label, Model, Origin};
 use crate::records::finetune::FinetuneSummary;
+use crate::records::pretrain::{ObjectiveName, StepRecord};
 
 /// GLUE's tasks in the paper's column order, with their display names.
 pub const TASK_ORDER: &[(&str, &str)] = &[
@@ -257,6 +258,79 @@ pub fn task_cell(
 /// `14.0M`, or nothing.
 pub fn parameters(value: Option<usize>) -> String {
     value.map_or_else(String::new, |p| format!("{:.1}M", p as f64 / 1e6))
+}
+
+/// Where a pretraining run ended, from the last 5% of its steps: what makes learning visible
+/// when the fine-tuning table shows none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PretrainingEnd {
+    /// The model's label.
+    pub label: String,
+    /// Mean masked-LM loss (the generator's for ELECTRA).
+    pub mlm_loss: f64,
+    /// The corpus's unigram entropy: the loss of a model that ignores context.
+    pub unigram_entropy: f64,
+    /// Mean ROC-AUC of the discriminator (ELECTRA).
+    pub disc_auc: Option<f64>,
+    /// Mean collapse statistic of the final hidden states.
+    pub hidden_cosine: f64,
+}
+
+/// Each model's [`PretrainingEnd`].
+pub fn pretraining_ends(models: &[Model]) -> Vec<PretrainingEnd> {
+    models
+        .iter()
+        .filter(|m| !m.curve.is_empty())
+        .map(|m| {
+            let tail = &m.curve[m.curve.len() - (m.curve.len() / 20).max(1)..];
+            let mean = |value: fn(&StepRecord) -> f64| {
+                tail.iter().map(value).sum::<f64>() / tail.len() as f64
+            };
+            PretrainingEnd {
+                label: m.name.clone(),
+                mlm_loss: mean(|s| s.mlm_loss),
+                unigram_entropy: m.summary.unigram_entropy,
+                disc_auc: (m.summary.objective == ObjectiveName::Electra)
+                    .then(|| mean(|s| s.disc_auc)),
+                hidden_cosine: mean(|s| s.hidden_cosine),
+            }
+        })
+        .collect()
+}
+
+/// The pretraining table's columns.
+pub const PRETRAINING_COLUMNS: [&str; 6] = [
+    "model",
+    "MLM loss",
+    "unigram entropy",
+    "below it",
+    "discriminator ROC-AUC",
+    "hidden-state cosine",
+];
+
+/// One [`PretrainingEnd`]'s cells, in [`PRETRAINING_COLUMNS`] order.
+pub fn pretraining_cells(end: &PretrainingEnd) -> Vec<String> {
+    vec![
+        end.label.clone(),
+        format!("{:.2}", end.mlm_loss),
+        format!("{:.2}", end.unigram_entropy),
+        format!("{:.2}", end.unigram_entropy - end.mlm_loss),
+        end.disc_auc
+            .map_or_else(|| "—".to_owned(), |a| format!("{a:.3}")),
+        format!("{:.3}", end.hidden_cosine),
+    ]
+}
+
+/// The [`PretrainingEnd`]s as Markdown.
+pub fn pretraining_markdown(ends: &[PretrainingEnd]) -> String {
+    let mut out = format!(
+        "| {} |\n|---|---:|---:|---:|---:|---:|\n",
+        PRETRAINING_COLUMNS.join(" | ")
+    );
+    for end in ends {
+        let _ = writeln!(out, "| {} |", pretraining_cells(end).join(" | "));
+    }
+    out
 }
 
 /// The table as Markdown. Published rows are marked with †.
