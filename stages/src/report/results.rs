@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
-use crate::model::config::{EncoderConfig, Preset};
+use crate::model::config::{EncoderConfig, Norm, Preset};
 use crate::records::finetune::FinetuneSummary;
 use crate::records::pretrain::{read_steps, PretrainSummary, StepRecord};
 
@@ -120,8 +120,18 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
     Ok(())
 }
 
-/// A size label: the preset's name when the shape is one, else `L·H·E`.
+/// A size label: the preset's name when the shape is one, else `L·H·E`; `, pre-LN` for a
+/// pre-LayerNorm encoder.
 pub fn size_label(config: &EncoderConfig) -> String {
+    let shape = shape_label(config);
+    match config.norm {
+        Norm::Post => shape,
+        Norm::Pre => format!("{shape}, pre-LN"),
+    }
+}
+
+/// The preset whose shape `config` has, or its layers and widths.
+fn shape_label(config: &EncoderConfig) -> String {
     for preset in [Preset::Tiny, Preset::Mini, Preset::Small, Preset::Base] {
         let shape = preset.encoder(config.vocab_size);
         if (
@@ -219,6 +229,16 @@ mod tests {
         let digest = digest.filter(|_| !from_scratch);
         let result = test_summary("rte", 1, &[0, 1], &[0, 0], digest);
         (PathBuf::from("ft/metrics.json"), result)
+    }
+
+    #[test]
+    fn size_labels_name_the_preset_and_a_pre_layernorm_encoder() {
+        let mut config = Preset::Mini.encoder(8192);
+        assert_eq!(size_label(&config), "mini");
+        config.norm = Norm::Pre;
+        assert_eq!(size_label(&config), "mini, pre-LN");
+        config.layers = 3;
+        assert_eq!(size_label(&config), "L3 H128 E128, pre-LN");
     }
 
     #[test]
