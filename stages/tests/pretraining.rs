@@ -299,6 +299,7 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
         ),
         ("mask_prob", json!({"mask_prob": 0.25})),
         ("clip_norm", json!({"clip_norm": 0.1})),
+        ("output_bias", json!({"output_bias": "prior"})),
     ] {
         let changed = run(&Pretrain, with(base.clone(), change), 2);
         assert_ne!(
@@ -332,6 +333,19 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
                     assert_eq!((top, lr[6]), (Some(5), 1e-3), "{lr:?}");
                 }
             }
+            // The masked-LM head starts at the data's unigram distribution: the first step's
+            // loss is near the unigram entropy instead of ln V.
+            "output_bias" => {
+                let (first, zero) = (
+                    column(&changed, "mlm_loss")[0],
+                    column(&paper, "mlm_loss")[0],
+                );
+                let entropy = config(&changed)["unigram_entropy"].as_f64().unwrap();
+                assert!(
+                    first < zero - 0.5 && (first - entropy).abs() < 0.5,
+                    "first MLM loss {first} (zero bias: {zero}, unigram entropy {entropy})"
+                );
+            }
             _ => {}
         }
     }
@@ -347,9 +361,16 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
             "model": {"preset": "tiny", "norm": "pre", "dropout": 0.0},
             "adam_beta2": 0.98, "warmup_fraction": 0.3, "warmup_steps": null,
             "lr_decay": "after_warmup", "mask_prob": 0.25, "clip_norm": 0.5,
+            "output_bias": "prior",
         }),
     );
     let straight = run(&Pretrain, all.clone(), 2);
+    // The discriminator starts at the replaced tokens' log-odds, not at ½.
+    let first_bce = column(&straight, "bce_loss")[0];
+    assert!(
+        first_bce < 0.6,
+        "first BCE {first_bce}, expected under ln 2"
+    );
     let resumed = run_interrupted(&Pretrain, all, 7);
     assert_eq!(resumed.metrics()["resumed_from"], json!(7));
     assert_eq!(weights_digest(&resumed), weights_digest(&straight));

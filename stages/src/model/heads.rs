@@ -30,6 +30,15 @@ impl<B: Backend> MaskedLmHead<B> {
         }
     }
 
+    /// The head with its output bias replaced by `bias` `[V]` (a starting point, before
+    /// training).
+    pub fn with_bias(self, bias: Tensor<B, 1>) -> Self {
+        MaskedLmHead {
+            bias: Param::from_tensor(bias),
+            ..self
+        }
+    }
+
     /// `hidden`: `[b, s, h]`; `positions`: `[n]` flat indices `row · s + column` of the
     /// masked tokens; `word`: the `[V, e]` embedding matrix → logits `[n, V]`.
     pub fn forward(
@@ -60,6 +69,16 @@ impl<B: Backend> ReplacedTokenHead<B> {
             dense: Dense::new(init, hidden, hidden),
             logit: Dense::new(init, hidden, 1),
         }
+    }
+
+    /// The head with its logit's bias set to `bias` (a starting point, before training).
+    pub fn with_bias(self, bias: f32) -> Self {
+        let device = self.logit.bias.val().device();
+        let logit = Dense {
+            bias: Param::from_tensor(Tensor::from_floats([bias], &device)),
+            ..self.logit
+        };
+        ReplacedTokenHead { logit, ..self }
     }
 
     /// `[b, s, h]` → logits `[b, s]`.

@@ -33,6 +33,11 @@ pub struct MaskingOptions {
     pub replacement: Replacement,
 }
 
+/// Whether token `id` may be masked: every token but `[CLS]`, `[SEP]` and `[PAD]`.
+pub fn is_candidate(id: u32, special: SpecialIds) -> bool {
+    id != special.cls && id != special.sep && id != special.pad
+}
+
 impl MaskingOptions {
     /// ELECTRA's cap on predictions per sequence: `⌊(mask_prob + 0.005) · max_seq_len⌋` (19 for
     /// 15% of 128).
@@ -79,10 +84,7 @@ pub fn mask_batch(
         let len = batch.lengths[row];
         attention[row * s..row * s + len].fill(1.0);
         let mut candidates: Vec<usize> = (0..len)
-            .filter(|&c| {
-                let t = batch.input_ids[row * s + c];
-                t != special.cls && t != special.sep && t != special.pad
-            })
+            .filter(|&c| is_candidate(batch.input_ids[row * s + c], special))
             .collect();
         if candidates.is_empty() {
             continue;

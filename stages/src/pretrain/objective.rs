@@ -17,6 +17,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::masking::MaskedBatch;
+use super::prior::OutputPrior;
 use super::stats::{discriminator_stats, mean_pairwise_cosine, StepStats};
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
@@ -105,6 +106,14 @@ pub trait PretrainingModel<B: Backend>: Module<B> {
 
     /// The networks it exports, the kept one first.
     fn exports(&self) -> Vec<ExportedNetwork>;
+
+    /// The model with its output heads' biases at `prior` (`output_bias: prior`).
+    fn with_output_prior(self, prior: &OutputPrior, device: &B::Device) -> Self;
+}
+
+/// The masked-LM bias of `prior` as a tensor.
+fn token_log_probs<B: Backend>(prior: &OutputPrior, device: &B::Device) -> Tensor<B, 1> {
+    Tensor::from_floats(prior.token_log_probs.as_slice(), device)
 }
 
 /// A step's loss (to back-propagate) and its measurements.
@@ -296,6 +305,16 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
             },
         ]
     }
+
+    fn with_output_prior(self, prior: &OutputPrior, device: &B::Device) -> Self {
+        Electra {
+            generator_head: self
+                .generator_head
+                .with_bias(token_log_probs(prior, device)),
+            discriminator_head: self.discriminator_head.with_bias(prior.replaced_logit),
+            ..self
+        }
+    }
 }
 
 impl<B: Backend> Electra<B> {
@@ -398,5 +417,12 @@ impl<B: Backend> PretrainingModel<B> for Bert<B> {
             network: Network::BERT,
             config: self.config,
         }]
+    }
+
+    fn with_output_prior(self, prior: &OutputPrior, device: &B::Device) -> Self {
+        Bert {
+            head: self.head.with_bias(token_log_probs(prior, device)),
+            ..self
+        }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::flops;
 use super::masking::{MaskingOptions, Replacement};
+use super::prior::OutputBias;
 use super::train::{Objective, TrainSettings};
 use crate::error::{DataError, Result};
 use crate::model::config::{EncoderConfig, ModelParams};
@@ -72,7 +73,6 @@ pub struct PretrainParams {
     /// Peak learning rate.
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// Linear warm-up steps.
     /// Linear warm-up steps (default 10000, the paper's).
     pub warmup_steps: Option<u64>,
     /// Instead of `warmup_steps`: warm up over this share of the steps (0.5 with the linear
@@ -104,6 +104,10 @@ pub struct PretrainParams {
     /// Global gradient-norm clip.
     #[serde(default = "default_clip")]
     pub clip_norm: f64,
+    /// Where the output heads' biases start: `zero` (the paper's) or `prior` (the
+    /// context-free solution, [`OutputPrior`](super::prior::OutputPrior)).
+    #[serde(default)]
+    pub output_bias: OutputBias,
     /// Seed of initialisation, data order, masking, dropout and sampling.
     #[serde(default)]
     pub seed: u64,
@@ -414,6 +418,7 @@ impl PretrainParams {
             checkpoint_every: self.checkpoint_every,
             snapshot_steps: self.snapshot_steps(steps),
             flops_per_step: self.flops_per_step(vocab_size, max_seq_len),
+            output_bias: self.output_bias,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::masking::is_candidate;
 use crate::tokenizer::SpecialIds;
 
 /// What one step measured, for the metrics log.
@@ -133,7 +134,7 @@ pub fn mean_pairwise_cosine(hidden: &[f32], h: usize, attention: &[f32]) -> f64 
 /// `[CLS]`, `[SEP]` and `[PAD]`), from `counts` per token id: the masked-LM loss of the best
 /// model that ignores context.
 pub fn unigram_entropy(counts: &[u64], special: SpecialIds) -> f64 {
-    let candidate = |id: usize| ![special.cls, special.sep, special.pad].contains(&(id as u32));
+    let candidate = |id: usize| is_candidate(id as u32, special);
     let total: u64 = counts
         .iter()
         .enumerate()

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::masking::{mask_batch, MaskingOptions};
 use super::objective::{Bert, Electra, ElectraShape, ExportedNetwork, PretrainingModel, Role};
+use super::prior::{OutputBias, OutputPrior};
 use super::stats::StepStats;
 use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
@@ -68,6 +69,8 @@ pub struct TrainSettings {
     pub snapshot_steps: Vec<u64>,
     /// Train FLOPs of one step, for the metrics.
     pub flops_per_step: f64,
+    /// Where the output heads' biases start.
+    pub output_bias: OutputBias,
 }
 
 /// The stream of step `step`'s random draws.
@@ -155,6 +158,10 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
     let vocab = data.index().vocab_size;
     let mut optimizer = AdamW::<B>::new(settings.adamw);
     let mut start = 0;
+    if settings.output_bias == OutputBias::Prior {
+        let prior = OutputPrior::new(&data.token_counts()?, special, settings.masking.mask_prob);
+        model = model.with_output_prior(&prior, device);
+    }
     if let Some(saved) = checkpoint::load(&ctx.checkpoint_dir)? {
         model = load_named(model, &saved.model, device, &ctx.checkpoint_dir)?;
         optimizer.import(saved.moments, device);
