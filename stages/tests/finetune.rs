@@ -452,7 +452,7 @@ fn params_are_checked_before_anything_runs() {
 }
 
 #[test]
-fn pooling_and_the_fine_tuning_dropout_are_the_stage_s_own() {
+fn pooling_dropout_and_bias_correction_are_the_stage_s_own() {
     // RTE, 200 examples, 1 epoch: cheap. The paper's `[CLS]` pooling against the tokens' mean.
     let quick = json!({"max_train_examples": 200, "epochs": 1});
     let cls = finetune(params("rte", quick.clone()));
@@ -473,6 +473,16 @@ fn pooling_and_the_fine_tuning_dropout_are_the_stage_s_own() {
     assert_eq!(summary(&no_dropout)["dropout"], 0.0);
     assert_ne!(
         read(no_dropout.out().join("train_log.jsonl")),
+        read(cls.out().join("train_log.jsonl"))
+    );
+    // Adam's bias correction changes the updates, and is recorded.
+    let mut corrected = params("rte", quick.clone());
+    corrected["adam_bias_correction"] = json!(true);
+    let corrected = finetune(corrected);
+    assert_eq!(summary(&corrected)["adam_bias_correction"], true);
+    assert_eq!(summary(&cls)["adam_bias_correction"], false);
+    assert_ne!(
+        read(corrected.out().join("train_log.jsonl")),
         read(cls.out().join("train_log.jsonl"))
     );
     // The scored split's examples are recorded for the report's intervals.

@@ -300,6 +300,10 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
         ("mask_prob", json!({"mask_prob": 0.25})),
         ("clip_norm", json!({"clip_norm": 0.1})),
         ("output_bias", json!({"output_bias": "prior"})),
+        (
+            "adam_bias_correction",
+            json!({"adam_bias_correction": true}),
+        ),
     ] {
         let changed = run(&Pretrain, with(base.clone(), change), 2);
         assert_ne!(
@@ -361,7 +365,7 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
             "model": {"preset": "tiny", "norm": "pre", "dropout": 0.0},
             "adam_beta2": 0.98, "warmup_fraction": 0.3, "warmup_steps": null,
             "lr_decay": "after_warmup", "mask_prob": 0.25, "clip_norm": 0.5,
-            "output_bias": "prior",
+            "output_bias": "prior", "adam_bias_correction": true,
         }),
     );
     let straight = run(&Pretrain, all.clone(), 2);

@@ -94,6 +94,10 @@ pub struct FinetuneParams {
     /// Global gradient-norm clip.
     #[serde(default = "default_clip")]
     pub clip_norm: f64,
+    /// Adam's bias correction (the official code has none; short runs take larger first
+    /// steps without it).
+    #[serde(default)]
+    pub adam_bias_correction: bool,
     /// Dropout inside the encoder while fine-tuning, for every encoder alike (the paper's
     /// 0.1; a pretrained encoder's own pretraining dropout does not carry over).
     #[serde(default = "default_dropout")]
@@ -303,6 +307,7 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
             weight_decay: params.weight_decay,
             epsilon: params.adam_epsilon,
             clip_norm: params.clip_norm,
+            bias_correction: params.adam_bias_correction,
             ..AdamWSettings::default()
         },
         layer_decay: params.layerwise_lr_decay,

@@ -101,6 +101,7 @@ pub fn write_outputs(
         lr: params.lr,
         layerwise_lr_decay: params.layerwise_lr_decay,
         weight_decay: params.weight_decay,
+        adam_bias_correction: settings.adamw.bias_correction,
         dropout: settings.dropout,
         pooling: settings.pooling,
         last_epoch_loss: Some(finetuned.last_epoch_loss).filter(|l| l.is_finite()),

@@ -154,7 +154,7 @@ pub fn finetune<B: AutodiffBackend>(
     let mut first = 0;
     if let Some(saved) = checkpoint::load(&ctx.checkpoint_dir)? {
         model = load_named(model, &saved.model, device, &ctx.checkpoint_dir)?;
-        optimizer.import(saved.moments, device);
+        optimizer.import(saved.moments, saved.state.step, device);
         first = saved.state.step;
         tracing::info!(step = first, "resuming from checkpoint");
     }

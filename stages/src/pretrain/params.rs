@@ -104,6 +104,10 @@ pub struct PretrainParams {
     /// Global gradient-norm clip.
     #[serde(default = "default_clip")]
     pub clip_norm: f64,
+    /// Adam's bias correction (the official code has none: with a short warm-up, the first
+    /// hundreds of updates are several times the learning rate).
+    #[serde(default)]
+    pub adam_bias_correction: bool,
     /// Where the output heads' biases start: `zero` (the paper's) or `prior` (the
     /// context-free solution, [`OutputPrior`](super::prior::OutputPrior)).
     #[serde(default)]
@@ -407,6 +411,7 @@ impl PretrainParams {
                 epsilon: self.adam_epsilon,
                 beta2: self.adam_beta2,
                 clip_norm: self.clip_norm,
+                bias_correction: self.adam_bias_correction,
                 ..AdamWSettings::default()
             },
             masking: MaskingOptions {

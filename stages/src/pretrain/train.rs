@@ -164,7 +164,7 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
     }
     if let Some(saved) = checkpoint::load(&ctx.checkpoint_dir)? {
         model = load_named(model, &saved.model, device, &ctx.checkpoint_dir)?;
-        optimizer.import(saved.moments, device);
+        optimizer.import(saved.moments, saved.state.step, device);
         start = saved.state.step;
         tracing::info!(step = start, "resuming from checkpoint");
     }

@@ -67,6 +67,8 @@ pub struct FinetuneSummary {
     pub layerwise_lr_decay: f64,
     /// AdamW's weight decay.
     pub weight_decay: f64,
+    /// Whether Adam's moments were bias-corrected.
+    pub adam_bias_correction: bool,
     /// Dropout inside the encoder while fine-tuning.
     pub dropout: f64,
     /// What the head read (`cls` or `mean`).
@@ -142,6 +144,7 @@ pub fn test_summary(
         lr: 1e-3,
         layerwise_lr_decay: 0.8,
         weight_decay: 0.0,
+        adam_bias_correction: false,
         dropout: 0.1,
         pooling: Pooling::Cls,
         last_epoch_loss: None,

@@ -1,6 +1,9 @@
 //! AdamW as ELECTRA's `AdamWeightDecayOptimizer` does it, with its learning-rate schedule.
 //!
-//! - moments with β₁ 0.9, β₂ 0.999, ε 1e-6, and no bias correction (as the official code);
+//! - moments with β₁ 0.9, β₂ 0.999, ε 1e-6, and no bias correction (as the official code;
+//!   optional: without it, step `t`'s update of a steady gradient is `(1 − β₁ᵗ)/√(1 − β₂ᵗ)`
+//!   times the rate, 6.5× at step 10 and 2.4× at step 200, which a long warm-up hides and a
+//!   short run does not);
 //! - decoupled weight decay 0.01 on weight matrices and embeddings, none on LayerNorm gains
 //!   and biases (every rank-1 parameter);
 //! - gradients clipped to a global norm of 1.0 first;
@@ -28,6 +31,8 @@ pub struct AdamWSettings {
     pub weight_decay: f64,
     /// Global gradient-norm limit.
     pub clip_norm: f64,
+    /// Divide the moments by `1 − βᵗ` (Adam's bias correction; the official code does not).
+    pub bias_correction: bool,
 }
 
 impl Default for AdamWSettings {
@@ -38,6 +43,7 @@ impl Default for AdamWSettings {
             epsilon: 1e-6,
             weight_decay: 0.01,
             clip_norm: 1.0,
+            bias_correction: false,
         }
     }
 }
@@ -88,6 +94,8 @@ type Moment<B> = Tensor<<B as AutodiffBackend>::InnerBackend, 1>;
 pub struct AdamW<B: AutodiffBackend> {
     settings: AdamWSettings,
     moments: Vec<Option<(Moment<B>, Moment<B>)>>,
+    /// Updates applied so far (the `t` of the bias correction).
+    updates: u64,
 }
 
 impl<B: AutodiffBackend> AdamW<B> {
@@ -96,6 +104,7 @@ impl<B: AutodiffBackend> AdamW<B> {
         AdamW {
             settings,
             moments: Vec::new(),
+            updates: 0,
         }
     }
 
@@ -131,6 +140,7 @@ impl<B: AutodiffBackend> AdamW<B> {
         } else {
             1.0
         };
+        self.updates += 1;
         let mut update = Update {
             grads,
             optimizer: self,
@@ -158,8 +168,14 @@ impl<B: AutodiffBackend> AdamW<B> {
             .collect()
     }
 
-    /// Restores moments saved by [`AdamW::export`].
-    pub fn import(&mut self, saved: Vec<Option<(Vec<f32>, Vec<f32>)>>, device: &B::Device) {
+    /// Restores moments saved by [`AdamW::export`] after `updates` updates.
+    pub fn import(
+        &mut self,
+        saved: Vec<Option<(Vec<f32>, Vec<f32>)>>,
+        updates: u64,
+        device: &B::Device,
+    ) {
+        self.updates = updates;
         self.moments = saved
             .into_iter()
             .map(|slot| {
@@ -235,7 +251,13 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         let m = m * s.beta1 + g.clone() * (1.0 - s.beta1);
         let v = v * s.beta2 + g.powi_scalar(2) * (1.0 - s.beta2);
         let value = tensor.inner().reshape([numel]);
-        let mut step = m.clone() / (v.clone().sqrt() + s.epsilon);
+        let mut step = if s.bias_correction {
+            let t = self.optimizer.updates as i32;
+            let (first, second) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
+            (m.clone() / first) / ((v.clone() / second).sqrt() + s.epsilon)
+        } else {
+            m.clone() / (v.clone().sqrt() + s.epsilon)
+        };
         if D >= 2 {
             step = step + value.clone() * s.weight_decay;
         }
@@ -280,5 +302,42 @@ mod tests {
         let no_warmup = Schedule { warmup: 0, ..s };
         assert_eq!(no_warmup.lr(0), 1e-3);
         assert!((no_warmup.lr(50) - 5e-4).abs() < 1e-15);
+    }
+
+    /// The first update of a bias under a steady gradient, as a multiple of the rate.
+    fn first_update(bias_correction: bool) -> f32 {
+        use crate::model::layers::{Dense, Init};
+        use rand::SeedableRng;
+        type B = burn::backend::Autodiff<burn::backend::Flex>;
+        let device = Default::default();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut init = Init::<B> {
+            device: &device,
+            rng: &mut rng,
+        };
+        let dense = Dense::new(&mut init, 2, 1);
+        let loss = dense.forward(Tensor::<B, 2>::zeros([1, 2], &device)).sum();
+        let grads = loss.backward();
+        let settings = AdamWSettings {
+            bias_correction,
+            ..AdamWSettings::default()
+        };
+        let (dense, _) = AdamW::new(settings).step(dense, &grads, 1e-3);
+        -dense.bias.val().into_scalar() / 1e-3
+    }
+
+    #[test]
+    fn bias_correction_makes_the_first_update_the_rate() {
+        // (1 − β₁) / √(1 − β₂) = 0.1 / √0.001 ≈ 3.16 without it, ≈ 1 with it.
+        assert!(
+            (first_update(false) - 3.1623).abs() < 1e-3,
+            "{}",
+            first_update(false)
+        );
+        assert!(
+            (first_update(true) - 1.0).abs() < 1e-3,
+            "{}",
+            first_update(true)
+        );
     }
 }
