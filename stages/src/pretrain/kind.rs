@@ -12,6 +12,7 @@ use super::outputs::{
     write_outputs, Run, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, MODEL_FILE, SNAPSHOTS_DIR,
 };
 use super::params::PretrainParams;
+use super::prior::{OutputBias, OutputPrior};
 use super::stats::unigram_entropy;
 use super::train::{train, TrainSettings, Trained};
 use crate::error::Result;
@@ -70,7 +71,10 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     let budget = params.resolve_steps(index.vocab_size, index.max_seq_len)?;
     let steps = budget.steps;
     let settings = params.settings(index.vocab_size, index.max_seq_len, steps);
-    let unigram_entropy = unigram_entropy(&data.token_counts()?, index.special);
+    let counts = data.token_counts()?;
+    let unigram_entropy = unigram_entropy(&counts, index.special);
+    let prior = (params.output_bias == OutputBias::Prior)
+        .then(|| OutputPrior::new(&counts, index.special, params.mask_prob));
     tracing::info!(
         unigram_entropy,
         "the masked-LM loss of a model that ignores context (nats)"
@@ -91,6 +95,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             Training {
                 settings: &settings,
                 data: &data,
+                prior: prior.as_ref(),
                 ctx,
             },
         )
@@ -112,12 +117,13 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
 struct Training<'a> {
     settings: &'a TrainSettings,
     data: &'a PretrainingData,
+    prior: Option<&'a OutputPrior>,
     ctx: &'a StageContext<'a>,
 }
 
 impl crate::backend::OnBackend for Training<'_> {
     type Output = Result<Trained>;
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Self::Output {
-        train::<B>(self.settings, self.data, self.ctx, device)
+        train::<B>(self.settings, self.data, self.prior, self.ctx, device)
     }
 }

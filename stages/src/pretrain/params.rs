@@ -284,7 +284,8 @@ impl PretrainParams {
     /// The recipe: every param with its default filled in, but those that belong to one
     /// objective (`objective`, `generator_size`, `lambda`, `replacement`), to the budget
     /// (`steps`, `match_compute`), to bookkeeping (`checkpoint_every`, `snapshots`,
-    /// `backend`) or to this cache (`data`, a path whose content the cache key already names). A compute-matched comparison gives both objectives the same recipe, and a
+    /// `backend`) or to this cache (`data`, a path whose content the cache key already
+    /// names). A compute-matched comparison gives both objectives the same recipe, and a
     /// report pairs a baseline with the run whose recipe it matched.
     pub fn recipe(&self) -> serde_json::Value {
         let mut recipe = serde_json::to_value(self).expect("params serialize");
@@ -423,7 +424,6 @@ impl PretrainParams {
             checkpoint_every: self.checkpoint_every,
             snapshot_steps: self.snapshot_steps(steps),
             flops_per_step: self.flops_per_step(vocab_size, max_seq_len),
-            output_bias: self.output_bias,
         }
     }
 }

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::masking::{mask_batch, MaskingOptions};
 use super::objective::{Bert, Electra, ElectraShape, ExportedNetwork, PretrainingModel, Role};
-use super::prior::{OutputBias, OutputPrior};
+use super::prior::OutputPrior;
 use super::stats::StepStats;
 use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
@@ -69,8 +69,6 @@ pub struct TrainSettings {
     pub snapshot_steps: Vec<u64>,
     /// Train FLOPs of one step, for the metrics.
     pub flops_per_step: f64,
-    /// Where the output heads' biases start.
-    pub output_bias: OutputBias,
 }
 
 /// The stream of step `step`'s random draws.
@@ -112,12 +110,13 @@ pub struct Trained {
     pub tokens_per_second: f64,
 }
 
-/// Trains to `settings.schedule.total` steps, resuming from `ctx.checkpoint_dir` if a
-/// checkpoint is there. Metrics go to `checkpoint_dir/metrics.jsonl`, snapshots to
+/// Trains to `settings.schedule.total` steps from heads started at `prior` (if any; see
+/// [`OutputPrior`]), resuming from `ctx.checkpoint_dir` if a checkpoint is there. Metrics go to `checkpoint_dir/metrics.jsonl`, snapshots to
 /// `checkpoint_dir/snapshots/`.
 pub fn train<B: AutodiffBackend>(
     settings: &TrainSettings,
     data: &PretrainingData,
+    prior: Option<&OutputPrior>,
     ctx: &StageContext<'_>,
     device: &B::Device,
 ) -> Result<Trained> {
@@ -133,15 +132,13 @@ pub fn train<B: AutodiffBackend>(
                 generator: *generator,
                 lambda: *lambda,
             };
-            train_model(Electra::new(&mut init, shape), settings, data, ctx, device)
+            let model = Electra::new(&mut init, shape);
+            train_model(model, settings, data, prior, ctx, device)
         }
-        Objective::Bert => train_model(
-            Bert::new(&mut init, &settings.encoder),
-            settings,
-            data,
-            ctx,
-            device,
-        ),
+        Objective::Bert => {
+            let model = Bert::new(&mut init, &settings.encoder);
+            train_model(model, settings, data, prior, ctx, device)
+        }
     }
 }
 
@@ -150,6 +147,7 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
     mut model: M,
     settings: &TrainSettings,
     data: &PretrainingData,
+    prior: Option<&OutputPrior>,
     ctx: &StageContext<'_>,
     device: &B::Device,
 ) -> Result<Trained> {
@@ -158,9 +156,8 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
     let vocab = data.index().vocab_size;
     let mut optimizer = AdamW::<B>::new(settings.adamw);
     let mut start = 0;
-    if settings.output_bias == OutputBias::Prior {
-        let prior = OutputPrior::new(&data.token_counts()?, special, settings.masking.mask_prob);
-        model = model.with_output_prior(&prior, device);
+    if let Some(prior) = prior {
+        model = model.with_output_prior(prior, device);
     }
     if let Some(saved) = checkpoint::load(&ctx.checkpoint_dir)? {
         model = load_named(model, &saved.model, device, &ctx.checkpoint_dir)?;

@@ -33,6 +33,14 @@ impl ObjectiveName {
             ObjectiveName::Bert => "bert",
         }
     }
+
+    /// The name as the paper and the report write it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ObjectiveName::Electra => "ELECTRA",
+            ObjectiveName::Bert => "BERT",
+        }
+    }
 }
 
 /// The stage whose train FLOPs this run matched, if any.

@@ -62,11 +62,17 @@ pub struct ModelRef {
 }
 
 impl ModelRef {
-    /// `(config, metrics)` of every model this names.
-    fn files(&self) -> Vec<(String, String)> {
+    /// The `config.json` paths and the `metrics.jsonl` paths this names.
+    fn paths(&self) -> (Vec<String>, Vec<String>) {
         let (mut configs, mut metrics) = (Vec::new(), Vec::new());
         flatten(&self.config, &mut configs);
         flatten(&self.metrics, &mut metrics);
+        (configs, metrics)
+    }
+
+    /// `(config, metrics)` of every model this names.
+    fn files(&self) -> Vec<(String, String)> {
+        let (configs, metrics) = self.paths();
         configs.into_iter().zip(metrics).collect()
     }
 }
@@ -130,9 +136,7 @@ impl ReportParams {
             ));
         }
         for (i, m) in parsed.models.iter().enumerate() {
-            let (mut configs, mut metrics) = (Vec::new(), Vec::new());
-            flatten(&m.config, &mut configs);
-            flatten(&m.metrics, &mut metrics);
+            let (configs, metrics) = m.paths();
             if configs.is_empty() || configs.len() != metrics.len() {
                 return Err(ParamError::new(
                     format!("models[{i}]"),

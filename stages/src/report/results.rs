@@ -87,10 +87,7 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
     for (i, (model, (name, listed))) in models.iter_mut().zip(names).enumerate() {
         let base = name
             .clone()
-            .unwrap_or_else(|| match model.summary.objective {
-                crate::records::pretrain::ObjectiveName::Electra => "ELECTRA".to_owned(),
-                crate::records::pretrain::ObjectiveName::Bert => "BERT".to_owned(),
-            });
+            .unwrap_or_else(|| model.summary.objective.label().to_owned());
         model.name = if *listed || name.is_none() {
             let detail: Vec<String> = differing
                 .iter()

@@ -102,14 +102,6 @@ pub fn glue_average(tasks: &BTreeMap<String, TaskScores>) -> Option<f64> {
     (!medians.is_empty()).then(|| medians.iter().sum::<f64>() / medians.len() as f64)
 }
 
-fn objective_label(objective: &str) -> String {
-    match objective {
-        "electra" => "ELECTRA".to_owned(),
-        "bert" => "BERT".to_owned(),
-        other => other.to_owned(),
-    }
-}
-
 fn duration(seconds: f64) -> String {
     let s = seconds.round() as u64;
     match s {
@@ -159,7 +151,7 @@ pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>
                 Row {
                     label,
                     kind: RowKind::Ours(origin.clone()),
-                    objective: objective_label(m.objective.as_str()),
+                    objective: m.objective.label().to_owned(),
                     size: size_label(&m.encoder),
                     parameters: Some(m.parameters),
                     train_flops: Some(m.flops_per_step * steps as f64),
