@@ -111,8 +111,8 @@ pub struct Trained {
 }
 
 /// Trains to `settings.schedule.total` steps from heads started at `prior` (if any; see
-/// [`OutputPrior`]), resuming from `ctx.checkpoint_dir` if a checkpoint is there. Metrics go to `checkpoint_dir/metrics.jsonl`, snapshots to
-/// `checkpoint_dir/snapshots/`.
+/// [`OutputPrior`]), resuming from `ctx.checkpoint_dir` if a checkpoint is there. Metrics go
+/// to `checkpoint_dir/metrics.jsonl`, snapshots to `checkpoint_dir/snapshots/`.
 pub fn train<B: AutodiffBackend>(
     settings: &TrainSettings,
     data: &PretrainingData,
