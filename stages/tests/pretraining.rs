@@ -221,6 +221,7 @@ fn the_discriminator_learns_to_spot_replaced_tokens() {
             discriminator: config,
             generator: config.generator(0.25),
             lambda: 50.0,
+            temperature: 1.0,
         },
     );
     let (batch, special, options) = cycles();
@@ -357,6 +358,19 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
         .unwrap()
         .contains_key("encoder.final_norm.gamma"));
 
+    // ELECTRA's own knob: the temperature of the generator's samples changes what the
+    // discriminator sees, not the work.
+    let electra = tiny("electra", &shards, 12);
+    let one = run(&Pretrain, electra.clone(), 2);
+    let hot = run(&Pretrain, with(electra, json!({"temperature": 4.0})), 2);
+    assert_ne!(
+        weights_digest(&hot),
+        weights_digest(&one),
+        "temperature changes the trained weights"
+    );
+    assert_eq!(config(&hot)["flops_per_step"], config(&one)["flops_per_step"]);
+    assert_eq!(config(&hot)["temperature"], json!(4.0));
+
     // Every knob at once, ELECTRA (its generator is pre-LN too): a run killed after step 7
     // resumes to the weights of an uninterrupted run.
     let all = with(
@@ -365,7 +379,7 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
             "model": {"preset": "tiny", "norm": "pre", "dropout": 0.0},
             "adam_beta2": 0.98, "warmup_fraction": 0.3, "warmup_steps": null,
             "lr_decay": "after_warmup", "mask_prob": 0.25, "clip_norm": 0.5,
-            "output_bias": "prior", "adam_bias_correction": true,
+            "output_bias": "prior", "adam_bias_correction": true, "temperature": 2.0,
         }),
     );
     let straight = run(&Pretrain, all.clone(), 2);

@@ -4,7 +4,7 @@
 //!   from its softmax; the discriminator reads the corrupted sequence and predicts, for every
 //!   real token, whether it was replaced. A sampled token equal to the original counts as
 //!   real. Loss = MLM loss + λ · binary cross-entropy (λ = 50); no gradient flows through the
-//!   sample. Generator and discriminator share the token, position and segment embeddings.
+//!   sample, which is drawn at a temperature (1, as the paper's; the official code's option). Generator and discriminator share the token, position and segment embeddings.
 //! - **BERT**: the same encoder with a masked-LM head.
 //!
 //! Both implement [`PretrainingModel`], all the training loop knows of them.
@@ -53,6 +53,8 @@ pub struct ElectraShape {
     pub generator: EncoderConfig,
     /// Weight λ of the discriminator's loss.
     pub lambda: f64,
+    /// The temperature the generator's softmax is sampled at.
+    pub temperature: f64,
 }
 
 /// BERT: one encoder with a masked-LM head.
@@ -203,12 +205,23 @@ fn masked_lm_loss<B: Backend>(
     (loss, correct as f64 / n.max(1) as f64)
 }
 
-/// Samples one token per row of `logits` `[n, V]` from its softmax, by inverse CDF with one
-/// uniform draw per row (the same distribution as ELECTRA's Gumbel-max trick). No gradient.
-fn sample_tokens<B: Backend>(logits: Tensor<B, 2>, rng: &mut ChaCha8Rng) -> Vec<u32> {
+/// Samples one token per row of `logits` `[n, V]` from its softmax at `temperature`, by
+/// inverse CDF with one uniform draw per row (the same distribution as ELECTRA's Gumbel-max
+/// trick). No gradient.
+fn sample_tokens<B: Backend>(
+    logits: Tensor<B, 2>,
+    temperature: f64,
+    rng: &mut ChaCha8Rng,
+) -> Vec<u32> {
     let [n, vocab] = logits.dims();
     let device = logits.device();
-    let cdf = softmax(logits.detach(), 1).cumsum(1); // [n, V]
+    let logits = logits.detach();
+    let logits = if temperature == 1.0 {
+        logits
+    } else {
+        logits / temperature
+    };
+    let cdf = softmax(logits, 1).cumsum(1); // [n, V]
     let uniforms: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
     let u = floats::<B, 2>(uniforms, [n, 1], &device);
     let below = cdf.lower(u.expand([n, vocab])).int().sum_dim(1); // [n, 1]
@@ -274,7 +287,7 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
             dropout,
             device,
         );
-        let sampled = sample_tokens(logits.clone(), rng);
+        let sampled = sample_tokens(logits.clone(), self.shape.temperature, rng);
         let (mlm_loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
 
         // Discriminator: which tokens of the corrupted input were replaced?

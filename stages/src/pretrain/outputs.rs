@@ -131,6 +131,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         mask_prob: params.mask_prob,
         replacement: params.replacement,
         lambda: params.lambda,
+        temperature: params.temperature,
         weight_decay: params.weight_decay,
         adam_beta2: params.adam_beta2,
         clip_norm: params.clip_norm,

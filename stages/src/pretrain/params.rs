@@ -92,6 +92,10 @@ pub struct PretrainParams {
     /// ELECTRA's discriminator-loss weight λ.
     #[serde(default = "default_lambda")]
     pub lambda: f64,
+    /// ELECTRA: the temperature the generator's softmax is sampled at (the official code's
+    /// `temperature`, 1). Above 1 the replacements are flatter, hence easier to detect.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
     /// AdamW's decoupled weight decay.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
@@ -150,6 +154,9 @@ fn default_replacement() -> Replacement {
 fn default_lambda() -> f64 {
     50.0
 }
+fn default_temperature() -> f64 {
+    1.0
+}
 fn default_weight_decay() -> f64 {
     0.01
 }
@@ -194,6 +201,15 @@ impl PretrainParams {
                         format!("the generator's {field}: {message}"),
                     )
                 })?;
+            if !(parsed.temperature.is_finite() && parsed.temperature > 0.0) {
+                return Err(ParamError::new(
+                    "temperature",
+                    format!(
+                        "expected a positive sampling temperature, found {}",
+                        parsed.temperature
+                    ),
+                ));
+            }
         }
         match (parsed.steps, &parsed.match_compute) {
             (Some(_), Some(_)) => {
@@ -282,7 +298,8 @@ impl PretrainParams {
     }
 
     /// The recipe: every param with its default filled in, but those that belong to one
-    /// objective (`objective`, `generator_size`, `lambda`, `replacement`), to the budget
+    /// objective (`objective`, `generator_size`, `lambda`, `temperature`, `replacement`), to
+    /// the budget
     /// (`steps`, `match_compute`), to bookkeeping (`checkpoint_every`, `snapshots`,
     /// `backend`) or to this cache (`data`, a path whose content the cache key already
     /// names). A compute-matched comparison gives both objectives the same recipe, and a
@@ -295,6 +312,7 @@ impl PretrainParams {
             "objective",
             "generator_size",
             "lambda",
+            "temperature",
             "replacement",
             "steps",
             "match_compute",
@@ -369,6 +387,7 @@ impl PretrainParams {
             ObjectiveName::Electra => Objective::Electra {
                 generator: encoder.generator(self.generator_size),
                 lambda: self.lambda,
+                temperature: self.temperature,
             },
             ObjectiveName::Bert => Objective::Bert,
         }

@@ -41,6 +41,8 @@ pub enum Objective {
         generator: EncoderConfig,
         /// Weight of the discriminator's loss.
         lambda: f64,
+        /// Temperature of the generator's samples.
+        temperature: f64,
     },
     /// BERT masked LM.
     Bert,
@@ -126,11 +128,16 @@ pub fn train<B: AutodiffBackend>(
         rng: &mut rng,
     };
     match &settings.objective {
-        Objective::Electra { generator, lambda } => {
+        Objective::Electra {
+            generator,
+            lambda,
+            temperature,
+        } => {
             let shape = ElectraShape {
                 discriminator: settings.encoder,
                 generator: *generator,
                 lambda: *lambda,
+                temperature: *temperature,
             };
             let model = Electra::new(&mut init, shape);
             train_model(model, settings, data, prior, ctx, device)

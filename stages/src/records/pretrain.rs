@@ -43,6 +43,11 @@ impl ObjectiveName {
     }
 }
 
+/// The sampling temperature of records written before it was recorded.
+fn unit_temperature() -> f64 {
+    1.0
+}
+
 /// The stage whose train FLOPs this run matched, if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchedCompute {
@@ -106,6 +111,9 @@ pub struct PretrainSummary {
     pub replacement: Replacement,
     /// ELECTRA's discriminator-loss weight.
     pub lambda: f64,
+    /// ELECTRA's sampling temperature (records written before it existed read as 1).
+    #[serde(default = "unit_temperature")]
+    pub temperature: f64,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
     /// AdamW's β₂.
@@ -233,6 +241,7 @@ pub fn test_summary(objective: ObjectiveName, digest: &str) -> PretrainSummary {
         mask_prob: 0.15,
         replacement: Replacement::Electra,
         lambda: 50.0,
+        temperature: 1.0,
         weight_decay: 0.01,
         adam_beta2: 0.999,
         clip_norm: 1.0,
