@@ -118,6 +118,7 @@ fn main() {
                     discriminator: config,
                     generator: config.generator(0.25),
                     lambda: 50.0,
+                    temperature: 1.0,
                 };
                 timing.seconds_per_step(Electra::new(&mut init, shape), &mut rng)
             } else {

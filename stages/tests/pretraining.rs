@@ -368,7 +368,10 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
         weights_digest(&one),
         "temperature changes the trained weights"
     );
-    assert_eq!(config(&hot)["flops_per_step"], config(&one)["flops_per_step"]);
+    assert_eq!(
+        config(&hot)["flops_per_step"],
+        config(&one)["flops_per_step"]
+    );
     assert_eq!(config(&hot)["temperature"], json!(4.0));
 
     // Every knob at once, ELECTRA (its generator is pre-LN too): a run killed after step 7
