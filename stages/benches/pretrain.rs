@@ -20,7 +20,9 @@ use electra_stages::corpus::Corpus;
 use electra_stages::model::config::Preset;
 use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
-use electra_stages::pretrain::objective::{Bert, Electra, ElectraShape, PretrainingModel};
+use electra_stages::pretrain::objective::{
+    Bert, Electra, ElectraShape, Generator, PretrainingModel,
+};
 use electra_stages::pretrain_data::{Cursor, PretrainData, PretrainingData};
 use electra_stages::tokenizer::TokenizerKind;
 use electra_stages::training::optimizer::{AdamW, AdamWSettings};
@@ -116,11 +118,12 @@ fn main() {
             let per_step = if objective == "electra" {
                 let shape = ElectraShape {
                     discriminator: config,
-                    generator: config.generator(0.25),
+                    generator: Generator::MaskedLm(config.generator(0.25, 1.0)),
                     lambda: 50.0,
                     temperature: 1.0,
+                    generator_weight: 1.0,
                 };
-                timing.seconds_per_step(Electra::new(&mut init, shape), &mut rng)
+                timing.seconds_per_step(Electra::new(&mut init, shape, None), &mut rng)
             } else {
                 timing.seconds_per_step(Bert::new(&mut init, &config), &mut rng)
             };

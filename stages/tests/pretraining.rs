@@ -9,7 +9,9 @@ use electra_stages::model::config::Preset;
 use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::model::safetensors;
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
-use electra_stages::pretrain::objective::{Bert, Electra, ElectraShape, PretrainingModel};
+use electra_stages::pretrain::objective::{
+    Bert, Electra, ElectraShape, Generator, PretrainingModel,
+};
 use electra_stages::pretrain::Pretrain;
 use electra_stages::pretrain_data::{Batch, Cursor, PretrainData, PretrainingData};
 use electra_stages::tokenizer::{SpecialIds, TokenizerKind};
@@ -219,10 +221,12 @@ fn the_discriminator_learns_to_spot_replaced_tokens() {
         },
         ElectraShape {
             discriminator: config,
-            generator: config.generator(0.25),
+            generator: Generator::MaskedLm(config.generator(0.25, 1.0)),
             lambda: 50.0,
             temperature: 1.0,
+            generator_weight: 1.0,
         },
+        None,
     );
     let (batch, special, options) = cycles();
     let mut optimizer = AdamW::<B>::new(AdamWSettings::default());
@@ -362,7 +366,11 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
     // discriminator sees, not the work.
     let electra = tiny("electra", &shards, 12);
     let one = run(&Pretrain, electra.clone(), 2);
-    let hot = run(&Pretrain, with(electra, json!({"temperature": 4.0})), 2);
+    let hot = run(
+        &Pretrain,
+        with(electra.clone(), json!({"temperature": 4.0})),
+        2,
+    );
     assert_ne!(
         weights_digest(&hot),
         weights_digest(&one),
@@ -373,6 +381,73 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
         config(&one)["flops_per_step"]
     );
     assert_eq!(config(&hot)["temperature"], json!(4.0));
+
+    // The generator's depth: fewer blocks in its file and in the FLOPs count.
+    let shallow = run(
+        &Pretrain,
+        with(electra.clone(), json!({"generator_layers": 0.5})),
+        2,
+    );
+    let generator =
+        |stage: &StageRun| safetensors::read(&stage.out().join("generator.safetensors")).unwrap();
+    assert!(generator(&one).contains_key("encoder.blocks.1.attention.query.weight"));
+    assert!(!generator(&shallow).contains_key("encoder.blocks.1.attention.query.weight"));
+    assert_eq!(config(&shallow)["generator"]["layers"], 1);
+    assert!(config(&shallow)["flops_per_step"].as_f64() < config(&one)["flops_per_step"].as_f64());
+
+    // A unigram generator: no network to export or to count, and as a masked LM it scores
+    // the corpus's unigram entropy.
+    let unigram = run(
+        &Pretrain,
+        with(electra.clone(), json!({"generator": "unigram"})),
+        2,
+    );
+    assert!(!unigram.out().join("generator.safetensors").exists());
+    assert_eq!(config(&unigram)["generator_kind"], json!("unigram"));
+    assert_eq!(config(&unigram)["generator"], Value::Null);
+    assert_eq!(config(&one)["generator_kind"], json!("masked_lm"));
+    let disc_only = config(&unigram)["flops_per_step"].as_f64().unwrap();
+    assert!(disc_only < config(&shallow)["flops_per_step"].as_f64().unwrap());
+    let entropy = config(&unigram)["unigram_entropy"].as_f64().unwrap();
+    let mlm = mean(&metrics(&unigram), "mlm_loss");
+    assert!(
+        (mlm - entropy).abs() < 0.5,
+        "unigram MLM {mlm}, entropy {entropy}"
+    );
+    assert_ne!(weights_digest(&unigram), weights_digest(&one));
+
+    // The generator's loss weight: at 0 its blocks get no gradient, so what the
+    // discriminator's loss weight does to the shared embeddings never reaches them (weight
+    // decay is off so that they stay at their start); at 1 it does.
+    let no_decay = with(electra, json!({"weight_decay": 0.0}));
+    let block = |stage: &StageRun| {
+        generator(stage)["encoder.blocks.0.attention.query.weight"]
+            .values
+            .clone()
+    };
+    let frozen = |lambda: f64| {
+        let params = with(
+            no_decay.clone(),
+            json!({"generator_weight": 0.0, "lambda": lambda}),
+        );
+        run(&Pretrain, params, 2)
+    };
+    let (frozen_50, frozen_10) = (frozen(50.0), frozen(10.0));
+    assert_ne!(weights_digest(&frozen_50), weights_digest(&frozen_10));
+    assert_eq!(block(&frozen_50), block(&frozen_10));
+    assert_eq!(config(&frozen_50)["generator_weight"], json!(0.0));
+    let learning_10 = run(
+        &Pretrain,
+        with(no_decay.clone(), json!({"lambda": 10.0})),
+        2,
+    );
+    let learning_50 = run(&Pretrain, no_decay, 2);
+    assert_ne!(block(&learning_50), block(&learning_10));
+    assert_ne!(block(&learning_50), block(&frozen_50));
+    assert_eq!(
+        config(&frozen_50)["flops_per_step"],
+        config(&learning_50)["flops_per_step"]
+    );
 
     // Every knob at once, ELECTRA (its generator is pre-LN too): a run killed after step 7
     // resumes to the weights of an uninterrupted run.

@@ -88,14 +88,16 @@ impl Preset {
 }
 
 impl EncoderConfig {
-    /// The generator for this discriminator: same depth and embeddings, hidden size, FFN and
-    /// heads scaled by `size` (ELECTRA-Small's generator is ¼: h 64, FFN 256, 1 head).
-    pub fn generator(&self, size: f64) -> EncoderConfig {
-        let scale = |n: usize| ((n as f64 * size).round() as usize).max(1);
+    /// The generator for this discriminator: the same embeddings; hidden size, FFN and heads
+    /// scaled by `size`, and the number of blocks by `depth` (ELECTRA-Small's generator is ¼
+    /// wide and as deep: h 64, FFN 256, 1 head, 12 blocks).
+    pub fn generator(&self, size: f64, depth: f64) -> EncoderConfig {
+        let scale = |n: usize, by: f64| ((n as f64 * by).round() as usize).max(1);
         EncoderConfig {
-            hidden: scale(self.hidden),
-            heads: scale(self.heads),
-            intermediate: scale(self.intermediate),
+            hidden: scale(self.hidden, size),
+            heads: scale(self.heads, size),
+            intermediate: scale(self.intermediate, size),
+            layers: scale(self.layers, depth),
             ..*self
         }
     }
@@ -185,10 +187,12 @@ mod tests {
     #[test]
     fn the_small_generator_is_a_quarter_of_the_discriminator() {
         let disc = Preset::Small.encoder(30522);
-        let gen = disc.generator(0.25);
+        let gen = disc.generator(0.25, 1.0);
         assert_eq!((gen.hidden, gen.intermediate, gen.heads), (64, 256, 1));
         assert_eq!((gen.layers, gen.embedding), (12, 128));
         assert!(disc.validate().is_ok() && gen.validate().is_ok());
+        let shallow = disc.generator(0.25, 0.25);
+        assert_eq!((shallow.layers, shallow.hidden), (3, 64));
     }
 
     #[test]

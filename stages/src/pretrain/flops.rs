@@ -150,15 +150,16 @@ pub fn bert_forward_flops(encoder: &EncoderConfig, seq_len: usize, mask_prob: f6
 }
 
 /// Forward FLOPs per example of ELECTRA: the discriminator with its binary head plus the
-/// generator with its MLM head, `mask_prob` of the tokens masked.
+/// generator network (if any; a unigram generator's draws are not counted) with its MLM head,
+/// `mask_prob` of the tokens masked.
 pub fn electra_forward_flops(
     discriminator: &EncoderConfig,
-    generator: &EncoderConfig,
+    generator: Option<&EncoderConfig>,
     seq_len: usize,
     mask_prob: f64,
 ) -> f64 {
     forward_flops(discriminator, seq_len, Head::Binary)
-        + bert_forward_flops(generator, seq_len, mask_prob)
+        + generator.map_or(0.0, |g| bert_forward_flops(g, seq_len, mask_prob))
 }
 
 /// Steps of `forward_per_example` at `batch` whose train FLOPs equal `target` (rounded to
@@ -203,7 +204,7 @@ mod tests {
     #[test]
     fn electra_small_matches_the_official_flops_per_step() {
         let disc = Preset::Small.encoder(VOCAB);
-        let gen = disc.generator(0.25);
+        let gen = disc.generator(0.25, 1.0);
         within(
             train_flops(forward_flops(&disc, 128, Head::Binary), 128, 1),
             9.414e11,
@@ -214,16 +215,22 @@ mod tests {
             3.524e11,
             0.005,
         );
-        let per_step = train_flops(electra_forward_flops(&disc, &gen, 128, 0.15), 128, 1);
+        let per_step = train_flops(electra_forward_flops(&disc, Some(&gen), 128, 0.15), 128, 1);
         within(per_step, 1.294e12, 0.005);
         within(per_step * 1e6, 1.294e18, 0.005);
+        // A unigram generator is drawn, not computed: the discriminator alone.
+        within(
+            train_flops(electra_forward_flops(&disc, None, 128, 0.15), 128, 1),
+            9.414e11,
+            0.005,
+        );
     }
 
     #[test]
     fn compute_matching_gives_bert_the_electra_budget() {
         let disc = Preset::Small.encoder(VOCAB);
         let electra = train_flops(
-            electra_forward_flops(&disc, &disc.generator(0.25), 128, 0.15),
+            electra_forward_flops(&disc, Some(&disc.generator(0.25, 1.0)), 128, 0.15),
             128,
             1_000_000,
         );

@@ -15,9 +15,10 @@ use super::params::PretrainParams;
 use super::prior::{OutputBias, OutputPrior};
 use super::stats::unigram_entropy;
 use super::train::{train, TrainSettings, Trained};
+use super::unigram::UnigramSampler;
 use crate::error::Result;
 use crate::pretrain_data::PretrainingData;
-use crate::records::pretrain::ObjectiveName;
+use crate::records::pretrain::{GeneratorKind, ObjectiveName};
 
 /// The `pretrain` stage kind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,7 +46,8 @@ impl StageKind for Pretrain {
             METRICS_FILE.to_owned(),
             SNAPSHOTS_DIR.to_owned(),
         ];
-        if params.objective == ObjectiveName::Electra {
+        if params.objective == ObjectiveName::Electra && params.generator == GeneratorKind::MaskedLm
+        {
             outputs.push(GENERATOR_FILE.to_owned());
         }
         Ok(StagePlan {
@@ -75,6 +77,9 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     let unigram_entropy = unigram_entropy(&counts, index.special);
     let prior = (params.output_bias == OutputBias::Prior)
         .then(|| OutputPrior::new(&counts, index.special, params.mask_prob));
+    let unigram = (params.objective == ObjectiveName::Electra
+        && params.generator == GeneratorKind::Unigram)
+        .then(|| UnigramSampler::new(&counts, index.special, params.temperature));
     tracing::info!(
         unigram_entropy,
         "the masked-LM loss of a model that ignores context (nats)"
@@ -96,6 +101,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
                 settings: &settings,
                 data: &data,
                 prior: prior.as_ref(),
+                unigram: unigram.as_ref(),
                 ctx,
             },
         )
@@ -118,12 +124,20 @@ struct Training<'a> {
     settings: &'a TrainSettings,
     data: &'a PretrainingData,
     prior: Option<&'a OutputPrior>,
+    unigram: Option<&'a UnigramSampler>,
     ctx: &'a StageContext<'a>,
 }
 
 impl crate::backend::OnBackend for Training<'_> {
     type Output = Result<Trained>;
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Self::Output {
-        train::<B>(self.settings, self.data, self.prior, self.ctx, device)
+        train::<B>(
+            self.settings,
+            self.data,
+            self.prior,
+            self.unigram,
+            self.ctx,
+            device,
+        )
     }
 }

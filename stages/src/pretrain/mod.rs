@@ -18,8 +18,8 @@
 //! ```
 //!
 //! The modules, one job each: [`params`] (params, defaults, steps and settings), [`masking`],
-//! [`objective`] (the ELECTRA and BERT models and losses), [`prior`] (the heads' starting
-//! biases), [`stats`] (what a step measures
+//! [`objective`] (the ELECTRA and BERT models and losses), [`unigram`] (ELECTRA's
+//! unigram generator), [`prior`] (the heads' starting biases), [`stats`] (what a step measures
 //! beside its loss), [`flops`] (the official FLOPs count and compute matching), [`train`] (the
 //! loop), [`outputs`] (the files and `config.json`) and
 //! [`kind`] (the stage kind).
@@ -33,6 +33,7 @@ pub mod params;
 pub mod prior;
 pub mod stats;
 pub mod train;
+pub mod unigram;
 
 pub use kind::Pretrain;
 pub use params::PretrainParams;

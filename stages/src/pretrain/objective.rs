@@ -3,8 +3,10 @@
 //! - **ELECTRA**: a small generator (masked LM) fills the masked positions with tokens sampled
 //!   from its softmax; the discriminator reads the corrupted sequence and predicts, for every
 //!   real token, whether it was replaced. A sampled token equal to the original counts as
-//!   real. Loss = MLM loss + λ · binary cross-entropy (λ = 50); no gradient flows through the
-//!   sample, which is drawn at a temperature (1, as the paper's; the official code's option). Generator and discriminator share the token, position and segment embeddings.
+//!   real. Loss = w · MLM loss + λ · binary cross-entropy (w = 1, λ = 50); no gradient flows
+//!   through the sample, which is drawn at a temperature (1, as the paper's; the official
+//!   code's option). Generator and discriminator share the token, position and segment
+//!   embeddings.
 //! - **BERT**: the same encoder with a masked-LM head.
 //!
 //! Both implement [`PretrainingModel`], all the training loop knows of them.
@@ -19,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use super::masking::MaskedBatch;
 use super::prior::OutputPrior;
 use super::stats::{discriminator_stats, mean_pairwise_cosine, StepStats};
+use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
 use crate::model::heads::{MaskedLmHead, ReplacedTokenHead};
@@ -31,10 +34,10 @@ use crate::records::pretrain::ObjectiveName;
 pub struct Electra<B: Backend> {
     /// Shared token, position and segment embeddings.
     pub embeddings: Embeddings<B>,
-    /// The generator's transformer (¼ width by default).
-    pub generator: Encoder<B>,
+    /// The generator's transformer (¼ width by default); none for a unigram generator.
+    pub generator: Option<Encoder<B>>,
     /// The generator's masked-LM head (tied to the shared word embeddings).
-    pub generator_head: MaskedLmHead<B>,
+    pub generator_head: Option<MaskedLmHead<B>>,
     /// The discriminator's transformer: the model that is kept and fine-tuned.
     pub discriminator: Encoder<B>,
     /// The replaced-token-detection head.
@@ -42,19 +45,43 @@ pub struct Electra<B: Backend> {
     /// The two networks' shapes and the weight λ of the discriminator's loss.
     #[module(skip)]
     pub shape: ElectraShape,
+    /// A unigram generator's sampler.
+    #[module(skip)]
+    pub unigram: Option<UnigramSampler>,
 }
 
-/// ELECTRA's shapes and loss weight.
+/// What fills ELECTRA's masked positions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Generator {
+    /// A small masked LM of this shape, trained with the discriminator (the paper's).
+    MaskedLm(EncoderConfig),
+    /// Draws from the corpus's unigram distribution ([`UnigramSampler`]): no network.
+    Unigram,
+}
+
+impl Generator {
+    /// The masked LM's shape, if there is one.
+    pub fn network(&self) -> Option<EncoderConfig> {
+        match self {
+            Generator::MaskedLm(config) => Some(*config),
+            Generator::Unigram => None,
+        }
+    }
+}
+
+/// ELECTRA's shapes and loss weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ElectraShape {
     /// The discriminator's shape.
     pub discriminator: EncoderConfig,
-    /// The generator's shape.
-    pub generator: EncoderConfig,
+    /// The generator.
+    pub generator: Generator,
     /// Weight λ of the discriminator's loss.
     pub lambda: f64,
     /// The temperature the generator's softmax is sampled at.
     pub temperature: f64,
+    /// Weight of the generator's masked-LM loss (1).
+    pub generator_weight: f64,
 }
 
 /// BERT: one encoder with a masked-LM head.
@@ -232,30 +259,57 @@ fn sample_tokens<B: Backend>(
 }
 
 impl<B: Backend> Electra<B> {
-    /// A fresh model of `shape`.
-    pub fn new(init: &mut Init<'_, B>, shape: ElectraShape) -> Self {
-        let (discriminator, generator) = (&shape.discriminator, &shape.generator);
-        Electra {
-            embeddings: Embeddings::new(init, discriminator),
-            generator: Encoder::new(init, generator),
-            generator_head: MaskedLmHead::new(
-                init,
-                generator.hidden,
-                generator.embedding,
-                generator.vocab_size,
+    /// A fresh model of `shape`; a unigram generator draws with `unigram`.
+    ///
+    /// # Panics
+    /// If the generator is a unigram one and `unigram` is `None`.
+    pub fn new(
+        init: &mut Init<'_, B>,
+        shape: ElectraShape,
+        unigram: Option<UnigramSampler>,
+    ) -> Self {
+        let discriminator = &shape.discriminator;
+        let embeddings = Embeddings::new(init, discriminator);
+        let (generator, generator_head, unigram) = match shape.generator {
+            Generator::MaskedLm(config) => (
+                Some(Encoder::new(init, &config)),
+                Some(MaskedLmHead::new(
+                    init,
+                    config.hidden,
+                    config.embedding,
+                    config.vocab_size,
+                )),
+                None,
             ),
+            Generator::Unigram => (
+                None,
+                None,
+                Some(unigram.expect("a unigram generator needs the corpus's sampler")),
+            ),
+        };
+        Electra {
+            embeddings,
+            generator,
+            generator_head,
             discriminator: Encoder::new(init, discriminator),
             discriminator_head: ReplacedTokenHead::new(init, discriminator.hidden),
             shape,
+            unigram,
         }
     }
 
-    /// The generator: its encoder over the shared embeddings.
-    pub fn generator_backbone(&self) -> Backbone<'_, B> {
-        Backbone {
-            embeddings: &self.embeddings,
-            encoder: &self.generator,
-        }
+    /// The generator: its encoder over the shared embeddings, with its head (none for a
+    /// unigram generator).
+    pub fn generator_backbone(&self) -> Option<(Backbone<'_, B>, &MaskedLmHead<B>)> {
+        let encoder = self.generator.as_ref()?;
+        let head = self.generator_head.as_ref()?;
+        Some((
+            Backbone {
+                embeddings: &self.embeddings,
+                encoder,
+            },
+            head,
+        ))
     }
 
     /// The discriminator: its encoder over the shared embeddings.
@@ -279,16 +333,28 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
-        // Generator: masked LM on the masked input.
-        let (logits, _) = masked_lm_logits(
-            self.generator_backbone(),
-            &self.generator_head,
-            batch,
-            dropout,
-            device,
-        );
-        let sampled = sample_tokens(logits.clone(), self.shape.temperature, rng);
-        let (mlm_loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
+        // Generator: a masked LM on the masked input, or the corpus's unigram distribution;
+        // a sample for every masked position.
+        let (sampled, generator_loss, mlm_loss, mlm_accuracy) =
+            match (self.generator_backbone(), &self.unigram) {
+                (Some((backbone, head)), _) => {
+                    let (logits, _) = masked_lm_logits(backbone, head, batch, dropout, device);
+                    let sampled = sample_tokens(logits.clone(), self.shape.temperature, rng);
+                    let (loss, accuracy) = masked_lm_loss(logits, &batch.targets, device);
+                    let value = f64::from(to_f32(loss.clone().detach())[0]);
+                    (sampled, Some(loss), value, accuracy)
+                }
+                (None, Some(unigram)) => {
+                    let sampled = batch
+                        .positions
+                        .iter()
+                        .map(|_| unigram.sample(rng))
+                        .collect();
+                    let (value, accuracy) = unigram.masked_lm_loss(&batch.targets);
+                    (sampled, None, value, accuracy)
+                }
+                (None, None) => unreachable!("Electra::new gives every model a generator"),
+            };
 
         // Discriminator: which tokens of the corrupted input were replaced?
         let mut corrupted = batch.original.clone();
@@ -296,34 +362,41 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
             corrupted[p] = token;
         }
         let (bce, mut stats) = self.discriminator_loss(batch, &corrupted, dropout, device);
-        let loss = mlm_loss.clone() + bce * self.shape.lambda;
+        let weighted = bce * self.shape.lambda;
+        let loss = match generator_loss {
+            Some(mlm) => mlm * self.shape.generator_weight + weighted,
+            None => weighted,
+        };
         stats.mlm_accuracy = mlm_accuracy;
         stats.masked = batch.positions.len();
-        stats.mlm_loss = f64::from(to_f32(mlm_loss)[0]);
+        stats.mlm_loss = mlm_loss;
         stats.loss = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput { loss, stats }
     }
 
     fn exports(&self) -> Vec<ExportedNetwork> {
-        vec![
-            ExportedNetwork {
-                role: Role::Kept,
-                network: Network::DISCRIMINATOR,
-                config: self.shape.discriminator,
-            },
-            ExportedNetwork {
+        let kept = ExportedNetwork {
+            role: Role::Kept,
+            network: Network::DISCRIMINATOR,
+            config: self.shape.discriminator,
+        };
+        let generator = self
+            .shape
+            .generator
+            .network()
+            .map(|config| ExportedNetwork {
                 role: Role::Generator,
                 network: Network::GENERATOR,
-                config: self.shape.generator,
-            },
-        ]
+                config,
+            });
+        std::iter::once(kept).chain(generator).collect()
     }
 
     fn with_output_prior(self, prior: &OutputPrior, device: &B::Device) -> Self {
         Electra {
             generator_head: self
                 .generator_head
-                .with_bias(token_log_probs(prior, device)),
+                .map(|head| head.with_bias(token_log_probs(prior, device))),
             discriminator_head: self.discriminator_head.with_bias(prior.replaced_logit),
             ..self
         }

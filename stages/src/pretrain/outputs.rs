@@ -106,7 +106,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         .collect::<Result<Vec<_>>>()?;
     let train_flops = settings.flops_per_step * steps as f64;
     let generator = match &settings.objective {
-        Objective::Electra { generator, .. } => Some(*generator),
+        Objective::Electra { generator, .. } => generator.network(),
         Objective::Bert => None,
     };
     let summary = PretrainSummary {
@@ -114,6 +114,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         objective: params.objective,
         recipe: params.recipe(),
         encoder: settings.encoder,
+        generator_kind: params.generator,
         generator,
         special: index.special,
         max_seq_len: index.max_seq_len,
@@ -132,6 +133,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         replacement: params.replacement,
         lambda: params.lambda,
         temperature: params.temperature,
+        generator_weight: params.generator_weight,
         weight_decay: params.weight_decay,
         adam_beta2: params.adam_beta2,
         clip_norm: params.clip_norm,

@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::flops;
 use super::masking::{MaskingOptions, Replacement};
+use super::objective::Generator;
 use super::prior::OutputBias;
 use super::train::{Objective, TrainSettings};
 use crate::error::{DataError, Result};
 use crate::model::config::{EncoderConfig, ModelParams};
-use crate::records::pretrain::ObjectiveName;
+use crate::records::pretrain::{GeneratorKind, ObjectiveName};
 use crate::training::optimizer::{AdamWSettings, Decay, Schedule};
 
 /// `match_compute` as written (a stage name) and as the orchestrator fills it in.
@@ -59,9 +60,17 @@ pub struct PretrainParams {
     pub data: String,
     /// Model size.
     pub model: ModelParams,
-    /// ELECTRA's generator size relative to the discriminator.
+    /// ELECTRA's generator: `masked_lm` (the paper's, a small masked LM trained with the
+    /// discriminator) or `unigram` (draws from the corpus's unigram distribution).
+    #[serde(default)]
+    pub generator: GeneratorKind,
+    /// ELECTRA's generator width (hidden size, FFN, heads) relative to the discriminator.
     #[serde(default = "default_generator_size")]
     pub generator_size: f64,
+    /// ELECTRA's generator depth relative to the discriminator (the official code's
+    /// `generator_layers`, 1: as deep).
+    #[serde(default = "default_one")]
+    pub generator_layers: f64,
     /// Training steps (or `match_compute`).
     pub steps: Option<u64>,
     /// Another `pretrain` stage (usually ELECTRA's) whose train FLOPs this one must match:
@@ -94,8 +103,13 @@ pub struct PretrainParams {
     pub lambda: f64,
     /// ELECTRA: the temperature the generator's softmax is sampled at (the official code's
     /// `temperature`, 1). Above 1 the replacements are flatter, hence easier to detect.
-    #[serde(default = "default_temperature")]
+    #[serde(default = "default_one")]
     pub temperature: f64,
+    /// ELECTRA: the weight of the generator's masked-LM loss (the official code's
+    /// `gen_weight`, 1). At 0 the generator never learns: it stays the sampler it started as
+    /// (with `output_bias: prior`, the corpus's unigram distribution).
+    #[serde(default = "default_one")]
+    pub generator_weight: f64,
     /// AdamW's decoupled weight decay.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
@@ -154,7 +168,7 @@ fn default_replacement() -> Replacement {
 fn default_lambda() -> f64 {
     50.0
 }
-fn default_temperature() -> f64 {
+fn default_one() -> f64 {
     1.0
 }
 fn default_weight_decay() -> f64 {
@@ -193,7 +207,7 @@ impl PretrainParams {
                 ));
             }
             encoder
-                .generator(parsed.generator_size)
+                .generator(parsed.generator_size, parsed.generator_layers)
                 .validate()
                 .map_err(|(field, message)| {
                     ParamError::new(
@@ -201,6 +215,24 @@ impl PretrainParams {
                         format!("the generator's {field}: {message}"),
                     )
                 })?;
+            if !(parsed.generator_layers > 0.0 && parsed.generator_layers <= 1.0) {
+                return Err(ParamError::new(
+                    "generator_layers",
+                    format!(
+                        "expected a fraction of the discriminator's layers in (0, 1], found {}",
+                        parsed.generator_layers
+                    ),
+                ));
+            }
+            if !(parsed.generator_weight.is_finite() && parsed.generator_weight >= 0.0) {
+                return Err(ParamError::new(
+                    "generator_weight",
+                    format!(
+                        "expected a non-negative weight of the generator's loss, found {}",
+                        parsed.generator_weight
+                    ),
+                ));
+            }
             if !(parsed.temperature.is_finite() && parsed.temperature > 0.0) {
                 return Err(ParamError::new(
                     "temperature",
@@ -298,8 +330,8 @@ impl PretrainParams {
     }
 
     /// The recipe: every param with its default filled in, but those that belong to one
-    /// objective (`objective`, `generator_size`, `lambda`, `temperature`, `replacement`), to
-    /// the budget
+    /// objective (`objective`, the generator, its size, depth and loss weight, `lambda`,
+    /// `temperature`, `replacement`), to the budget
     /// (`steps`, `match_compute`), to bookkeeping (`checkpoint_every`, `snapshots`,
     /// `backend`) or to this cache (`data`, a path whose content the cache key already
     /// names). A compute-matched comparison gives both objectives the same recipe, and a
@@ -310,7 +342,10 @@ impl PretrainParams {
         for key in [
             "data",
             "objective",
+            "generator",
             "generator_size",
+            "generator_layers",
+            "generator_weight",
             "lambda",
             "temperature",
             "replacement",
@@ -385,9 +420,15 @@ impl PretrainParams {
     fn objective(&self, encoder: &EncoderConfig) -> Objective {
         match self.objective {
             ObjectiveName::Electra => Objective::Electra {
-                generator: encoder.generator(self.generator_size),
+                generator: match self.generator {
+                    GeneratorKind::MaskedLm => Generator::MaskedLm(
+                        encoder.generator(self.generator_size, self.generator_layers),
+                    ),
+                    GeneratorKind::Unigram => Generator::Unigram,
+                },
                 lambda: self.lambda,
                 temperature: self.temperature,
+                generator_weight: self.generator_weight,
             },
             ObjectiveName::Bert => Objective::Bert,
         }
@@ -397,9 +438,12 @@ impl PretrainParams {
     fn forward_flops(&self, vocab_size: usize, max_seq_len: usize) -> f64 {
         let encoder = self.encoder(vocab_size);
         match self.objective(&encoder) {
-            Objective::Electra { generator, .. } => {
-                flops::electra_forward_flops(&encoder, &generator, max_seq_len, self.mask_prob)
-            }
+            Objective::Electra { generator, .. } => flops::electra_forward_flops(
+                &encoder,
+                generator.network().as_ref(),
+                max_seq_len,
+                self.mask_prob,
+            ),
             Objective::Bert => flops::bert_forward_flops(&encoder, max_seq_len, self.mask_prob),
         }
     }

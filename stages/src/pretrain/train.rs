@@ -17,9 +17,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::masking::{mask_batch, MaskingOptions};
-use super::objective::{Bert, Electra, ElectraShape, ExportedNetwork, PretrainingModel, Role};
+use super::objective::{
+    Bert, Electra, ElectraShape, ExportedNetwork, Generator, PretrainingModel, Role,
+};
 use super::prior::OutputPrior;
 use super::stats::StepStats;
+use super::unigram::UnigramSampler;
 use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
 use crate::model::export;
@@ -35,14 +38,16 @@ use crate::training::step_log::StepLog;
 /// What to train.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Objective {
-    /// ELECTRA with this generator shape and discriminator-loss weight λ.
+    /// ELECTRA with this generator and discriminator-loss weight λ.
     Electra {
-        /// The generator's shape.
-        generator: EncoderConfig,
+        /// The generator.
+        generator: Generator,
         /// Weight of the discriminator's loss.
         lambda: f64,
         /// Temperature of the generator's samples.
         temperature: f64,
+        /// Weight of the generator's masked-LM loss.
+        generator_weight: f64,
     },
     /// BERT masked LM.
     Bert,
@@ -113,12 +118,14 @@ pub struct Trained {
 }
 
 /// Trains to `settings.schedule.total` steps from heads started at `prior` (if any; see
-/// [`OutputPrior`]), resuming from `ctx.checkpoint_dir` if a checkpoint is there. Metrics go
-/// to `checkpoint_dir/metrics.jsonl`, snapshots to `checkpoint_dir/snapshots/`.
+/// [`OutputPrior`]), with `unigram` as a unigram generator's sampler, resuming from
+/// `ctx.checkpoint_dir` if a checkpoint is there. Metrics go to `checkpoint_dir/metrics.jsonl`,
+/// snapshots to `checkpoint_dir/snapshots/`.
 pub fn train<B: AutodiffBackend>(
     settings: &TrainSettings,
     data: &PretrainingData,
     prior: Option<&OutputPrior>,
+    unigram: Option<&UnigramSampler>,
     ctx: &StageContext<'_>,
     device: &B::Device,
 ) -> Result<Trained> {
@@ -132,14 +139,16 @@ pub fn train<B: AutodiffBackend>(
             generator,
             lambda,
             temperature,
+            generator_weight,
         } => {
             let shape = ElectraShape {
                 discriminator: settings.encoder,
                 generator: *generator,
                 lambda: *lambda,
                 temperature: *temperature,
+                generator_weight: *generator_weight,
             };
-            let model = Electra::new(&mut init, shape);
+            let model = Electra::new(&mut init, shape, unigram.cloned());
             train_model(model, settings, data, prior, ctx, device)
         }
         Objective::Bert => {

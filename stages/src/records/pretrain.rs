@@ -43,8 +43,22 @@ impl ObjectiveName {
     }
 }
 
-/// The sampling temperature of records written before it was recorded.
-fn unit_temperature() -> f64 {
+/// What fills ELECTRA's masked positions (`generator:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneratorKind {
+    /// A masked LM of `generator_size` × `generator_layers` of the discriminator, trained
+    /// jointly (the paper's).
+    #[default]
+    MaskedLm,
+    /// The corpus's unigram distribution among masking candidates: no network, no training
+    /// (the small end of the paper's Figure 3).
+    Unigram,
+}
+
+/// ELECTRA's sampling temperature and generator-loss weight in records written before they
+/// were recorded.
+fn one() -> f64 {
     1.0
 }
 
@@ -84,7 +98,11 @@ pub struct PretrainSummary {
     pub recipe: serde_json::Value,
     /// The exported model's shape (ELECTRA's discriminator, or BERT).
     pub encoder: EncoderConfig,
-    /// ELECTRA's generator's shape.
+    /// ELECTRA's generator: a masked LM or the unigram distribution (records written before
+    /// it existed read as a masked LM).
+    #[serde(default)]
+    pub generator_kind: GeneratorKind,
+    /// ELECTRA's generator network's shape (none for BERT and a unigram generator).
     pub generator: Option<EncoderConfig>,
     /// The vocabulary's special-token ids.
     pub special: SpecialIds,
@@ -112,8 +130,11 @@ pub struct PretrainSummary {
     /// ELECTRA's discriminator-loss weight.
     pub lambda: f64,
     /// ELECTRA's sampling temperature (records written before it existed read as 1).
-    #[serde(default = "unit_temperature")]
+    #[serde(default = "one")]
     pub temperature: f64,
+    /// ELECTRA's generator-loss weight (records written before it existed read as 1).
+    #[serde(default = "one")]
+    pub generator_weight: f64,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
     /// AdamW's β₂.
@@ -223,8 +244,9 @@ pub fn test_summary(objective: ObjectiveName, digest: &str) -> PretrainSummary {
         objective,
         recipe: serde_json::json!({"lr": 5e-4}),
         encoder: Preset::Tiny.encoder(100),
+        generator_kind: GeneratorKind::MaskedLm,
         generator: (objective == ObjectiveName::Electra)
-            .then(|| Preset::Tiny.encoder(100).generator(0.25)),
+            .then(|| Preset::Tiny.encoder(100).generator(0.25, 1.0)),
         special: SpecialIds::LEADING,
         max_seq_len: 64,
         unigram_entropy: 7.0,
@@ -242,6 +264,7 @@ pub fn test_summary(objective: ObjectiveName, digest: &str) -> PretrainSummary {
         replacement: Replacement::Electra,
         lambda: 50.0,
         temperature: 1.0,
+        generator_weight: 1.0,
         weight_decay: 0.01,
         adam_beta2: 0.999,
         clip_norm: 1.0,
