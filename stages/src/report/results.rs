@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{DataError, Result};
 use crate::model::config::{EncoderConfig, Norm, Preset};
 use crate::records::finetune::FinetuneSummary;
-use crate::records::pretrain::{read_steps, PretrainSummary, StepRecord};
+use crate::records::pretrain::{read_steps, ObjectiveName, PretrainSummary, StepRecord};
 
 /// A pretrained model: its label in the report, summary and loss curve.
 #[derive(Debug, Clone)]
@@ -66,12 +66,35 @@ fn knobs(recipe: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, St
     }
 }
 
+/// ELECTRA's own settings by dotted path (`temperature`, `lambda`, `generator_weight`,
+/// `generator.kind` and the generator network's `generator.hidden`, `generator.layers`): what
+/// tells ELECTRA runs of one recipe apart; a compute-matched BERT run has none of them.
+fn own_knobs(summary: &PretrainSummary) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if summary.objective == ObjectiveName::Electra {
+        let generator = summary.generator;
+        let own = serde_json::json!({
+            "temperature": summary.temperature,
+            "lambda": summary.lambda,
+            "generator_weight": summary.generator_weight,
+            "generator": {
+                "kind": summary.generator_kind,
+                "hidden": generator.map(|g| g.hidden),
+                "layers": generator.map(|g| g.layers),
+            },
+        });
+        knobs(&own, "", &mut out);
+    }
+    out
+}
+
 /// Names the models: `names[i]` is the name given for model `i` (if any) and whether it came
 /// from a list. A model from a list, or without a name (then its objective's), is labelled
-/// by the recipe knobs in which the report's models differ: `ELECTRA (model.norm=pre,
-/// lr=0.001)`. Two models with one label are an error naming it.
+/// by the recipe knobs in which the report's models differ, then by ELECTRA's own settings
+/// ([`own_knobs`]) on which two ELECTRA runs disagree: `ELECTRA (model.norm=pre, lr=0.001)`,
+/// `ELECTRA (temperature=2.0)`. Two models with one label are an error naming it.
 pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<()> {
-    let all: Vec<BTreeMap<String, String>> = models
+    let recipes: Vec<BTreeMap<String, String>> = models
         .iter()
         .map(|m| {
             let mut out = BTreeMap::new();
@@ -79,11 +102,28 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
             out
         })
         .collect();
-    let keys: std::collections::BTreeSet<&String> = all.iter().flat_map(|k| k.keys()).collect();
-    let differing: Vec<&String> = keys
+    let own: Vec<BTreeMap<String, String>> = models.iter().map(|m| own_knobs(&m.summary)).collect();
+    let keys = |all: &[BTreeMap<String, String>]| -> std::collections::BTreeSet<String> {
+        all.iter().flat_map(|k| k.keys().cloned()).collect()
+    };
+    // A recipe knob differs when any run's value (or its absence) differs from the first's;
+    // an ELECTRA setting when two runs that have it disagree.
+    let differing: Vec<(usize, String)> = keys(&recipes)
         .into_iter()
-        .filter(|key| all.iter().any(|k| k.get(*key) != all[0].get(*key)))
+        .filter(|key| recipes.iter().any(|k| k.get(key) != recipes[0].get(key)))
+        .map(|key| (0, key))
+        .chain(
+            keys(&own)
+                .into_iter()
+                .filter(|key| {
+                    let values: std::collections::BTreeSet<&String> =
+                        own.iter().filter_map(|k| k.get(key)).collect();
+                    values.len() > 1
+                })
+                .map(|key| (1, key)),
+        )
         .collect();
+    let all = [recipes, own];
     for (i, (model, (name, listed))) in models.iter_mut().zip(names).enumerate() {
         let base = name
             .clone()
@@ -91,7 +131,7 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
         model.name = if *listed || name.is_none() {
             let detail: Vec<String> = differing
                 .iter()
-                .filter_map(|key| Some(format!("{key}={}", all[i].get(*key)?)))
+                .filter_map(|(set, key)| Some(format!("{key}={}", all[*set][i].get(key)?)))
                 .collect();
             if detail.is_empty() {
                 base
@@ -311,6 +351,24 @@ mod tests {
                 "ELECTRA (lr=0.001, model.norm=pre)",
                 "ours (lr=0.002, model.norm=pre)",
                 "B"
+            ]
+        );
+        // ELECTRA's own settings tell its runs apart, and BERT, which has none, keeps its name.
+        let mut hot = named(ObjectiveName::Electra, 1e-3, "pre");
+        hot.summary.temperature = 2.0;
+        let mut models = vec![
+            named(ObjectiveName::Electra, 1e-3, "pre"),
+            hot,
+            named(ObjectiveName::Bert, 1e-3, "pre"),
+        ];
+        label(&mut models, &[(None, true), (None, true), (None, true)]).unwrap();
+        let labels: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "ELECTRA (temperature=1.0)",
+                "ELECTRA (temperature=2.0)",
+                "BERT"
             ]
         );
         let mut twins = vec![
