@@ -19,10 +19,10 @@ use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::model::config::Preset;
 use electra_stages::model::layers::{Dropout, Init};
+use electra_stages::pretrain::bert::Bert;
+use electra_stages::pretrain::electra::{Electra, ElectraShape};
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
-use electra_stages::pretrain::objective::{
-    Bert, Electra, ElectraShape, Generator, PretrainingModel,
-};
+use electra_stages::pretrain::objective::PretrainingModel;
 use electra_stages::pretrain_data::{Cursor, PretrainData, PretrainingData};
 use electra_stages::tokenizer::TokenizerKind;
 use electra_stages::training::optimizer::{AdamW, AdamWSettings};
@@ -116,13 +116,7 @@ fn main() {
                 dropout: config.dropout,
             };
             let per_step = if objective == "electra" {
-                let shape = ElectraShape {
-                    discriminator: config,
-                    generator: Generator::MaskedLm(config.generator(0.25, 1.0)),
-                    lambda: 50.0,
-                    temperature: 1.0,
-                    generator_weight: 1.0,
-                };
+                let shape = ElectraShape::paper(config);
                 timing.seconds_per_step(Electra::new(&mut init, shape, None), &mut rng)
             } else {
                 timing.seconds_per_step(Bert::new(&mut init, &config), &mut rng)

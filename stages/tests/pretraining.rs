@@ -8,10 +8,10 @@ use electra_stages::corpus::Corpus;
 use electra_stages::model::config::Preset;
 use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::model::safetensors;
+use electra_stages::pretrain::bert::Bert;
+use electra_stages::pretrain::electra::{Electra, ElectraShape};
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
-use electra_stages::pretrain::objective::{
-    Bert, Electra, ElectraShape, Generator, PretrainingModel,
-};
+use electra_stages::pretrain::objective::PretrainingModel;
 use electra_stages::pretrain::Pretrain;
 use electra_stages::pretrain_data::{Batch, Cursor, PretrainData, PretrainingData};
 use electra_stages::tokenizer::{SpecialIds, TokenizerKind};
@@ -219,13 +219,7 @@ fn the_discriminator_learns_to_spot_replaced_tokens() {
             device: &device,
             rng: &mut rng,
         },
-        ElectraShape {
-            discriminator: config,
-            generator: Generator::MaskedLm(config.generator(0.25, 1.0)),
-            lambda: 50.0,
-            temperature: 1.0,
-            generator_weight: 1.0,
-        },
+        ElectraShape::paper(config),
         None,
     );
     let (batch, special, options) = cycles();
@@ -237,8 +231,13 @@ fn the_discriminator_learns_to_spot_replaced_tokens() {
         for &p in &masked.positions {
             corrupted[p] = rng.random_range(95..100);
         }
-        let (loss, stats) =
-            electra.discriminator_loss(&masked, &corrupted, &mut Dropout::Off, &device);
+        let (loss, stats) = electra.discriminator_loss(
+            &masked,
+            &corrupted,
+            &masked.attention,
+            &mut Dropout::Off,
+            &device,
+        );
         let grads = loss.backward();
         electra = optimizer.step(electra, &grads, 1e-3).0;
         accuracy.push(stats.disc_accuracy);
@@ -458,6 +457,7 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
             "adam_beta2": 0.98, "warmup_fraction": 0.3, "warmup_steps": null,
             "lr_decay": "after_warmup", "mask_prob": 0.25, "clip_norm": 0.5,
             "output_bias": "prior", "adam_bias_correction": true, "temperature": 2.0,
+            "generator_layers": 0.5, "generator_weight": 0.5,
         }),
     );
     let straight = run(&Pretrain, all.clone(), 2);
@@ -467,9 +467,51 @@ fn every_recipe_knob_changes_training_and_resumes_to_bit_identical_weights() {
         first_bce < 0.6,
         "first BCE {first_bce}, expected under ln 2"
     );
-    let resumed = run_interrupted(&Pretrain, all, 7);
+    let resumed = run_interrupted(&Pretrain, all.clone(), 7);
     assert_eq!(resumed.metrics()["resumed_from"], json!(7));
     assert_eq!(weights_digest(&resumed), weights_digest(&straight));
+
+    // And with a unigram generator, whose draws come from the step's own stream.
+    let unigram = with(all, json!({"generator": "unigram"}));
+    let straight = run(&Pretrain, unigram.clone(), 2);
+    let resumed = run_interrupted(&Pretrain, unigram, 7);
+    assert_eq!(resumed.metrics()["resumed_from"], json!(7));
+    assert_eq!(weights_digest(&resumed), weights_digest(&straight));
+}
+
+#[test]
+fn table_5_objectives_train_export_their_model_and_resume_to_bit_identical_weights() {
+    let (_corpus, _tok, examples) = shards();
+    let shards = examples.output("shards");
+    let electra = run(&Pretrain, tiny("electra", &shards, 10), 2);
+    let flops = |stage: &StageRun| config(stage)["flops_per_step"].as_f64().unwrap();
+    let mut per_step = Vec::new();
+    for objective in ["electra_15", "replace_mlm", "all_tokens_mlm"] {
+        let params = tiny(objective, &shards, 10);
+        let straight = run(&Pretrain, params.clone(), 2);
+        let resumed = run_interrupted(&Pretrain, params, 5);
+        assert_eq!(resumed.metrics()["resumed_from"], json!(5), "{objective}");
+        assert_eq!(
+            weights_digest(&resumed),
+            weights_digest(&straight),
+            "{objective} resumes to the same weights"
+        );
+        assert_eq!(config(&straight)["objective"], json!(objective));
+        assert!(straight.out().join("generator.safetensors").exists());
+        let model = safetensors::read(&straight.out().join("model.safetensors")).unwrap();
+        assert!(model.contains_key("encoder.blocks.0.attention.query.weight"));
+        assert!(column(&straight, "loss").iter().all(|l| l.is_finite()));
+        per_step.push(flops(&straight));
+    }
+    // ELECTRA 15% does ELECTRA's work; All-Tokens MLM's head on every token costs the most.
+    assert_eq!(per_step[0], flops(&electra));
+    assert!(per_step[2] > per_step[1], "{per_step:?}");
+    // Only the discriminators have a replaced-token head, and ELECTRA 15% scores fewer
+    // tokens than ELECTRA: its step log's baseline is the masked positions' share of originals.
+    let electra_15 = run(&Pretrain, tiny("electra_15", &shards, 10), 2);
+    assert!(
+        mean(&metrics(&electra_15), "disc_baseline") < mean(&metrics(&electra), "disc_baseline")
+    );
 }
 
 #[test]

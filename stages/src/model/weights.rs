@@ -72,8 +72,8 @@ impl Network {
     /// ELECTRA's generator, over the shared embeddings.
     pub const GENERATOR: Network = Network {
         embeddings: "embeddings",
-        encoder: "generator",
-        head: "generator_head",
+        encoder: "generator.encoder",
+        head: "generator.head",
     };
 
     fn module(&self, part: Part) -> &'static str {
@@ -557,8 +557,11 @@ mod tests {
             ("embeddings.word".to_owned(), tensor(&[2, 2])),
             ("discriminator.blocks.0.norm.gamma".to_owned(), tensor(&[2])),
             ("discriminator_head.logit.bias".to_owned(), tensor(&[1])),
-            ("generator.blocks.0.norm.gamma".to_owned(), tensor(&[2])),
-            ("generator_head.bias".to_owned(), tensor(&[3])),
+            (
+                "generator.encoder.blocks.0.norm.gamma".to_owned(),
+                tensor(&[2]),
+            ),
+            ("generator.head.bias".to_owned(), tensor(&[3])),
         ]);
         let names = |network| export(&network, &module).into_keys().collect::<Vec<_>>();
         assert_eq!(

@@ -39,6 +39,8 @@ pub enum Head {
     MaskedLm(f64),
     /// Replaced-token-detection head on every position (ELECTRA's discriminator).
     Binary,
+    /// All-Tokens MLM: a masked-LM head on every position, plus its copy gate.
+    AllTokensWithCopy,
 }
 
 /// The official hyper-parameters of one encoder at one sequence length.
@@ -118,6 +120,12 @@ impl Shape {
         let h = self.h;
         (2.0 * h * h + h + ACTIVATION_FLOPS * h + 2.0 * h) * self.s
     }
+
+    /// All-Tokens MLM's copy gate, all positions: dense h → 1 with its bias, the sigmoid (one
+    /// activation) and the mix `D · copy + (1 − D) · p` (4).
+    fn copy_gate(&self) -> f64 {
+        (2.0 * self.h + 1.0 + ACTIVATION_FLOPS + 4.0) * self.s
+    }
 }
 
 /// Forward FLOPs of one example of `seq_len` tokens through `encoder` and `head`.
@@ -126,6 +134,7 @@ pub fn forward_flops(encoder: &EncoderConfig, seq_len: usize, head: Head) -> f64
     let head_flops = match head {
         Head::MaskedLm(fraction) => shape.mlm_head(fraction),
         Head::Binary => shape.binary_head(),
+        Head::AllTokensWithCopy => shape.mlm_head(1.0) + shape.copy_gate(),
     };
     let final_norm = match encoder.norm {
         Norm::Post => 0.0,
@@ -149,9 +158,14 @@ pub fn bert_forward_flops(encoder: &EncoderConfig, seq_len: usize, mask_prob: f6
     )
 }
 
-/// Forward FLOPs per example of ELECTRA: the discriminator with its binary head plus the
-/// generator network (if any; a unigram generator's draws are not counted) with its MLM head,
-/// `mask_prob` of the tokens masked.
+/// Forward FLOPs per example of a generator network (none for a unigram generator, whose draws
+/// are not counted): a masked LM on `mask_prob` of the tokens.
+fn generator_flops(generator: Option<&EncoderConfig>, seq_len: usize, mask_prob: f64) -> f64 {
+    generator.map_or(0.0, |g| bert_forward_flops(g, seq_len, mask_prob))
+}
+
+/// Forward FLOPs per example of ELECTRA (and ELECTRA 15%, which does the same work): the
+/// discriminator with its binary head plus the generator, `mask_prob` of the tokens masked.
 pub fn electra_forward_flops(
     discriminator: &EncoderConfig,
     generator: Option<&EncoderConfig>,
@@ -159,7 +173,25 @@ pub fn electra_forward_flops(
     mask_prob: f64,
 ) -> f64 {
     forward_flops(discriminator, seq_len, Head::Binary)
-        + generator.map_or(0.0, |g| bert_forward_flops(g, seq_len, mask_prob))
+        + generator_flops(generator, seq_len, mask_prob)
+}
+
+/// Forward FLOPs per example of Replace MLM (derived: BERT's count for the model plus
+/// ELECTRA's for the generator) or, with `all_tokens`, All-Tokens MLM (the masked-LM head on
+/// every position, and the copy gate).
+pub fn replace_mlm_forward_flops(
+    encoder: &EncoderConfig,
+    generator: Option<&EncoderConfig>,
+    seq_len: usize,
+    mask_prob: f64,
+    all_tokens: bool,
+) -> f64 {
+    let model = if all_tokens {
+        forward_flops(encoder, seq_len, Head::AllTokensWithCopy)
+    } else {
+        bert_forward_flops(encoder, seq_len, mask_prob)
+    };
+    model + generator_flops(generator, seq_len, mask_prob)
 }
 
 /// Steps of `forward_per_example` at `batch` whose train FLOPs equal `target` (rounded to
@@ -224,6 +256,44 @@ mod tests {
             9.414e11,
             0.005,
         );
+    }
+
+    #[test]
+    fn table_5_objectives_count_their_model_and_their_generator() {
+        let disc = Preset::Small.encoder(VOCAB);
+        let gen = disc.generator(0.25, 1.0);
+        let s = 128.0;
+        let (h, e, v) = (256.0, 128.0, VOCAB as f64);
+        // Written out: the MLM head per predicted token (tied output, dense, GELU, LayerNorm,
+        // softmax, picking the target) and the copy gate per token (dense, bias, sigmoid, mix).
+        let mlm_head = 2.0 * e * v + 2.0 * h * e + e + 8.0 * e + 5.0 * e + 5.0 * v + 2.0 * v;
+        let copy_gate = 2.0 * h + 1.0 + 8.0 + 4.0;
+        let body = forward_flops(&disc, 128, Head::MaskedLm(0.0));
+        let generator = bert_forward_flops(&gen, 128, 0.15);
+        within(
+            replace_mlm_forward_flops(&disc, Some(&gen), 128, 0.15, false),
+            body + 0.15625 * mlm_head * s + generator,
+            1e-9,
+        );
+        within(
+            replace_mlm_forward_flops(&disc, Some(&gen), 128, 0.15, true),
+            body + (mlm_head + copy_gate) * s + generator,
+            1e-9,
+        );
+        // Replace MLM is BERT plus the generator; compute matching works between any two.
+        within(
+            replace_mlm_forward_flops(&disc, Some(&gen), 128, 0.15, false),
+            bert_forward_flops(&disc, 128, 0.15) + generator,
+            1e-9,
+        );
+        let electra = train_flops(
+            electra_forward_flops(&disc, Some(&gen), 128, 0.15),
+            128,
+            1000,
+        );
+        let all_tokens = replace_mlm_forward_flops(&disc, Some(&gen), 128, 0.15, true);
+        let steps = steps_to_match(electra, all_tokens, 128);
+        within(train_flops(all_tokens, 128, steps), electra, 0.005);
     }
 
     #[test]

@@ -18,7 +18,6 @@ use super::train::{train, TrainSettings, Trained};
 use super::unigram::UnigramSampler;
 use crate::error::Result;
 use crate::pretrain_data::PretrainingData;
-use crate::records::pretrain::{GeneratorKind, ObjectiveName};
 
 /// The `pretrain` stage kind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -46,8 +45,7 @@ impl StageKind for Pretrain {
             METRICS_FILE.to_owned(),
             SNAPSHOTS_DIR.to_owned(),
         ];
-        if params.objective == ObjectiveName::Electra && params.generator == GeneratorKind::MaskedLm
-        {
+        if params.objective.has_generator() && !params.unigram_generator() {
             outputs.push(GENERATOR_FILE.to_owned());
         }
         Ok(StagePlan {
@@ -77,8 +75,8 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     let unigram_entropy = unigram_entropy(&counts, index.special);
     let prior = (params.output_bias == OutputBias::Prior)
         .then(|| OutputPrior::new(&counts, index.special, params.mask_prob));
-    let unigram = (params.objective == ObjectiveName::Electra
-        && params.generator == GeneratorKind::Unigram)
+    let unigram = params
+        .unigram_generator()
         .then(|| UnigramSampler::new(&counts, index.special, params.temperature));
     tracing::info!(
         unigram_entropy,

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::objective::Role;
 use super::params::{Budget, PretrainParams};
-use super::train::{snapshot_file, Objective, TrainSettings, Trained};
+use super::train::{snapshot_file, TrainSettings, Trained};
 use crate::error::{DataError, Result};
 use crate::model::safetensors;
 use crate::pretrain_data::ShardIndex;
@@ -105,10 +105,10 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         })
         .collect::<Result<Vec<_>>>()?;
     let train_flops = settings.flops_per_step * steps as f64;
-    let generator = match &settings.objective {
-        Objective::Electra { generator, .. } => generator.network(),
-        Objective::Bert => None,
-    };
+    let generator = settings
+        .objective
+        .generator()
+        .and_then(|g| g.shape.network());
     let summary = PretrainSummary {
         format: PRETRAIN_SUMMARY_FORMAT.to_owned(),
         objective: params.objective,

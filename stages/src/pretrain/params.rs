@@ -6,8 +6,8 @@ use electra_pipe_api::{parse_params, ParamError, Params};
 use serde::{Deserialize, Serialize};
 
 use super::flops;
+use super::generator::{GeneratorOptions, GeneratorShape};
 use super::masking::{MaskingOptions, Replacement};
-use super::objective::Generator;
 use super::prior::OutputBias;
 use super::train::{Objective, TrainSettings};
 use crate::error::{DataError, Result};
@@ -196,7 +196,7 @@ impl PretrainParams {
         encoder
             .validate()
             .map_err(|(field, message)| ParamError::new(format!("model.{field}"), message))?;
-        if parsed.objective == ObjectiveName::Electra {
+        if parsed.objective.has_generator() {
             if !(parsed.generator_size > 0.0 && parsed.generator_size <= 1.0) {
                 return Err(ParamError::new(
                     "generator_size",
@@ -316,6 +316,12 @@ impl PretrainParams {
         Ok(parsed)
     }
 
+    /// Whether the replacements come from the corpus's unigram distribution (no generator
+    /// network to train or export).
+    pub fn unigram_generator(&self) -> bool {
+        self.objective.has_generator() && self.generator == GeneratorKind::Unigram
+    }
+
     /// The encoder (ELECTRA's discriminator) for a vocabulary of `vocab_size`.
     pub fn encoder(&self, vocab_size: usize) -> EncoderConfig {
         self.model.encoder(vocab_size)
@@ -416,35 +422,58 @@ impl PretrainParams {
         })
     }
 
-    /// The objective and the generator's shape, for an encoder of `encoder`'s shape.
-    fn objective(&self, encoder: &EncoderConfig) -> Objective {
-        match self.objective {
-            ObjectiveName::Electra => Objective::Electra {
-                generator: match self.generator {
-                    GeneratorKind::MaskedLm => Generator::MaskedLm(
-                        encoder.generator(self.generator_size, self.generator_layers),
-                    ),
-                    GeneratorKind::Unigram => Generator::Unigram,
-                },
-                lambda: self.lambda,
-                temperature: self.temperature,
-                generator_weight: self.generator_weight,
+    /// The generator of the objectives that have one, for an encoder of `encoder`'s shape.
+    fn generator_options(&self, encoder: &EncoderConfig) -> GeneratorOptions {
+        GeneratorOptions {
+            shape: match self.generator {
+                GeneratorKind::MaskedLm => GeneratorShape::MaskedLm(
+                    encoder.generator(self.generator_size, self.generator_layers),
+                ),
+                GeneratorKind::Unigram => GeneratorShape::Unigram,
             },
-            ObjectiveName::Bert => Objective::Bert,
+            temperature: self.temperature,
+            weight: self.generator_weight,
         }
     }
 
-    /// Forward FLOPs of one example, counted as the official code does.
+    /// The objective and its generator, for an encoder of `encoder`'s shape.
+    fn objective(&self, encoder: &EncoderConfig) -> Objective {
+        let generator = self.generator_options(encoder);
+        match self.objective {
+            ObjectiveName::Electra | ObjectiveName::Electra15 => Objective::Electra {
+                generator,
+                lambda: self.lambda,
+                masked_only: self.objective == ObjectiveName::Electra15,
+            },
+            ObjectiveName::Bert => Objective::Bert,
+            ObjectiveName::ReplaceMlm | ObjectiveName::AllTokensMlm => Objective::ReplaceMlm {
+                generator,
+                all_tokens: self.objective == ObjectiveName::AllTokensMlm,
+            },
+        }
+    }
+
+    /// Forward FLOPs of one example, counted as the official code does (derived for the
+    /// objectives it lacks: [`flops::replace_mlm_forward_flops`]).
     fn forward_flops(&self, vocab_size: usize, max_seq_len: usize) -> f64 {
         let encoder = self.encoder(vocab_size);
-        match self.objective(&encoder) {
-            Objective::Electra { generator, .. } => flops::electra_forward_flops(
+        let objective = self.objective(&encoder);
+        let generator = objective.generator().and_then(|g| g.shape.network());
+        match objective {
+            Objective::Electra { .. } => flops::electra_forward_flops(
                 &encoder,
-                generator.network().as_ref(),
+                generator.as_ref(),
                 max_seq_len,
                 self.mask_prob,
             ),
             Objective::Bert => flops::bert_forward_flops(&encoder, max_seq_len, self.mask_prob),
+            Objective::ReplaceMlm { all_tokens, .. } => flops::replace_mlm_forward_flops(
+                &encoder,
+                generator.as_ref(),
+                max_seq_len,
+                self.mask_prob,
+                all_tokens,
+            ),
         }
     }
 

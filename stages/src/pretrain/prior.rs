@@ -31,6 +31,9 @@ pub struct OutputPrior {
     /// tokens when the generator samples the unigram distribution (a sample equal to the
     /// original counts as real).
     pub replaced_logit: f32,
+    /// `ln(r / (1 − r))` for `r = 1 − Σ pᵢ²`: the same share among the masked positions only
+    /// (where ELECTRA 15%'s discriminator is scored).
+    pub masked_replaced_logit: f32,
 }
 
 impl OutputPrior {
@@ -51,10 +54,11 @@ impl OutputPrior {
             .map(|(id, &c)| (count(id, c) + 1) as f64 / denominator)
             .collect();
         let collision: f64 = probs.iter().map(|p| p * p).sum();
-        let replaced = mask_prob * (1.0 - collision);
+        let log_odds = |q: f64| (q / (1.0 - q)).ln() as f32;
         OutputPrior {
             token_log_probs: probs.iter().map(|p| p.ln() as f32).collect(),
-            replaced_logit: (replaced / (1.0 - replaced)).ln() as f32,
+            replaced_logit: log_odds(mask_prob * (1.0 - collision)),
+            masked_replaced_logit: log_odds(1.0 - collision),
         }
     }
 }
@@ -78,5 +82,7 @@ mod tests {
         assert!((p[5] - 7.0 / 15.0).abs() < 1e-6 && (p[0] - 1.0 / 15.0).abs() < 1e-6);
         let q = 0.15 * (1.0 - p.iter().map(|x| x * x).sum::<f64>());
         assert!((f64::from(prior.replaced_logit) - (q / (1.0 - q)).ln()).abs() < 1e-5);
+        let r = q / 0.15;
+        assert!((f64::from(prior.masked_replaced_logit) - (r / (1.0 - r)).ln()).abs() < 1e-5);
     }
 }

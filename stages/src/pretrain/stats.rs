@@ -43,16 +43,12 @@ pub struct StepStats {
 }
 
 /// Accuracy, the all-original baseline, precision, recall and ROC-AUC of the discriminator's
-/// `logits` against `labels` (1 = replaced) over the real tokens (`attention` 1).
-pub fn discriminator_stats(
-    stats: &mut StepStats,
-    logits: &[f32],
-    labels: &[f32],
-    attention: &[f32],
-) {
+/// `logits` against `labels` (1 = replaced) over the positions where `counted` is 1 (the real
+/// tokens, or ELECTRA 15%'s masked ones).
+pub fn discriminator_stats(stats: &mut StepStats, logits: &[f32], labels: &[f32], counted: &[f32]) {
     let (mut correct, mut original, mut tp, mut predicted, mut replaced) = (0, 0, 0, 0, 0);
     let mut scored = Vec::with_capacity(logits.len());
-    for ((&logit, &label), &a) in logits.iter().zip(labels).zip(attention) {
+    for ((&logit, &label), &a) in logits.iter().zip(labels).zip(counted) {
         if a == 0.0 {
             continue;
         }
@@ -66,8 +62,8 @@ pub fn discriminator_stats(
         scored.push((logit, was_replaced));
     }
     let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    stats.disc_accuracy = ratio(correct, stats.tokens);
-    stats.disc_baseline = ratio(original, stats.tokens);
+    stats.disc_accuracy = ratio(correct, scored.len());
+    stats.disc_baseline = ratio(original, scored.len());
     stats.disc_precision = ratio(tp, predicted);
     stats.disc_recall = ratio(tp, replaced);
     stats.disc_auc = roc_auc(&mut scored);

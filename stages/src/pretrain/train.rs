@@ -16,11 +16,13 @@ use electra_pipe_api::StageContext;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::bert::Bert;
+use super::electra::{Electra, ElectraShape};
+use super::generator::GeneratorOptions;
 use super::masking::{mask_batch, MaskingOptions};
-use super::objective::{
-    Bert, Electra, ElectraShape, ExportedNetwork, Generator, PretrainingModel, Role,
-};
+use super::objective::{ExportedNetwork, PretrainingModel, Role};
 use super::prior::OutputPrior;
+use super::replace_mlm::{ReplaceMlm, ReplaceShape};
 use super::stats::StepStats;
 use super::unigram::UnigramSampler;
 use crate::error::{DataError, Result};
@@ -38,19 +40,37 @@ use crate::training::step_log::StepLog;
 /// What to train.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Objective {
-    /// ELECTRA with this generator and discriminator-loss weight λ.
+    /// ELECTRA with this generator and discriminator-loss weight λ; with `masked_only`,
+    /// ELECTRA 15%.
     Electra {
         /// The generator.
-        generator: Generator,
+        generator: GeneratorOptions,
         /// Weight of the discriminator's loss.
         lambda: f64,
-        /// Temperature of the generator's samples.
-        temperature: f64,
-        /// Weight of the generator's masked-LM loss.
-        generator_weight: f64,
+        /// The discriminator's loss over the masked positions only.
+        masked_only: bool,
     },
     /// BERT masked LM.
     Bert,
+    /// Replace MLM with this generator; with `all_tokens`, All-Tokens MLM.
+    ReplaceMlm {
+        /// The generator.
+        generator: GeneratorOptions,
+        /// Predict every token, with the copy gate.
+        all_tokens: bool,
+    },
+}
+
+impl Objective {
+    /// Its generator, if it has one.
+    pub fn generator(&self) -> Option<&GeneratorOptions> {
+        match self {
+            Objective::Electra { generator, .. } | Objective::ReplaceMlm { generator, .. } => {
+                Some(generator)
+            }
+            Objective::Bert => None,
+        }
+    }
 }
 
 /// Everything the loop needs besides the data.
@@ -134,25 +154,36 @@ pub fn train<B: AutodiffBackend>(
         device,
         rng: &mut rng,
     };
+    let unigram = unigram.cloned();
     match &settings.objective {
         Objective::Electra {
             generator,
             lambda,
-            temperature,
-            generator_weight,
+            masked_only,
         } => {
             let shape = ElectraShape {
                 discriminator: settings.encoder,
                 generator: *generator,
                 lambda: *lambda,
-                temperature: *temperature,
-                generator_weight: *generator_weight,
+                masked_only: *masked_only,
             };
-            let model = Electra::new(&mut init, shape, unigram.cloned());
+            let model = Electra::new(&mut init, shape, unigram);
             train_model(model, settings, data, prior, ctx, device)
         }
         Objective::Bert => {
             let model = Bert::new(&mut init, &settings.encoder);
+            train_model(model, settings, data, prior, ctx, device)
+        }
+        Objective::ReplaceMlm {
+            generator,
+            all_tokens,
+        } => {
+            let shape = ReplaceShape {
+                encoder: settings.encoder,
+                generator: *generator,
+                all_tokens: *all_tokens,
+            };
+            let model = ReplaceMlm::new(&mut init, shape, unigram);
             train_model(model, settings, data, prior, ctx, device)
         }
     }
@@ -267,7 +298,7 @@ fn exported<B: AutodiffBackend, M: PretrainingModel<B>>(
     ExportedWeights {
         role: network.role,
         tensors: weights::export(&network.network, &named_tensors(model)),
-        metadata: export::metadata(&network.config, M::OBJECTIVE.as_str(), snapshot),
+        metadata: export::metadata(&network.config, model.objective().as_str(), snapshot),
     }
 }
 

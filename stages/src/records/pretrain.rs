@@ -17,12 +17,19 @@ pub const PRETRAIN_SUMMARY_FORMAT: &str = "electra-pipe pretrain summary v1";
 
 /// A pretraining objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ObjectiveName {
     /// Replaced-token detection with a generator.
     Electra,
     /// Masked language modelling.
     Bert,
+    /// ELECTRA whose discriminator loss comes only from the masked positions (Table 5).
+    #[serde(rename = "electra_15")]
+    Electra15,
+    /// Masked language modelling on generator samples instead of `[MASK]` (Table 5).
+    ReplaceMlm,
+    /// Replace MLM predicting every token, with a copy mechanism (Table 5).
+    AllTokensMlm,
 }
 
 impl ObjectiveName {
@@ -31,6 +38,9 @@ impl ObjectiveName {
         match self {
             ObjectiveName::Electra => "electra",
             ObjectiveName::Bert => "bert",
+            ObjectiveName::Electra15 => "electra_15",
+            ObjectiveName::ReplaceMlm => "replace_mlm",
+            ObjectiveName::AllTokensMlm => "all_tokens_mlm",
         }
     }
 
@@ -39,7 +49,20 @@ impl ObjectiveName {
         match self {
             ObjectiveName::Electra => "ELECTRA",
             ObjectiveName::Bert => "BERT",
+            ObjectiveName::Electra15 => "ELECTRA 15%",
+            ObjectiveName::ReplaceMlm => "Replace MLM",
+            ObjectiveName::AllTokensMlm => "All-Tokens MLM",
         }
+    }
+
+    /// Whether it corrupts its input with a generator's samples (all but BERT).
+    pub fn has_generator(self) -> bool {
+        self != ObjectiveName::Bert
+    }
+
+    /// Whether it trains a discriminator (ELECTRA and ELECTRA 15%).
+    pub fn has_discriminator(self) -> bool {
+        matches!(self, ObjectiveName::Electra | ObjectiveName::Electra15)
     }
 }
 

@@ -277,7 +277,8 @@ pub fn pairs(
         .collect();
     let mut out = Vec::new();
     for (a, electra) in rows.iter().enumerate() {
-        let Some(e) = summary(electra).filter(|s| s.objective == ObjectiveName::Electra) else {
+        // Every other objective (ELECTRA, and Table 5's) against the BERT of its recipe.
+        let Some(e) = summary(electra).filter(|s| s.objective != ObjectiveName::Bert) else {
             continue;
         };
         let by_recipe = berts.iter().copied().find(|&b| {

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use super::results::Model;
 use super::table::{task_columns, Row, RowKind};
 use crate::error::{DataError, Result};
-use crate::records::pretrain::{ObjectiveName, StepRecord};
+use crate::records::pretrain::StepRecord;
 
 const WIDTH: u32 = 860;
 const HEIGHT: u32 = 460;
@@ -203,7 +203,7 @@ fn draw_panel(
     let curves: Vec<Curve<'_>> = models
         .iter()
         .enumerate()
-        .filter(|(_, m)| !panel.electra_only || m.summary.objective == ObjectiveName::Electra)
+        .filter(|(_, m)| !panel.electra_only || m.summary.objective.has_discriminator())
         .map(|(i, m)| {
             let raw: Vec<(f64, f64)> = m
                 .curve

@@ -48,16 +48,18 @@ pub fn reading(rows: &[Row], pairs: &[Pair]) -> String {
         let (Some(e), Some(b), Some(d)) = (electra.glue, bert.glue, pair.comparison.glue) else {
             continue;
         };
-        let verdict = if !d.resolved() {
-            "Not resolved at this scale: the interval includes 0.".to_owned()
-        } else if d.estimate > 0.0 {
-            "Resolved: ELECTRA ahead (the paper: ELECTRA-Small 79.9 vs. BERT-Small 75.1, +4.8 at 1.4e18).".to_owned()
-        } else {
-            "Resolved: BERT ahead (the paper has ELECTRA-Small +4.8 at 1.4e18).".to_owned()
+        let objective = electra.objective.as_str();
+        let is_electra = objective == "ELECTRA";
+        let verdict = match (d.resolved(), d.estimate > 0.0, is_electra) {
+            (false, _, _) => "Not resolved at this scale: the interval includes 0.".to_owned(),
+            (true, true, true) => "Resolved: ELECTRA ahead (the paper: ELECTRA-Small 79.9 vs. BERT-Small 75.1, +4.8 at 1.4e18).".to_owned(),
+            (true, false, true) => "Resolved: BERT ahead (the paper has ELECTRA-Small +4.8 at 1.4e18).".to_owned(),
+            (true, true, false) => format!("Resolved: {objective} ahead."),
+            (true, false, false) => "Resolved: BERT ahead.".to_owned(),
         };
         let _ = writeln!(
             out,
-            "- At {} train FLOPs, {} scores a GLUE average of {e:.1} and {} {b:.1}: ELECTRA − BERT = {} (95% interval). {verdict}",
+            "- At {} train FLOPs, {} scores a GLUE average of {e:.1} and {} {b:.1}: {objective} − BERT = {} (95% interval). {verdict}",
             super::table::flops(electra.train_flops.unwrap_or(0.0)),
             electra.label,
             bert.label,

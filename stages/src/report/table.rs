@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::results::{size_label, Model, Origin};
 use crate::records::finetune::FinetuneSummary;
-use crate::records::pretrain::{ObjectiveName, StepRecord};
+use crate::records::pretrain::StepRecord;
 
 /// GLUE's tasks in the paper's column order, with their display names.
 pub const TASK_ORDER: &[(&str, &str)] = &[
@@ -282,7 +282,10 @@ pub fn pretraining_ends(models: &[Model]) -> Vec<PretrainingEnd> {
                 label: m.name.clone(),
                 mlm_loss: mean(|s| s.mlm_loss),
                 unigram_entropy: m.summary.unigram_entropy,
-                disc_auc: (m.summary.objective == ObjectiveName::Electra)
+                disc_auc: m
+                    .summary
+                    .objective
+                    .has_discriminator()
                     .then(|| mean(|s| s.disc_auc)),
                 hidden_cosine: mean(|s| s.hidden_cosine),
             }

@@ -1,0 +1,170 @@
+//! The generator of the objectives that corrupt their input with samples (ELECTRA, ELECTRA
+//! 15%, Replace MLM, All-Tokens MLM): a small masked LM over the shared embeddings, trained
+//! by maximum likelihood with the model it feeds, or the corpus's unigram distribution. For
+//! every masked position it draws a replacement from its softmax at a temperature, with no
+//! gradient through the draw.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use rand_chacha::ChaCha8Rng;
+
+use super::masking::MaskedBatch;
+use super::objective::{masked_lm_logits, masked_lm_loss, sample_tokens, to_f32};
+use super::unigram::UnigramSampler;
+use crate::model::config::EncoderConfig;
+use crate::model::encoder::{Backbone, Embeddings, Encoder};
+use crate::model::heads::MaskedLmHead;
+use crate::model::layers::{Dropout, Init};
+
+/// What a generator is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GeneratorShape {
+    /// A small masked LM of this shape, trained with the model it feeds (the paper's).
+    MaskedLm(EncoderConfig),
+    /// Draws from the corpus's unigram distribution ([`UnigramSampler`]): no network.
+    Unigram,
+}
+
+impl GeneratorShape {
+    /// The masked LM's shape, if there is one.
+    pub fn network(&self) -> Option<EncoderConfig> {
+        match self {
+            GeneratorShape::MaskedLm(config) => Some(*config),
+            GeneratorShape::Unigram => None,
+        }
+    }
+}
+
+/// A generator's shape and how it is used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeneratorOptions {
+    /// What it is.
+    pub shape: GeneratorShape,
+    /// The temperature its softmax is sampled at (1, the paper's).
+    pub temperature: f64,
+    /// The weight of its masked-LM loss in the total (1, the official `gen_weight`).
+    pub weight: f64,
+}
+
+/// A generator: its transformer and masked-LM head (tied to the shared word embeddings), or a
+/// unigram sampler.
+#[derive(Module, Debug)]
+pub struct Generator<B: Backend> {
+    /// Its transformer (¼ of the discriminator's width by default).
+    pub encoder: Option<Encoder<B>>,
+    /// Its masked-LM head.
+    pub head: Option<MaskedLmHead<B>>,
+    /// A unigram generator's sampler.
+    #[module(skip)]
+    pub unigram: Option<UnigramSampler>,
+    /// Its shape and use.
+    #[module(skip)]
+    pub options: GeneratorOptions,
+}
+
+/// What a generator produced for one step.
+pub struct Samples<B: Backend> {
+    /// One replacement per masked position, in the batch's order of positions.
+    pub tokens: Vec<u32>,
+    /// Its masked-LM loss, weighted, to back-propagate (none for a unigram generator).
+    pub loss: Option<Tensor<B, 1>>,
+    /// Its masked-LM cross-entropy on the masked positions, for the step log.
+    pub mlm_loss: f64,
+    /// The share of masked positions its argmax predicts.
+    pub mlm_accuracy: f64,
+}
+
+impl<B: Backend> Generator<B> {
+    /// A fresh generator; a unigram one draws with `unigram`.
+    ///
+    /// # Panics
+    /// If the generator is a unigram one and `unigram` is `None`.
+    pub fn new(
+        init: &mut Init<'_, B>,
+        options: GeneratorOptions,
+        unigram: Option<UnigramSampler>,
+    ) -> Self {
+        match options.shape {
+            GeneratorShape::MaskedLm(config) => Generator {
+                encoder: Some(Encoder::new(init, &config)),
+                head: Some(MaskedLmHead::new(
+                    init,
+                    config.hidden,
+                    config.embedding,
+                    config.vocab_size,
+                )),
+                unigram: None,
+                options,
+            },
+            GeneratorShape::Unigram => Generator {
+                encoder: None,
+                head: None,
+                unigram: Some(unigram.expect("a unigram generator needs the corpus's sampler")),
+                options,
+            },
+        }
+    }
+
+    /// The generator with its masked-LM head's bias at `bias` `[V]` (a starting point).
+    pub fn with_output_bias(self, bias: Tensor<B, 1>) -> Self {
+        Generator {
+            head: self.head.map(|head| head.with_bias(bias)),
+            ..self
+        }
+    }
+
+    /// A replacement for every masked position of `batch`: the masked LM reads the masked
+    /// input over `embeddings`; draws come from `rng`.
+    pub fn sample(
+        &self,
+        embeddings: &Embeddings<B>,
+        batch: &MaskedBatch,
+        dropout: &mut Dropout<'_>,
+        rng: &mut ChaCha8Rng,
+        device: &B::Device,
+    ) -> Samples<B> {
+        match (&self.encoder, &self.head, &self.unigram) {
+            (Some(encoder), Some(head), _) => {
+                let backbone = Backbone {
+                    embeddings,
+                    encoder,
+                };
+                let (logits, _) = masked_lm_logits(backbone, head, batch, dropout, device);
+                let tokens = sample_tokens(logits.clone(), self.options.temperature, rng);
+                let (loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
+                let mlm_loss = f64::from(to_f32(loss.clone().detach())[0]);
+                Samples {
+                    tokens,
+                    loss: Some(loss * self.options.weight),
+                    mlm_loss,
+                    mlm_accuracy,
+                }
+            }
+            (_, _, Some(unigram)) => {
+                let tokens = batch
+                    .positions
+                    .iter()
+                    .map(|_| unigram.sample(rng))
+                    .collect();
+                let (mlm_loss, mlm_accuracy) = unigram.masked_lm_loss(&batch.targets);
+                Samples {
+                    tokens,
+                    loss: None,
+                    mlm_loss,
+                    mlm_accuracy,
+                }
+            }
+            _ => unreachable!("Generator::new gives every generator a network or a sampler"),
+        }
+    }
+}
+
+/// `batch`'s original ids with `tokens` at its masked positions.
+pub fn corrupt(batch: &MaskedBatch, tokens: &[u32]) -> Vec<u32> {
+    let mut corrupted = batch.original.clone();
+    for (&p, &token) in batch.positions.iter().zip(tokens) {
+        corrupted[p] = token;
+    }
+    corrupted
+}
