@@ -4,6 +4,7 @@
 mod common;
 
 use burn::backend::{Autodiff, Flex};
+use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::model::config::Preset;
 use electra_stages::model::layers::{Dropout, Init};
@@ -511,6 +512,90 @@ fn table_5_objectives_train_export_their_model_and_resume_to_bit_identical_weigh
     let electra_15 = run(&Pretrain, tiny("electra_15", &shards, 10), 2);
     assert!(
         mean(&metrics(&electra_15), "disc_baseline") < mean(&metrics(&electra), "disc_baseline")
+    );
+}
+
+#[test]
+fn weight_sharing_and_two_stage_training_do_what_the_paper_describes() {
+    let (_corpus, _tok, examples) = shards();
+    let shards = examples.output("shards");
+    let read = |stage: &StageRun, file: &str| safetensors::read(&stage.out().join(file)).unwrap();
+    let full_size = json!({"generator_size": 1.0, "generator_layers": 1.0});
+
+    // `none`: the generator has embeddings of its own; `all`: one encoder for both.
+    let untied = run(
+        &Pretrain,
+        with(
+            tiny("electra", &shards, 6),
+            json!({"weight_sharing": "none"}),
+        ),
+        2,
+    );
+    assert_ne!(
+        read(&untied, "generator.safetensors")["embeddings.word"],
+        read(&untied, "model.safetensors")["embeddings.word"]
+    );
+    let tied = with(
+        with(tiny("electra", &shards, 6), full_size.clone()),
+        json!({"weight_sharing": "all"}),
+    );
+    let tied = run(&Pretrain, tied, 2);
+    let (generator, model) = (
+        read(&tied, "generator.safetensors"),
+        read(&tied, "model.safetensors"),
+    );
+    let query = "encoder.blocks.1.attention.query.weight";
+    assert_eq!(generator[query], model[query]);
+    assert_eq!(config(&tied)["weight_sharing"], json!("all"));
+    let small_tied = with(
+        tiny("electra", &shards, 6),
+        json!({"weight_sharing": "all"}),
+    );
+    let err = Pretrain.plan(&small_tied).unwrap_err().to_string();
+    assert!(
+        err.contains("weight_sharing") && err.contains("generator_size: 1"),
+        "{err}"
+    );
+
+    // Two-stage: the generator alone for the first 5 of 10 steps (no discriminator loss, and
+    // only the generator's FLOPs), then the discriminator; resumes to the same weights from
+    // either stage.
+    let two_stage = with(
+        with(tiny("electra", &shards, 10), full_size),
+        json!({"training": "two_stage", "generator_share": 0.5}),
+    );
+    let straight = run(&Pretrain, two_stage.clone(), 2);
+    let bce = column(&straight, "bce_loss");
+    assert!(
+        bce[..5].iter().all(|&b| b == 0.0) && bce[5..].iter().all(|&b| b > 0.0),
+        "{bce:?}"
+    );
+    let flops = column(&straight, "train_flops");
+    let first = flops[0];
+    let second = flops[9] - flops[8];
+    assert!(
+        (flops[4] - 5.0 * first).abs() < 1e-6 * first && second > first,
+        "{flops:?}"
+    );
+    let total = config(&straight)["train_flops"].as_f64().unwrap();
+    assert!((total - (5.0 * first + 5.0 * second)).abs() < 1e-6 * total);
+    for at in [3, 7] {
+        let resumed = run_interrupted(&Pretrain, two_stage.clone(), at);
+        assert_eq!(resumed.metrics()["resumed_from"], json!(at));
+        assert_eq!(
+            weights_digest(&resumed),
+            weights_digest(&straight),
+            "resumed at {at}"
+        );
+    }
+    let quarter = with(
+        tiny("electra", &shards, 6),
+        json!({"training": "two_stage"}),
+    );
+    let err = Pretrain.plan(&quarter).unwrap_err().to_string();
+    assert!(
+        err.contains("training") && err.contains("two_stage"),
+        "{err}"
     );
 }
 

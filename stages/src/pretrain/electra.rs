@@ -6,13 +6,19 @@
 //!
 //! **ELECTRA 15%** (the paper's Table 5) is the same model whose discriminator loss comes only
 //! from the masked positions.
+//!
+//! **Two-stage training** (the paper's Figure 3, right): the generator is trained alone for
+//! the first steps; then the discriminator starts from its weights (so it must be the same
+//! size) and is trained with the generator frozen.
+
+use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
 
-use super::generator::{corrupt, Generator, GeneratorOptions, GeneratorShape};
+use super::generator::{corrupt, Generator, GeneratorOptions, GeneratorShape, WeightSharing};
 use super::masking::MaskedBatch;
 use super::objective::{
     collapse, floats, input, to_f32, token_log_probs, ExportedNetwork, PretrainingModel, Role,
@@ -21,11 +27,12 @@ use super::objective::{
 use super::prior::OutputPrior;
 use super::stats::{discriminator_stats, StepStats};
 use super::unigram::UnigramSampler;
+use crate::error::Result;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
 use crate::model::heads::ReplacedTokenHead;
 use crate::model::layers::{Dropout, Init};
-use crate::model::weights::Network;
+use crate::model::weights::{load_named, named_tensors, Network};
 use crate::records::pretrain::ObjectiveName;
 
 /// ELECTRA: generator and discriminator over shared embeddings.
@@ -55,6 +62,10 @@ pub struct ElectraShape {
     pub lambda: f64,
     /// ELECTRA 15%: the discriminator's loss over the masked positions only.
     pub masked_only: bool,
+    /// Two-stage training: the steps that train the generator alone.
+    pub generator_steps: Option<u64>,
+    /// Whether this step trains the generator alone (set by [`PretrainingModel::before_step`]).
+    pub generator_only: bool,
 }
 
 impl ElectraShape {
@@ -67,9 +78,12 @@ impl ElectraShape {
                 shape: GeneratorShape::MaskedLm(discriminator.generator(0.25, 1.0)),
                 temperature: 1.0,
                 weight: 1.0,
+                sharing: WeightSharing::Embeddings,
             },
             lambda: 50.0,
             masked_only: false,
+            generator_steps: None,
+            generator_only: false,
         }
     }
 }
@@ -184,22 +198,62 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
-        let samples = self
-            .generator
-            .sample(&self.embeddings, batch, dropout, rng, device);
-        let corrupted = corrupt(batch, &samples.tokens);
-        let scored = self.scored_positions(batch);
-        let (bce, mut stats) = self.discriminator_loss(batch, &corrupted, &scored, dropout, device);
-        let weighted = bce * self.shape.lambda;
-        let loss = match samples.loss {
-            Some(mlm) => mlm + weighted,
-            None => weighted,
+        let samples =
+            self.generator
+                .sample(self.discriminator_backbone(), batch, dropout, rng, device);
+        let mut stats = StepStats {
+            tokens: batch.attention.iter().filter(|&&a| a > 0.0).count(),
+            ..StepStats::default()
+        };
+        let loss = if self.shape.generator_only {
+            // Two-stage training's first stage: the generator alone.
+            samples
+                .loss
+                .expect("two-stage training has a masked-LM generator")
+        } else {
+            let corrupted = corrupt(batch, &samples.tokens);
+            let scored = self.scored_positions(batch);
+            let (bce, disc_stats) =
+                self.discriminator_loss(batch, &corrupted, &scored, dropout, device);
+            stats = disc_stats;
+            let weighted = bce * self.shape.lambda;
+            match samples.loss {
+                // The second stage's generator is frozen: its loss is left out.
+                Some(mlm) if self.shape.generator_steps.is_none() => mlm + weighted,
+                _ => weighted,
+            }
         };
         stats.mlm_accuracy = samples.mlm_accuracy;
         stats.masked = batch.positions.len();
         stats.mlm_loss = samples.mlm_loss;
         stats.loss = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput { loss, stats }
+    }
+
+    /// Two-stage training: the generator alone before `generator_steps`; at that step the
+    /// discriminator (and, if the generator has its own, the embeddings) start from the
+    /// generator's weights.
+    fn before_step(self, step: u64, device: &B::Device) -> Result<Self> {
+        let Some(switch) = self.shape.generator_steps else {
+            return Ok(self);
+        };
+        let shape = ElectraShape {
+            generator_only: step < switch,
+            ..self.shape
+        };
+        let mut model = Electra { shape, ..self };
+        if step == switch {
+            let source = Path::new("the generator of two-stage training");
+            if let Some(encoder) = &model.generator.encoder {
+                let tensors = named_tensors(encoder);
+                model.discriminator = load_named(model.discriminator, &tensors, device, source)?;
+            }
+            if let Some(embeddings) = &model.generator.embeddings {
+                let tensors = named_tensors(embeddings);
+                model.embeddings = load_named(model.embeddings, &tensors, device, source)?;
+            }
+        }
+        Ok(model)
     }
 
     fn exports(&self) -> Vec<ExportedNetwork> {
@@ -215,7 +269,7 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
             .network()
             .map(|config| ExportedNetwork {
                 role: Role::Generator,
-                network: Network::GENERATOR,
+                network: self.shape.generator.network("discriminator"),
                 config,
             });
         std::iter::once(kept).chain(generator).collect()
@@ -278,6 +332,76 @@ mod tests {
         let expected = (bce(-1.0, 1.0) + bce(0.0, 0.0)) / 2.0;
         assert!((some - expected).abs() < 1e-5, "{some} vs {expected}");
         assert_eq!(some, changed);
+    }
+
+    #[test]
+    fn two_stage_training_starts_the_discriminator_from_the_frozen_generator() {
+        use crate::model::config::Preset;
+        use crate::model::weights::named_tensors;
+        use crate::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
+        use crate::pretrain_data::Batch;
+        use crate::tokenizer::SpecialIds;
+        use crate::training::optimizer::{AdamW, AdamWSettings};
+        use burn::backend::Autodiff;
+        use rand::SeedableRng;
+
+        type A = Autodiff<Flex>;
+        let device = Default::default();
+        let config = Preset::Tiny.encoder(30);
+        let mut shape = ElectraShape::paper(config);
+        shape.generator.shape = GeneratorShape::MaskedLm(config.generator(1.0, 1.0));
+        shape.generator_steps = Some(2);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut model = Electra::<A>::new(
+            &mut Init {
+                device: &device,
+                rng: &mut rng,
+            },
+            shape,
+            None,
+        );
+        let ids: Vec<u32> = (0..32).map(|i| 5 + (i % 25)).collect();
+        let batch = Batch {
+            batch_size: 2,
+            seq_len: 16,
+            input_ids: ids,
+            segment_ids: vec![0; 32],
+            lengths: vec![16, 16],
+        };
+        let options = MaskingOptions {
+            mask_prob: 0.25,
+            max_predictions: 4,
+            replacement: Replacement::Electra,
+        };
+        let generator = |m: &Electra<A>| named_tensors(m.generator.encoder.as_ref().unwrap());
+        let discriminator = |m: &Electra<A>| named_tensors(&m.discriminator);
+        let initial_discriminator = discriminator(&model);
+        let mut optimizer = AdamW::<A>::new(AdamWSettings::default());
+        let mut at_switch = None;
+        for step in 0..4 {
+            model = model.before_step(step, &device).unwrap();
+            assert_eq!(model.shape.generator_only, step < 2);
+            if step == 2 {
+                // The discriminator starts where the generator got to.
+                assert_eq!(discriminator(&model), generator(&model));
+                at_switch = Some(generator(&model));
+            }
+            let masked = mask_batch(&batch, SpecialIds::LEADING, 30, &options, &mut rng);
+            let output = model.step(&masked, &mut Dropout::Off, &mut rng, &device);
+            if step < 2 {
+                assert_eq!(output.stats.bce_loss, 0.0);
+            } else {
+                assert!(output.stats.bce_loss > 0.0);
+            }
+            let grads = output.loss.backward();
+            model = optimizer.step(model, &grads, 1e-3).0;
+            if step < 2 {
+                assert_eq!(discriminator(&model), initial_discriminator, "untouched");
+            }
+        }
+        // The second stage trained the discriminator and left the generator as it was.
+        assert_eq!(Some(generator(&model)), at_switch);
+        assert_ne!(Some(discriminator(&model)), at_switch);
     }
 
     fn sigmoid(x: f64) -> f64 {

@@ -143,6 +143,45 @@ pub fn forward_flops(encoder: &EncoderConfig, seq_len: usize, head: Head) -> f64
     shape.input_embedding() + shape.l * shape.block() + final_norm + head_flops
 }
 
+/// Train FLOPs step by step: the same every step, or, for two-stage training, another count
+/// for the first steps (the generator alone).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlopsSchedule {
+    /// Train FLOPs of a step (after the first stage, in two-stage training).
+    pub per_step: f64,
+    /// Two-stage training's first stage: its steps and its train FLOPs per step.
+    pub first_stage: Option<(u64, f64)>,
+}
+
+impl FlopsSchedule {
+    /// `per_step` on every step.
+    pub fn uniform(per_step: f64) -> Self {
+        FlopsSchedule {
+            per_step,
+            first_stage: None,
+        }
+    }
+
+    /// Mean train FLOPs per step over a run of `steps` (`per_step` itself when uniform).
+    pub fn mean_per_step(&self, steps: u64) -> f64 {
+        match self.first_stage {
+            None => self.per_step,
+            Some(_) => self.after(steps) / steps.max(1) as f64,
+        }
+    }
+
+    /// Train FLOPs of the first `steps` steps.
+    pub fn after(&self, steps: u64) -> f64 {
+        match self.first_stage {
+            None => self.per_step * steps as f64,
+            Some((first_steps, first)) => {
+                first * steps.min(first_steps) as f64
+                    + self.per_step * steps.saturating_sub(first_steps) as f64
+            }
+        }
+    }
+}
+
 /// Train FLOPs of `steps` steps of `batch` examples: 2 × batch × steps × forward FLOPs.
 pub fn train_flops(forward_per_example: f64, batch: usize, steps: u64) -> f64 {
     2.0 * batch as f64 * steps as f64 * forward_per_example

@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use super::masking::MaskedBatch;
 use super::objective::{masked_lm_logits, masked_lm_loss, sample_tokens, to_f32};
@@ -16,6 +17,7 @@ use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::{Dropout, Init};
+use crate::model::weights::Network;
 
 /// What a generator is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,6 +38,21 @@ impl GeneratorShape {
     }
 }
 
+/// Which weights a generator shares with the model it feeds (the paper's Section 3.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightSharing {
+    /// The token, position and segment embeddings (the paper's).
+    #[default]
+    Embeddings,
+    /// Nothing: the generator has embeddings of its own (the official
+    /// `untied_generator_embeddings`).
+    None,
+    /// Every weight of the encoder and its embeddings (the official `untied_generator:
+    /// false`); only the heads are the generator's own, and it must be the model's size.
+    All,
+}
+
 /// A generator's shape and how it is used.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GeneratorOptions {
@@ -45,13 +62,36 @@ pub struct GeneratorOptions {
     pub temperature: f64,
     /// The weight of its masked-LM loss in the total (1, the official `gen_weight`).
     pub weight: f64,
+    /// The weights it shares with the model it feeds.
+    pub sharing: WeightSharing,
 }
 
-/// A generator: its transformer and masked-LM head (tied to the shared word embeddings), or a
-/// unigram sampler.
+impl GeneratorOptions {
+    /// Where the generator's exported network sits in a model whose kept encoder is the
+    /// module `kept_encoder` (`discriminator`, or `encoder`).
+    pub fn network(&self, kept_encoder: &'static str) -> Network {
+        match self.sharing {
+            WeightSharing::Embeddings => Network::GENERATOR,
+            WeightSharing::None => Network {
+                embeddings: "generator.embeddings",
+                ..Network::GENERATOR
+            },
+            WeightSharing::All => Network {
+                encoder: kept_encoder,
+                ..Network::GENERATOR
+            },
+        }
+    }
+}
+
+/// A generator: its transformer and masked-LM head (tied to the word embeddings), or a unigram
+/// sampler.
 #[derive(Module, Debug)]
 pub struct Generator<B: Backend> {
-    /// Its transformer (¼ of the discriminator's width by default).
+    /// Its own embeddings (with `weight_sharing: none`).
+    pub embeddings: Option<Embeddings<B>>,
+    /// Its transformer (¼ of the discriminator's width by default; none with `weight_sharing:
+    /// all`, when it is the model's).
     pub encoder: Option<Encoder<B>>,
     /// Its masked-LM head.
     pub head: Option<MaskedLmHead<B>>,
@@ -87,7 +127,10 @@ impl<B: Backend> Generator<B> {
     ) -> Self {
         match options.shape {
             GeneratorShape::MaskedLm(config) => Generator {
-                encoder: Some(Encoder::new(init, &config)),
+                embeddings: (options.sharing == WeightSharing::None)
+                    .then(|| Embeddings::new(init, &config)),
+                encoder: (options.sharing != WeightSharing::All)
+                    .then(|| Encoder::new(init, &config)),
                 head: Some(MaskedLmHead::new(
                     init,
                     config.hidden,
@@ -98,6 +141,7 @@ impl<B: Backend> Generator<B> {
                 options,
             },
             GeneratorShape::Unigram => Generator {
+                embeddings: None,
                 encoder: None,
                 head: None,
                 unigram: Some(unigram.expect("a unigram generator needs the corpus's sampler")),
@@ -115,20 +159,21 @@ impl<B: Backend> Generator<B> {
     }
 
     /// A replacement for every masked position of `batch`: the masked LM reads the masked
-    /// input over `embeddings`; draws come from `rng`.
+    /// input over its own embeddings or the `shared` ones, with its own encoder or, when all
+    /// weights are shared, the model's (`shared`'s); draws come from `rng`.
     pub fn sample(
         &self,
-        embeddings: &Embeddings<B>,
+        shared: Backbone<'_, B>,
         batch: &MaskedBatch,
         dropout: &mut Dropout<'_>,
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> Samples<B> {
-        match (&self.encoder, &self.head, &self.unigram) {
-            (Some(encoder), Some(head), _) => {
+        match (&self.head, &self.unigram) {
+            (Some(head), _) => {
                 let backbone = Backbone {
-                    embeddings,
-                    encoder,
+                    embeddings: self.embeddings.as_ref().unwrap_or(shared.embeddings),
+                    encoder: self.encoder.as_ref().unwrap_or(shared.encoder),
                 };
                 let (logits, _) = masked_lm_logits(backbone, head, batch, dropout, device);
                 let tokens = sample_tokens(logits.clone(), self.options.temperature, rng);
@@ -141,7 +186,7 @@ impl<B: Backend> Generator<B> {
                     mlm_accuracy,
                 }
             }
-            (_, _, Some(unigram)) => {
+            (None, Some(unigram)) => {
                 let tokens = batch
                     .positions
                     .iter()
@@ -155,7 +200,9 @@ impl<B: Backend> Generator<B> {
                     mlm_accuracy,
                 }
             }
-            _ => unreachable!("Generator::new gives every generator a network or a sampler"),
+            (None, None) => {
+                unreachable!("Generator::new gives every generator a network or a sampler")
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use super::masking::MaskedBatch;
 use super::prior::OutputPrior;
 use super::stats::{mean_pairwise_cosine, StepStats};
+use crate::error::Result;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, EncoderInput};
 use crate::model::heads::MaskedLmHead;
@@ -55,6 +56,15 @@ pub trait PretrainingModel<B: Backend>: Module<B> {
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B>;
+
+    /// Called before step `step` (also the first after a resume): where a model changes
+    /// between steps (two-stage training), the model for that step.
+    fn before_step(self, _step: u64, _device: &B::Device) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        Ok(self)
+    }
 
     /// The networks it exports, the kept one first.
     fn exports(&self) -> Vec<ExportedNetwork>;

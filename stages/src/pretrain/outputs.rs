@@ -7,7 +7,7 @@ use electra_pipe_api::{Metrics, StageContext};
 use serde_json::json;
 
 use super::objective::Role;
-use super::params::{Budget, PretrainParams};
+use super::params::{Budget, PretrainParams, Training};
 use super::train::{snapshot_file, TrainSettings, Trained};
 use crate::error::{DataError, Result};
 use crate::model::safetensors;
@@ -104,7 +104,8 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let train_flops = settings.flops_per_step * steps as f64;
+    let train_flops = settings.flops.after(steps);
+    let flops_per_step = settings.flops.mean_per_step(steps);
     let generator = settings
         .objective
         .generator()
@@ -134,11 +135,14 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         lambda: params.lambda,
         temperature: params.temperature,
         generator_weight: params.generator_weight,
+        weight_sharing: params.weight_sharing,
+        training: params.training,
+        generator_share: (params.training == Training::TwoStage).then_some(params.generator_share),
         weight_decay: params.weight_decay,
         adam_beta2: params.adam_beta2,
         clip_norm: params.clip_norm,
         seed: params.seed,
-        flops_per_step: settings.flops_per_step,
+        flops_per_step,
         train_flops,
         parameters,
         snapshots,
@@ -155,7 +159,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         ("resumed_from".to_owned(), json!(trained.resumed_from)),
         ("parameters".to_owned(), json!(parameters)),
         ("train_flops".to_owned(), json!(train_flops)),
-        ("flops_per_step".to_owned(), json!(settings.flops_per_step)),
+        ("flops_per_step".to_owned(), json!(flops_per_step)),
         ("loss".to_owned(), json!(last.loss)),
         ("mlm_loss".to_owned(), json!(last.mlm_loss)),
         ("mlm_accuracy".to_owned(), json!(last.mlm_accuracy)),

@@ -6,7 +6,8 @@ use electra_pipe_api::{parse_params, ParamError, Params};
 use serde::{Deserialize, Serialize};
 
 use super::flops;
-use super::generator::{GeneratorOptions, GeneratorShape};
+use super::flops::FlopsSchedule;
+use super::generator::{GeneratorOptions, GeneratorShape, WeightSharing};
 use super::masking::{MaskingOptions, Replacement};
 use super::prior::OutputBias;
 use super::train::{Objective, TrainSettings};
@@ -48,6 +49,18 @@ pub struct Matched {
     pub train_flops: f64,
     /// Its recipe ([`PretrainParams::recipe`]).
     pub recipe: serde_json::Value,
+}
+
+/// ELECTRA's training algorithm (the paper's Figure 3, right).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Training {
+    /// Generator and discriminator trained together (the paper's).
+    #[default]
+    Joint,
+    /// The generator alone for `generator_share` of the steps; then the discriminator,
+    /// started from the generator's weights, with the generator frozen.
+    TwoStage,
 }
 
 /// Params of a `pretrain` stage.
@@ -110,6 +123,17 @@ pub struct PretrainParams {
     /// (with `output_bias: prior`, the corpus's unigram distribution).
     #[serde(default = "default_one")]
     pub generator_weight: f64,
+    /// What the generator shares with the model it feeds: `embeddings` (the paper's), `none`
+    /// or `all` (the generator must then be the model's size).
+    #[serde(default)]
+    pub weight_sharing: WeightSharing,
+    /// ELECTRA's training algorithm: `joint` (the paper's) or `two_stage` (the generator
+    /// alone, then the discriminator from its weights with the generator frozen).
+    #[serde(default)]
+    pub training: Training,
+    /// Two-stage training: the share of the steps that train the generator alone.
+    #[serde(default = "default_half")]
+    pub generator_share: f64,
     /// AdamW's decoupled weight decay.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
@@ -170,6 +194,9 @@ fn default_lambda() -> f64 {
 }
 fn default_one() -> f64 {
     1.0
+}
+fn default_half() -> f64 {
+    0.5
 }
 fn default_weight_decay() -> f64 {
     0.01
@@ -232,6 +259,37 @@ impl PretrainParams {
                         parsed.generator_weight
                     ),
                 ));
+            }
+            let full_size = parsed.generator == GeneratorKind::MaskedLm
+                && parsed.generator_size == 1.0
+                && parsed.generator_layers == 1.0;
+            if parsed.weight_sharing == WeightSharing::All && !full_size {
+                return Err(ParamError::new(
+                    "weight_sharing",
+                    format!(
+                        "`all` shares the encoder, so the generator must be the model's size: expected `generator_size: 1` and `generator_layers: 1` with a masked-LM generator, found {} and {}{}",
+                        parsed.generator_size,
+                        parsed.generator_layers,
+                        if parsed.generator == GeneratorKind::Unigram { " (a unigram generator)" } else { "" }
+                    ),
+                ));
+            }
+            if parsed.training == Training::TwoStage {
+                if parsed.objective != ObjectiveName::Electra || !full_size {
+                    return Err(ParamError::new(
+                        "training",
+                        "`two_stage` starts ELECTRA's discriminator from its generator: expected `objective: electra` and a masked-LM generator of the discriminator's size (`generator_size: 1`, `generator_layers: 1`)",
+                    ));
+                }
+                if !(parsed.generator_share > 0.0 && parsed.generator_share < 1.0) {
+                    return Err(ParamError::new(
+                        "generator_share",
+                        format!(
+                            "expected a share of the steps in (0, 1), found {}",
+                            parsed.generator_share
+                        ),
+                    ));
+                }
             }
             if !(parsed.temperature.is_finite() && parsed.temperature > 0.0) {
                 return Err(ParamError::new(
@@ -352,6 +410,9 @@ impl PretrainParams {
             "generator_size",
             "generator_layers",
             "generator_weight",
+            "weight_sharing",
+            "training",
+            "generator_share",
             "lambda",
             "temperature",
             "replacement",
@@ -406,12 +467,19 @@ impl PretrainParams {
                 "params.match_compute: `{stage}` derives its own steps: expected a stage with `steps`"
             )));
         };
-        let target = other.flops_per_step(vocab_size, max_seq_len) * other_steps as f64;
-        let steps = flops::steps_to_match(
-            target,
-            self.forward_flops(vocab_size, max_seq_len),
-            self.batch_size,
-        );
+        let target = other
+            .flops_schedule(vocab_size, max_seq_len, other_steps)
+            .after(other_steps);
+        let (both, generator) = self.forward_flops(vocab_size, max_seq_len);
+        let forward = match self.training {
+            Training::Joint => both,
+            // A two-stage run is matched at the mean forward cost of its two stages.
+            Training::TwoStage => {
+                let share = self.generator_share;
+                share * generator + (1.0 - share) * (both - generator / 2.0)
+            }
+        };
+        let steps = flops::steps_to_match(target, forward, self.batch_size);
         Ok(Budget {
             steps,
             matched: Some(Matched {
@@ -433,17 +501,26 @@ impl PretrainParams {
             },
             temperature: self.temperature,
             weight: self.generator_weight,
+            sharing: self.weight_sharing,
         }
     }
 
-    /// The objective and its generator, for an encoder of `encoder`'s shape.
-    fn objective(&self, encoder: &EncoderConfig) -> Objective {
+    /// Two-stage training's first-stage steps, of a run of `steps`.
+    fn generator_steps(&self, steps: u64) -> Option<u64> {
+        (self.training == Training::TwoStage)
+            .then(|| ((self.generator_share * steps as f64).round() as u64).clamp(1, steps))
+    }
+
+    /// The objective and its generator, for an encoder of `encoder`'s shape and a run of
+    /// `steps`.
+    fn objective(&self, encoder: &EncoderConfig, steps: u64) -> Objective {
         let generator = self.generator_options(encoder);
         match self.objective {
             ObjectiveName::Electra | ObjectiveName::Electra15 => Objective::Electra {
                 generator,
                 lambda: self.lambda,
                 masked_only: self.objective == ObjectiveName::Electra15,
+                generator_steps: self.generator_steps(steps),
             },
             ObjectiveName::Bert => Objective::Bert,
             ObjectiveName::ReplaceMlm | ObjectiveName::AllTokensMlm => Objective::ReplaceMlm {
@@ -453,13 +530,18 @@ impl PretrainParams {
         }
     }
 
-    /// Forward FLOPs of one example, counted as the official code does (derived for the
-    /// objectives it lacks: [`flops::replace_mlm_forward_flops`]).
-    fn forward_flops(&self, vocab_size: usize, max_seq_len: usize) -> f64 {
+    /// Forward FLOPs of one example: the objective's model with its generator, counted as the
+    /// official code does (derived for the objectives it lacks:
+    /// [`flops::replace_mlm_forward_flops`]); and, for two-stage training, of the generator
+    /// alone.
+    fn forward_flops(&self, vocab_size: usize, max_seq_len: usize) -> (f64, f64) {
         let encoder = self.encoder(vocab_size);
-        let objective = self.objective(&encoder);
+        let objective = self.objective(&encoder, 1);
         let generator = objective.generator().and_then(|g| g.shape.network());
-        match objective {
+        let alone = generator.as_ref().map_or(0.0, |g| {
+            flops::bert_forward_flops(g, max_seq_len, self.mask_prob)
+        });
+        let both = match objective {
             Objective::Electra { .. } => flops::electra_forward_flops(
                 &encoder,
                 generator.as_ref(),
@@ -474,23 +556,30 @@ impl PretrainParams {
                 self.mask_prob,
                 all_tokens,
             ),
-        }
+        };
+        (both, alone)
     }
 
-    /// Train FLOPs of one step.
-    fn flops_per_step(&self, vocab_size: usize, max_seq_len: usize) -> f64 {
-        flops::train_flops(
-            self.forward_flops(vocab_size, max_seq_len),
-            self.batch_size,
-            1,
-        )
+    /// Train FLOPs of a run of `steps`, step by step. Two-stage training (derived): the first
+    /// stage trains the generator alone; the second trains the discriminator and runs the
+    /// frozen generator forward only, counted at half the train factor.
+    fn flops_schedule(&self, vocab_size: usize, max_seq_len: usize, steps: u64) -> FlopsSchedule {
+        let (both, generator) = self.forward_flops(vocab_size, max_seq_len);
+        let train = |forward: f64| flops::train_flops(forward, self.batch_size, 1);
+        match self.generator_steps(steps) {
+            None => FlopsSchedule::uniform(train(both)),
+            Some(first_steps) => FlopsSchedule {
+                per_step: train(both - generator) + train(generator) / 2.0,
+                first_stage: Some((first_steps, train(generator))),
+            },
+        }
     }
 
     /// What the training loop needs, for `steps` steps on data of this vocabulary and length.
     pub fn settings(&self, vocab_size: usize, max_seq_len: usize, steps: u64) -> TrainSettings {
         let encoder = self.encoder(vocab_size);
         TrainSettings {
-            objective: self.objective(&encoder),
+            objective: self.objective(&encoder, steps),
             encoder,
             batch_size: self.batch_size,
             schedule: Schedule {
@@ -515,7 +604,7 @@ impl PretrainParams {
             seed: self.seed,
             checkpoint_every: self.checkpoint_every,
             snapshot_steps: self.snapshot_steps(steps),
-            flops_per_step: self.flops_per_step(vocab_size, max_seq_len),
+            flops: self.flops_schedule(vocab_size, max_seq_len, steps),
         }
     }
 }

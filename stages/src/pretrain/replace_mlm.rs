@@ -214,7 +214,7 @@ impl<B: Backend> PretrainingModel<B> for ReplaceMlm<B> {
     ) -> StepOutput<B> {
         let samples = self
             .generator
-            .sample(&self.embeddings, batch, dropout, rng, device);
+            .sample(self.backbone(), batch, dropout, rng, device);
         let corrupted = corrupt(batch, &samples.tokens);
         let (model_loss, accuracy, cosine) = self.model_loss(batch, &corrupted, dropout, device);
         let mlm_loss = f64::from(to_f32(model_loss.clone().detach())[0]);
@@ -249,7 +249,7 @@ impl<B: Backend> PretrainingModel<B> for ReplaceMlm<B> {
             .network()
             .map(|config| ExportedNetwork {
                 role: Role::Generator,
-                network: Network::GENERATOR,
+                network: self.shape.generator.network("encoder"),
                 config,
             });
         std::iter::once(kept).chain(generator).collect()
@@ -348,6 +348,7 @@ mod tests {
                     shape: GeneratorShape::Unigram,
                     temperature: 1.0,
                     weight: 1.0,
+                    sharing: crate::pretrain::generator::WeightSharing::Embeddings,
                 },
                 all_tokens,
             };
@@ -361,7 +362,7 @@ mod tests {
                 Some(sampler.clone()),
             );
             let samples = model.generator.sample(
-                &model.embeddings,
+                model.backbone(),
                 &masked,
                 &mut Dropout::Off,
                 &mut rng,

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::bert::Bert;
 use super::electra::{Electra, ElectraShape};
+use super::flops::FlopsSchedule;
 use super::generator::GeneratorOptions;
 use super::masking::{mask_batch, MaskingOptions};
 use super::objective::{ExportedNetwork, PretrainingModel, Role};
@@ -49,6 +50,8 @@ pub enum Objective {
         lambda: f64,
         /// The discriminator's loss over the masked positions only.
         masked_only: bool,
+        /// Two-stage training: the steps that train the generator alone.
+        generator_steps: Option<u64>,
     },
     /// BERT masked LM.
     Bert,
@@ -94,8 +97,8 @@ pub struct TrainSettings {
     pub checkpoint_every: u64,
     /// Steps after which the weights are kept as snapshots (e.g. 25%, 50%, 100%).
     pub snapshot_steps: Vec<u64>,
-    /// Train FLOPs of one step, for the metrics.
-    pub flops_per_step: f64,
+    /// Train FLOPs step by step, for the metrics.
+    pub flops: FlopsSchedule,
 }
 
 /// The stream of step `step`'s random draws.
@@ -160,12 +163,15 @@ pub fn train<B: AutodiffBackend>(
             generator,
             lambda,
             masked_only,
+            generator_steps,
         } => {
             let shape = ElectraShape {
                 discriminator: settings.encoder,
                 generator: *generator,
                 lambda: *lambda,
                 masked_only: *masked_only,
+                generator_steps: *generator_steps,
+                generator_only: false,
             };
             let model = Electra::new(&mut init, shape, unigram);
             train_model(model, settings, data, prior, ctx, device)
@@ -225,6 +231,7 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
             save_checkpoint(ctx, settings, &model, &optimizer, step, data.len())?;
             return Err(DataError::Cancelled);
         }
+        model = model.before_step(step, device)?;
         let step_started = Instant::now();
         let mut rng = step_rng(settings.seed, step);
         let batch = stream.next_batch(settings.batch_size)?;
@@ -258,7 +265,7 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
             grad_norm,
             tokens_per_second: last.tokens as f64 / step_seconds,
             seconds: step_seconds,
-            train_flops: settings.flops_per_step * (step + 1) as f64,
+            train_flops: settings.flops.after(step + 1),
         })?;
         let rate = tokens_seen as f64 / started.elapsed().as_secs_f64();
         ctx.progress.update(

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
+use crate::pretrain::generator::WeightSharing;
 use crate::pretrain::masking::Replacement;
+use crate::pretrain::params::Training;
 use crate::tokenizer::SpecialIds;
 use crate::training::optimizer::Decay;
 
@@ -158,6 +160,16 @@ pub struct PretrainSummary {
     /// ELECTRA's generator-loss weight (records written before it existed read as 1).
     #[serde(default = "one")]
     pub generator_weight: f64,
+    /// What the generator shares with the model it feeds (records written before it existed
+    /// read as the paper's, the embeddings).
+    #[serde(default)]
+    pub weight_sharing: WeightSharing,
+    /// ELECTRA's training algorithm (records written before it existed read as joint).
+    #[serde(default)]
+    pub training: Training,
+    /// Two-stage training's share of generator-only steps.
+    #[serde(default)]
+    pub generator_share: Option<f64>,
     /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
     /// AdamW's β₂.
@@ -288,6 +300,9 @@ pub fn test_summary(objective: ObjectiveName, digest: &str) -> PretrainSummary {
         lambda: 50.0,
         temperature: 1.0,
         generator_weight: 1.0,
+        weight_sharing: WeightSharing::Embeddings,
+        training: Training::Joint,
+        generator_share: None,
         weight_decay: 0.01,
         adam_beta2: 0.999,
         clip_norm: 1.0,
