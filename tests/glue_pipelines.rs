@@ -1,7 +1,8 @@
 //! The reproduction pipelines: `glue_tiny.yaml` runs end to end on the real data (CI runs it on
 //! every submission), killed mid-pretraining and resumed, and its report is checked against its
-//! own results; a second run is all cached; `glue_small.yaml` and `electra_small_paper.yaml`
-//! plan.
+//! own results; a second run is all cached; `ablations_tiny.yaml` runs every Table 5 objective
+//! and ablation option into one report; `glue_small.yaml`, `electra_small_paper.yaml` and
+//! `electra_table5_paper.yaml` plan.
 
 mod common;
 
@@ -177,5 +178,72 @@ fn the_small_and_paper_pipelines_plan() {
     assert!(
         plan.contains("will run  finetune[model=bert,task=cola,seed=3]"),
         "{plan}"
+    );
+
+    // Table 5 at Base size: five objectives, each fine-tuned on GLUE over 3 seeds.
+    let table5 = pipeline("electra_table5_paper.yaml");
+    let out = ws.run(&["plan", table5.to_str().unwrap(), "--backend", "flex"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(plan.contains("137 stages"), "{plan}");
+    assert!(
+        plan.contains("will run  finetune_objectives[objective=all_tokens_mlm,task=rte,seed=1]"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn ablations_tiny_runs_every_objective_and_option_into_one_report() {
+    let ws = workspace_on_shared_data();
+    let file = pipeline("ablations_tiny.yaml");
+    let ran = ws.run_ok(&file, &[]);
+    assert_eq!(ran.len(), 32, "{ran:?}");
+
+    let report = std::fs::read_to_string(ws.output_path("report", "report.md")).unwrap();
+    // Table 5's objectives, each against the BERT of its compute, beside the paper's rows.
+    for row in [
+        "| ELECTRA |",
+        "| ELECTRA 15% |",
+        "| Replace MLM |",
+        "| All-Tokens MLM |",
+        "| ELECTRA (generator.hidden=32) |",
+        "| BERT, ",
+        "| ELECTRA 15% (Table 5) (published) † |",
+        "| BERT (Table 5) (published) † |",
+    ] {
+        assert!(report.contains(row), "{row} in {report}");
+    }
+    for pair in [
+        "ELECTRA 15% − BERT",
+        "Replace MLM − BERT",
+        "All-Tokens MLM − BERT",
+    ] {
+        assert!(report.contains(pair), "{pair} in {report}");
+    }
+    // Generator sizes, weight sharing and the training algorithm tell the ELECTRA rows apart.
+    for knob in [
+        "generator.kind=unigram",
+        "weight_sharing=none",
+        "weight_sharing=all",
+        "training=two_stage",
+    ] {
+        assert!(report.contains(knob), "{knob} in {report}");
+    }
+    let plot = ws
+        .output_path("report", "plots")
+        .join("glue_vs_generator_size.svg");
+    let svg = std::fs::read_to_string(plot).unwrap();
+    assert!(
+        svg.contains("discriminator tiny"),
+        "one line per discriminator size"
+    );
+    assert!(
+        report.contains("plots/glue_vs_generator_size.svg"),
+        "{report}"
+    );
+
+    assert!(
+        ws.run_ok(&file, &[]).is_empty(),
+        "a second run is all cached"
     );
 }

@@ -21,7 +21,7 @@ use super::table::{Row, RowKind};
 use crate::finetune::metrics::{score_name, task_metrics, Scored};
 use crate::glue::Task;
 use crate::records::finetune::FinetuneSummary;
-use crate::records::pretrain::ObjectiveName;
+use crate::records::pretrain::{ObjectiveName, PretrainSummary};
 
 /// Bootstrap replicates per comparison.
 pub const REPLICATES: usize = 1000;
@@ -240,6 +240,13 @@ pub fn same_compute(a: f64, b: f64) -> bool {
     (a - b).abs() <= 0.01 * a.max(b)
 }
 
+/// Whether two runs had the same budget: one was matched to the other's train FLOPs, both to
+/// the same run's, or their train FLOPs agree within 1% ([`same_compute`]).
+fn matched_compute(a: &PretrainSummary, b: &PretrainSummary) -> bool {
+    let target = |s: &PretrainSummary| s.match_compute.train_flops.unwrap_or(s.train_flops);
+    target(a) == target(b) || same_compute(a.train_flops, b.train_flops)
+}
+
 fn is_final(row: &Row) -> bool {
     matches!(
         row.kind,
@@ -281,17 +288,30 @@ pub fn pairs(
         let Some(e) = summary(electra).filter(|s| s.objective != ObjectiveName::Bert) else {
             continue;
         };
-        let by_recipe = berts.iter().copied().find(|&b| {
-            summary(&rows[b]).and_then(|s| s.match_compute.recipe.as_ref()) == Some(&e.recipe)
-        });
-        let equal_compute: Vec<usize> = berts
+        // The BERT matched to its recipe (at its compute, where several share the recipe),
+        // else the one BERT at its compute.
+        let by_recipe: Vec<usize> = berts
             .iter()
             .copied()
             .filter(|&b| {
-                summary(&rows[b]).is_some_and(|s| same_compute(s.train_flops, e.train_flops))
+                summary(&rows[b]).and_then(|s| s.match_compute.recipe.as_ref()) == Some(&e.recipe)
             })
             .collect();
-        let matched = by_recipe.or((equal_compute.len() == 1).then(|| equal_compute[0]));
+        let at_compute = |candidates: &[usize]| -> Vec<usize> {
+            candidates
+                .iter()
+                .copied()
+                .filter(|&b| summary(&rows[b]).is_some_and(|s| matched_compute(e, s)))
+                .collect()
+        };
+        let matched = match (by_recipe.as_slice(), at_compute(&by_recipe).as_slice()) {
+            ([only], _) => Some(*only),
+            (_, [first, ..]) => Some(*first),
+            _ => match at_compute(&berts).as_slice() {
+                [only] => Some(*only),
+                _ => None,
+            },
+        };
         out.extend(matched.and_then(|b| pair(a, b)));
     }
     for (a, model) in rows.iter().enumerate().filter(|(_, r)| is_final(r)) {

@@ -12,7 +12,8 @@
 //!       - {name: ELECTRA-Small, config: "@electra/config.json", metrics: "@electra/metrics.jsonl"}
 //!       - {name: BERT-Small, config: "@bert/config.json", metrics: "@bert/metrics.jsonl"}
 //!     finetune: ["@finetune[*]/metrics.json", "@scratch[*]/metrics.json"]
-//!     published: true                            # the paper's rows, marked as such
+//!     published: true                            # the paper's rows, marked as such (or
+//!                                                # table5, weight_sharing, false)
 //! ```
 //!
 //! Fine-tuning results are matched to the weights they started from by the encoder file's
@@ -90,16 +91,51 @@ pub struct ReportParams {
     pub models: Vec<ModelRef>,
     /// Fine-tuning `metrics.json` files (lists of lists are flattened).
     pub finetune: Value,
-    /// Add the paper's published rows.
+    /// Which of the paper's published results to add as † rows.
     #[serde(default = "default_published")]
-    pub published: bool,
+    pub published: Published,
+}
+
+/// `published:` in a report's params: `true` (the paper's Table 1, the default), `false`, or
+/// one of the paper's tables by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Published {
+    /// `true`: Table 1; `false`: none.
+    Flag(bool),
+    /// A table by name.
+    Table(PaperTable),
+}
+
+/// The paper's tables a report can show beside its own rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaperTable {
+    /// ELECTRA-Small and BERT-Small, with ELECTRA-Small's learning curve (Table 1).
+    Table1,
+    /// The objectives at equal compute, Base size (Table 5).
+    Table5,
+    /// Weight sharing between generator and discriminator, Base size (Section 3.2).
+    WeightSharing,
+}
+
+impl Published {
+    /// The published rows it adds.
+    pub fn rows(self) -> Vec<table::Row> {
+        match self {
+            Published::Flag(false) => Vec::new(),
+            Published::Flag(true) | Published::Table(PaperTable::Table1) => table::published_rows(),
+            Published::Table(PaperTable::Table5) => table::table5_rows(),
+            Published::Table(PaperTable::WeightSharing) => table::weight_sharing_rows(),
+        }
+    }
 }
 
 fn default_title() -> String {
     "ELECTRA vs. compute-matched BERT on GLUE".to_owned()
 }
-fn default_published() -> bool {
-    true
+fn default_published() -> Published {
+    Published::Flag(true)
 }
 
 /// Every string in a (nested) list of paths.
@@ -250,9 +286,7 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     }
     let groups = results::group(&models, finetune)?;
     let mut rows = table::our_rows(&models, &groups);
-    if params.published {
-        rows.extend(table::published_rows());
-    }
+    rows.extend(params.published.rows());
     let versions = vec![
         (
             "electra-pipe".to_owned(),
@@ -270,12 +304,14 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         ),
     ];
     let pretraining = table::pretraining_ends(&models);
+    let generator_plot = plots::glue_vs_generator_size(&models, &rows)?;
     let context = Context {
         title: &params.title,
         pipeline: params.pipeline.as_deref(),
         inputs: &inputs,
         versions: &versions,
         pretraining: &pretraining,
+        generator_plot: generator_plot.is_some(),
     };
     let notes = render::notes(&groups);
     let pairs = intervals::pairs(&rows, &models, &groups);
@@ -286,11 +322,14 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let curves_plot = plots::pretraining_curves(&models)?;
     let task_plot = plots::task_scores(&rows)?;
     for (file, svg) in [
-        ("glue_vs_flops.svg", &glue_plot),
-        ("pretraining_curves.svg", &curves_plot),
-        ("task_scores.svg", &task_plot),
+        ("glue_vs_flops.svg", Some(&glue_plot)),
+        ("pretraining_curves.svg", Some(&curves_plot)),
+        ("task_scores.svg", Some(&task_plot)),
+        ("glue_vs_generator_size.svg", generator_plot.as_ref()),
     ] {
-        write_text(&plots_dir.join(file), svg)?;
+        if let Some(svg) = svg {
+            write_text(&plots_dir.join(file), svg)?;
+        }
     }
     write_text(
         &ctx.out_dir.join(REPORT_MD),
@@ -300,11 +339,14 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         &ctx.out_dir.join(RESULTS_CSV),
         &render::results_csv(&models, &rows, &groups),
     )?;
-    let plots = [
+    let mut plots = vec![
         ("GLUE dev average against pretraining compute (log scale); the paper's ELECTRA-Small curve and BERT-Small point for scale.", glue_plot.as_str()),
         ("Pretraining against train FLOPs (moving average over 2% of the steps): the masked-LM loss beside the unigram entropy of the corpus (a model that ignores context), the discriminator's BCE and ROC-AUC on replaced tokens, and the collapse of the final hidden states (mean pairwise cosine across tokens).", curves_plot.as_str()),
         ("Every fine-tuning seed's dev score per task; bars mark the medians.", task_plot.as_str()),
     ];
+    if let Some(svg) = &generator_plot {
+        plots.push(("GLUE dev average against the generator's size relative to the discriminator's (the paper's Figure 3, left; 0 is a unigram generator), one line per discriminator size.", svg.as_str()));
+    }
     write_text(
         &ctx.out_dir.join(REPORT_HTML),
         &render::report_html(&rows, &pairs, &context, &notes, &plots),

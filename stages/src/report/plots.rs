@@ -345,3 +345,80 @@ pub fn task_scores(rows: &[Row]) -> Result<String> {
             .map_err(plot_error)
     })
 }
+
+/// The paper's Figure 3 (left): GLUE average against the generator's size, as a share of the
+/// discriminator's hidden size (0 for a unigram generator), one line per discriminator size;
+/// the final weights of every ELECTRA run. `None` when no discriminator size has runs with two
+/// generator sizes.
+pub fn glue_vs_generator_size(models: &[Model], rows: &[Row]) -> Result<Option<String>> {
+    let mut lines: std::collections::BTreeMap<String, Vec<(f64, f64)>> = Default::default();
+    for row in rows {
+        let RowKind::Ours(super::results::Origin::Pretrained { model, step: None }) = &row.kind
+        else {
+            continue;
+        };
+        let summary = &models[*model].summary;
+        let (true, Some(glue)) = (summary.objective.has_discriminator(), row.glue) else {
+            continue;
+        };
+        let share = summary
+            .generator
+            .map_or(0.0, |g| g.hidden as f64 / summary.encoder.hidden as f64);
+        lines
+            .entry(row.size.clone())
+            .or_default()
+            .push((share, glue));
+    }
+    lines.retain(|_, points| {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points.windows(2).any(|w| w[0].0 != w[1].0)
+    });
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let all: Vec<(f64, f64)> = lines.values().flatten().copied().collect();
+    let x_hi = all.iter().map(|p| p.0).fold(0.0f64, f64::max);
+    let (y_lo, y_hi) = all.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(_, y)| {
+        (lo.min(y), hi.max(y))
+    });
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("GLUE dev average vs. generator size", (FONT, 20))
+            .margin(14)
+            .x_label_area_size(44)
+            .y_label_area_size(54)
+            .build_cartesian_2d(
+                -0.05..x_hi * 1.1 + 0.05,
+                (y_lo - 5.0).max(0.0)..(y_hi + 5.0).min(100.0),
+            )
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("generator hidden size / discriminator hidden size (0: unigram)")
+            .y_desc("GLUE dev average")
+            .draw()
+            .map_err(plot_error)?;
+        for (i, (size, points)) in lines.iter().enumerate() {
+            let c = colour(i);
+            chart
+                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(format!("discriminator {size}"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .draw()
+            .map_err(plot_error)
+    })
+    .map(Some)
+}

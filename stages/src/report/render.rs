@@ -24,6 +24,8 @@ pub struct Context<'a> {
     pub versions: &'a [(String, String)],
     /// Where each pretraining run ended.
     pub pretraining: &'a [PretrainingEnd],
+    /// Whether `plots/glue_vs_generator_size.svg` was drawn.
+    pub generator_plot: bool,
 }
 
 fn task_name(task: &str) -> &str {
@@ -261,6 +263,9 @@ pub fn report_markdown(
         }
     }
     out.push_str("\n## Plots\n\n![GLUE vs FLOPs](plots/glue_vs_flops.svg)\n\n![Pretraining curves](plots/pretraining_curves.svg)\n\n![Task scores](plots/task_scores.svg)\n");
+    if context.generator_plot {
+        out.push_str("\n![GLUE vs generator size](plots/glue_vs_generator_size.svg)\n");
+    }
     out.push_str(&provenance_markdown(context));
     out
 }

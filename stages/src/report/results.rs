@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{DataError, Result};
 use crate::model::config::{EncoderConfig, Norm, Preset};
 use crate::records::finetune::FinetuneSummary;
-use crate::records::pretrain::{read_steps, ObjectiveName, PretrainSummary, StepRecord};
+use crate::records::pretrain::{read_steps, PretrainSummary, StepRecord};
 
 /// A pretrained model: its label in the report, summary and loss curve.
 #[derive(Debug, Clone)]
@@ -66,17 +66,20 @@ fn knobs(recipe: &serde_json::Value, prefix: &str, out: &mut BTreeMap<String, St
     }
 }
 
-/// ELECTRA's own settings by dotted path (`temperature`, `lambda`, `generator_weight`,
-/// `generator.kind` and the generator network's `generator.hidden`, `generator.layers`): what
-/// tells ELECTRA runs of one recipe apart; a compute-matched BERT run has none of them.
+/// The settings of an objective with a generator, by dotted path (`temperature`, `lambda`,
+/// `generator_weight`, `weight_sharing`, `training`, `generator.kind` and the generator
+/// network's `generator.hidden`, `generator.layers`): what tells runs of one recipe apart; a
+/// compute-matched BERT run has none of them.
 fn own_knobs(summary: &PretrainSummary) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    if summary.objective == ObjectiveName::Electra {
+    if summary.objective.has_generator() {
         let generator = summary.generator;
         let own = serde_json::json!({
             "temperature": summary.temperature,
             "lambda": summary.lambda,
             "generator_weight": summary.generator_weight,
+            "weight_sharing": summary.weight_sharing,
+            "training": summary.training,
             "generator": {
                 "kind": summary.generator_kind,
                 "hidden": generator.map(|g| g.hidden),
@@ -90,9 +93,10 @@ fn own_knobs(summary: &PretrainSummary) -> BTreeMap<String, String> {
 
 /// Names the models: `names[i]` is the name given for model `i` (if any) and whether it came
 /// from a list. A model from a list, or without a name (then its objective's), is labelled
-/// by the recipe knobs in which the report's models differ, then by ELECTRA's own settings
-/// ([`own_knobs`]) on which two ELECTRA runs disagree: `ELECTRA (model.norm=pre, lr=0.001)`,
-/// `ELECTRA (temperature=2.0)`. Two models with one label are an error naming it.
+/// by the recipe knobs in which the report's models differ, then by the generator settings
+/// ([`own_knobs`]) in which it departs from the first run that has them: `ELECTRA
+/// (model.norm=pre, lr=0.001)`, `ELECTRA (temperature=2.0)`; runs alike in all of these by
+/// their steps. Two models with one label are an error naming it.
 pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<()> {
     let recipes: Vec<BTreeMap<String, String>> = models
         .iter()
@@ -106,32 +110,34 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
     let keys = |all: &[BTreeMap<String, String>]| -> std::collections::BTreeSet<String> {
         all.iter().flat_map(|k| k.keys().cloned()).collect()
     };
-    // A recipe knob differs when any run's value (or its absence) differs from the first's;
-    // an ELECTRA setting when two runs that have it disagree.
-    let differing: Vec<(usize, String)> = keys(&recipes)
+    // A recipe knob differs when any run's value (or its absence) differs from the first's,
+    // and every run shows its value; a generator setting differs when two runs that have it
+    // disagree, and a run shows it where it departs from the first run that has it.
+    let differing: Vec<String> = keys(&recipes)
         .into_iter()
         .filter(|key| recipes.iter().any(|k| k.get(key) != recipes[0].get(key)))
-        .map(|key| (0, key))
-        .chain(
-            keys(&own)
-                .into_iter()
-                .filter(|key| {
-                    let values: std::collections::BTreeSet<&String> =
-                        own.iter().filter_map(|k| k.get(key)).collect();
-                    values.len() > 1
-                })
-                .map(|key| (1, key)),
-        )
         .collect();
-    let all = [recipes, own];
+    let reference = |key: &String| own.iter().find_map(|k| k.get(key));
+    let departing: Vec<String> = keys(&own)
+        .into_iter()
+        .filter(|key| {
+            own.iter()
+                .any(|k| k.get(key).is_some_and(|v| Some(v) != reference(key)))
+        })
+        .collect();
     for (i, (model, (name, listed))) in models.iter_mut().zip(names).enumerate() {
         let base = name
             .clone()
             .unwrap_or_else(|| model.summary.objective.label().to_owned());
         model.name = if *listed || name.is_none() {
+            let shown = |key: &String, value: &String| format!("{key}={value}");
             let detail: Vec<String> = differing
                 .iter()
-                .filter_map(|(set, key)| Some(format!("{key}={}", all[*set][i].get(key)?)))
+                .filter_map(|key| Some(shown(key, recipes[i].get(key)?)))
+                .chain(departing.iter().filter_map(|key| {
+                    let value = own[i].get(key)?;
+                    (Some(value) != reference(key)).then(|| shown(key, value))
+                }))
                 .collect();
             if detail.is_empty() {
                 base
@@ -141,6 +147,14 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
         } else {
             base
         };
+    }
+    // Runs alike in every knob but their budget (BERTs matched to different runs) are told
+    // apart by their steps.
+    let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+    for (i, model) in models.iter_mut().enumerate() {
+        if names.iter().filter(|n| **n == names[i]).count() > 1 {
+            model.name = format!("{}, {} steps", names[i], model.summary.steps);
+        }
     }
     for (i, a) in models.iter().enumerate() {
         if let Some(b) = models[..i].iter().find(|b| b.name == a.name) {
@@ -363,14 +377,16 @@ mod tests {
         ];
         label(&mut models, &[(None, true), (None, true), (None, true)]).unwrap();
         let labels: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(
-            labels,
-            [
-                "ELECTRA (temperature=1.0)",
-                "ELECTRA (temperature=2.0)",
-                "BERT"
-            ]
-        );
+        assert_eq!(labels, ["ELECTRA", "ELECTRA (temperature=2.0)", "BERT"]);
+        // Alike but in their budgets: told apart by their steps.
+        let mut budgets = vec![
+            named(ObjectiveName::Bert, 1e-3, "pre"),
+            named(ObjectiveName::Bert, 1e-3, "pre"),
+        ];
+        budgets[1].summary.steps = 20;
+        label(&mut budgets, &[(None, true), (None, true)]).unwrap();
+        assert_eq!(budgets[0].name, "BERT, 10 steps");
+        assert_eq!(budgets[1].name, "BERT, 20 steps");
         let mut twins = vec![
             named(ObjectiveName::Bert, 1e-3, "pre"),
             named(ObjectiveName::Bert, 1e-3, "pre"),

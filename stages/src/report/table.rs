@@ -184,21 +184,31 @@ pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>
     rows
 }
 
+/// A published row: the paper's GLUE dev average of a model of `size`.
+fn published(label: &str, objective: &str, size: &str, parameters: usize, glue: f64) -> Row {
+    Row {
+        label: format!("{label} (published)"),
+        kind: RowKind::Published,
+        objective: objective.to_owned(),
+        size: size.to_owned(),
+        parameters: Some(parameters),
+        train_flops: None,
+        steps: None,
+        wall: None,
+        tasks: BTreeMap::new(),
+        glue: Some(glue),
+    }
+}
+
 /// The paper's published GLUE dev averages (Clark et al. 2020, Table 1 and the learning
 /// curve of ELECTRA-Small over training).
 pub fn published_rows() -> Vec<Row> {
     let full = 1.4e18;
     let row = |label: &str, objective: &str, fraction: f64, glue: f64| Row {
-        label: format!("{label} (published)"),
-        kind: RowKind::Published,
-        objective: objective.to_owned(),
-        size: "small".to_owned(),
-        parameters: Some(14_000_000),
         train_flops: Some(full * fraction),
         steps: Some((1_000_000.0 * fraction) as u64),
         wall: (fraction == 1.0).then(|| "4d on 1 V100 GPU".to_owned()),
-        tasks: BTreeMap::new(),
-        glue: Some(glue),
+        ..published(label, objective, "small", 14_000_000, glue)
     };
     vec![
         row("ELECTRA-Small, 6.25% of training", "ELECTRA", 0.0625, 74.1),
@@ -211,6 +221,37 @@ pub fn published_rows() -> Vec<Row> {
             ..row("BERT-Small", "BERT", 1.0, 75.1)
         },
     ]
+}
+
+/// The paper's Table 5 (its efficiency analysis): Base-size models of each objective trained
+/// with the same compute, GLUE dev.
+pub fn table5_rows() -> Vec<Row> {
+    [
+        ("ELECTRA (Table 5)", "ELECTRA", 85.0),
+        ("All-Tokens MLM (Table 5)", "All-Tokens MLM", 84.3),
+        ("Replace MLM (Table 5)", "Replace MLM", 82.4),
+        ("ELECTRA 15% (Table 5)", "ELECTRA 15%", 82.4),
+        ("BERT (Table 5)", "BERT", 82.2),
+    ]
+    .iter()
+    .map(|&(label, objective, glue)| published(label, objective, "base", 110_000_000, glue))
+    .collect()
+}
+
+/// The paper's weight-sharing comparison (Section 3.2): ELECTRA-Base with a generator of the
+/// discriminator's size, 500k steps, GLUE dev.
+pub fn weight_sharing_rows() -> Vec<Row> {
+    [
+        ("ELECTRA, no weights tied (Section 3.2)", 83.6),
+        ("ELECTRA, token embeddings tied (Section 3.2)", 84.3),
+        ("ELECTRA, all weights tied (Section 3.2)", 84.4),
+    ]
+    .iter()
+    .map(|&(label, glue)| Row {
+        steps: Some(500_000),
+        ..published(label, "ELECTRA", "base", 110_000_000, glue)
+    })
+    .collect()
 }
 
 /// The task columns present in `rows`, in GLUE order.
