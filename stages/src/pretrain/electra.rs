@@ -257,22 +257,11 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
     }
 
     fn exports(&self) -> Vec<ExportedNetwork> {
-        let kept = ExportedNetwork {
+        self.shape.generator.exports_after(ExportedNetwork {
             role: Role::Kept,
             network: Network::DISCRIMINATOR,
             config: self.shape.discriminator,
-        };
-        let generator = self
-            .shape
-            .generator
-            .shape
-            .network()
-            .map(|config| ExportedNetwork {
-                role: Role::Generator,
-                network: self.shape.generator.network("discriminator"),
-                config,
-            });
-        std::iter::once(kept).chain(generator).collect()
+        })
     }
 
     fn with_output_prior(self, prior: &OutputPrior, device: &B::Device) -> Self {

@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::masking::MaskedBatch;
-use super::objective::{masked_lm_logits, masked_lm_loss, sample_tokens, to_f32};
+use super::objective::{
+    masked_lm_logits, masked_lm_loss, sample_tokens, to_f32, ExportedNetwork, Role,
+};
 use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
@@ -81,6 +83,16 @@ impl GeneratorOptions {
                 ..Network::GENERATOR
             },
         }
+    }
+
+    /// A model's exports: its `kept` network, then the generator's if it is a network.
+    pub fn exports_after(&self, kept: ExportedNetwork) -> Vec<ExportedNetwork> {
+        let generator = self.shape.network().map(|config| ExportedNetwork {
+            role: Role::Generator,
+            network: self.network(kept.network.encoder),
+            config,
+        });
+        std::iter::once(kept).chain(generator).collect()
     }
 }
 

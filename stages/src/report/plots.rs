@@ -102,28 +102,39 @@ pub fn glue_vs_flops(models: &[Model], rows: &[Row]) -> Result<String> {
             .x_label_formatter(&|x| format!("{x:.0e}"))
             .draw()
             .map_err(plot_error)?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let c = colour(i);
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
-                .map_err(plot_error)?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(plot_error)
+        draw_lines(&mut chart, series.iter().map(|(name, p)| (name.clone(), p)))
     })
+}
+
+/// Draws each `(label, points)` as a line through dots in its own colour, with a legend in
+/// the lower right.
+fn draw_lines<'a, 'p, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: impl Iterator<Item = (String, &'p Vec<(f64, f64)>)>,
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, (name, points)) in lines.enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(plot_error)
 }
 
 /// Moving average over `window` points.
@@ -398,27 +409,12 @@ pub fn glue_vs_generator_size(models: &[Model], rows: &[Row]) -> Result<Option<S
             .y_desc("GLUE dev average")
             .draw()
             .map_err(plot_error)?;
-        for (i, (size, points)) in lines.iter().enumerate() {
-            let c = colour(i);
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(format!("discriminator {size}"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
-                });
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
-                .map_err(plot_error)?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(plot_error)
+        draw_lines(
+            &mut chart,
+            lines
+                .iter()
+                .map(|(size, points)| (format!("discriminator {size}"), points)),
+        )
     })
     .map(Some)
 }
