@@ -13,6 +13,10 @@ use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::finetune::Finetune;
 use electra_stages::glue::GlueTask;
+use electra_stages::model::export::ExportedEncoder;
+use electra_stages::model::safetensors::{self, NamedTensor};
+use electra_stages::model::transformers;
+use electra_stages::model::weights::{self, TransformersModel};
 use electra_stages::pretrain::Pretrain;
 use electra_stages::pretrain_data::PretrainData;
 use electra_stages::tokenizer::TokenizerKind;
@@ -489,4 +493,133 @@ fn pooling_dropout_and_bias_correction_are_the_stage_s_own() {
     let examples = &summary(&cls)["scored_examples"];
     assert_eq!(examples["gold"].as_array().unwrap().len(), 277);
     assert_eq!(examples["predicted"].as_array().unwrap().len(), 277);
+}
+
+/// The fixture's encoder written as a Hugging Face transformers checkpoint
+/// (`ElectraForPreTraining` names and a `config.json`), with `edit` applied to the tensors and
+/// the config first.
+fn transformers_checkpoint(
+    edit: impl FnOnce(&mut BTreeMap<String, NamedTensor>, &mut Value),
+) -> tempfile::TempDir {
+    let exported =
+        ExportedEncoder::read(Path::new(&fixture().electra.output("model.safetensors"))).unwrap();
+    let mut tensors =
+        weights::to_transformers(&exported.tensors, &TransformersModel::PRE_TRAINING).unwrap();
+    let c = exported.config;
+    let mut config = json!({
+        "architectures": ["ElectraForPreTraining"],
+        "model_type": "electra",
+        "vocab_size": c.vocab_size,
+        "embedding_size": c.embedding,
+        "hidden_size": c.hidden,
+        "num_hidden_layers": c.layers,
+        "num_attention_heads": c.heads,
+        "intermediate_size": c.intermediate,
+        "max_position_embeddings": c.max_positions,
+        "type_vocab_size": c.segments,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "hidden_dropout_prob": 0.1,
+    });
+    edit(&mut tensors, &mut config);
+    let dir = scratch();
+    safetensors::write(
+        &dir.path().join("model.safetensors"),
+        &tensors,
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn a_transformers_checkpoint_fine_tunes_like_the_model_it_was_converted_from() {
+    let checkpoint = transformers_checkpoint(|_, _| {});
+    let small = json!({"max_train_examples": 200, "epochs": 1});
+    let ours = finetune(params("rte", small.clone()));
+    let mut theirs_params = params("rte", small);
+    theirs_params["encoder"] = json!(checkpoint.path());
+    let theirs = finetune(theirs_params);
+    theirs.metrics();
+    assert_eq!(
+        read(theirs.out().join("predictions/dev.tsv")),
+        read(ours.out().join("predictions/dev.tsv")),
+        "the same weights, under transformers' names, fine-tune the same"
+    );
+    assert_eq!(summary(&theirs)["dev"], summary(&ours)["dev"]);
+    // The discriminator's head is not part of the encoder: it is listed (the stage log
+    // names each), never mistaken for a body tensor.
+    let imported = transformers::read_checkpoint(checkpoint.path()).unwrap();
+    assert_eq!(
+        imported.unused,
+        [
+            "discriminator_predictions.dense.bias",
+            "discriminator_predictions.dense.weight",
+            "discriminator_predictions.dense_prediction.bias",
+            "discriminator_predictions.dense_prediction.weight",
+        ]
+    );
+    assert_eq!(
+        imported.encoder.objective,
+        "transformers ElectraForPreTraining"
+    );
+
+    // Bad checkpoints: each a clear error naming the file and what was expected.
+    let error = |edit: &dyn Fn(&mut BTreeMap<String, NamedTensor>, &mut Value)| {
+        let dir = transformers_checkpoint(|t, c| edit(t, c));
+        let mut p = params("rte", json!({"max_train_examples": 50, "epochs": 1}));
+        p["encoder"] = json!(dir.path());
+        finetune(p).error()
+    };
+    let roberta = error(&|_, c| c["model_type"] = json!("roberta"));
+    assert!(
+        roberta.contains("config.json") && roberta.contains("model_type"),
+        "{roberta}"
+    );
+    let missing = error(&|t, _| {
+        t.remove("electra.encoder.layer.1.output.dense.weight");
+    });
+    assert!(
+        missing.contains("electra.encoder.layer.1.output.dense.weight"),
+        "{missing}"
+    );
+    let shape = error(&|_, c| c["intermediate_size"] = json!(100));
+    assert!(
+        shape.contains("intermediate_size") && shape.contains("shape"),
+        "{shape}"
+    );
+    let vocab = error(&|t, c| {
+        c["vocab_size"] = json!(1000);
+        let word = t
+            .get_mut("electra.embeddings.word_embeddings.weight")
+            .unwrap();
+        let e = word.shape[1];
+        word.shape[0] = 1000;
+        word.values.truncate(1000 * e);
+    });
+    assert!(vocab.contains("vocabulary of 1000 tokens"), "{vocab}");
+
+    let bin_only = transformers_checkpoint(|_, _| {});
+    std::fs::remove_file(bin_only.path().join("model.safetensors")).unwrap();
+    std::fs::write(bin_only.path().join("pytorch_model.bin"), b"not read").unwrap();
+    let mut p = params("rte", json!({}));
+    p["encoder"] = json!(bin_only.path());
+    let err = finetune(p).error();
+    assert!(
+        err.contains("pytorch_model.bin") && err.contains("safe_serialization"),
+        "{err}"
+    );
+
+    let truncated = transformers_checkpoint(|_, _| {});
+    let file = truncated.path().join("model.safetensors");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
+    let mut p = params("rte", json!({}));
+    p["encoder"] = json!(truncated.path());
+    let err = finetune(p).error();
+    assert!(
+        err.contains("model.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
 }

@@ -8,6 +8,7 @@ use super::FinetuneParams;
 use crate::error::{DataError, Result};
 use crate::glue::{read_features, Feature, Label, Task, TaskInfo, TASK_FILE};
 use crate::model::export::{find_snapshot, ExportedEncoder};
+use crate::model::transformers;
 
 /// One split's features and the file they came from.
 pub struct Split {
@@ -131,9 +132,9 @@ pub fn prepare(params: &FinetuneParams) -> Result<Prepared> {
         .collect::<Result<Vec<_>>>()?;
     let exported = match encoder_file(params)? {
         Some(path) => {
-            let exported = ExportedEncoder::read(&path)?;
-            check_encoder(&exported, &info, &path, &info_path)?;
-            Some((exported, path))
+            let (exported, file) = read_encoder(&path)?;
+            check_encoder(&exported, &info, &file, &info_path)?;
+            Some((exported, file))
         }
         None => None,
     };
@@ -145,6 +146,26 @@ pub fn prepare(params: &FinetuneParams) -> Result<Prepared> {
         tests,
         exported,
     })
+}
+
+/// The encoder in `path` and the file of its weights: a file a pretrain stage exported, or a
+/// Hugging Face transformers checkpoint directory (whose unused tensors, heads and pooler, the
+/// stage log lists).
+fn read_encoder(path: &Path) -> Result<(ExportedEncoder, PathBuf)> {
+    if !transformers::is_checkpoint(path) {
+        return Ok((ExportedEncoder::read(path)?, path.to_owned()));
+    }
+    let imported = transformers::read_checkpoint(path)?;
+    tracing::info!(
+        checkpoint = %path.display(),
+        model = %imported.encoder.objective,
+        unused = imported.unused.len(),
+        "a transformers checkpoint: its encoder is fine-tuned"
+    );
+    for name in &imported.unused {
+        tracing::info!(tensor = %name, "not part of the encoder, unused");
+    }
+    Ok((imported.encoder, path.join(transformers::WEIGHTS_FILE)))
 }
 
 /// The encoder must read the task's token ids: same vocabulary, long enough positions.

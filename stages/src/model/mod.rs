@@ -4,7 +4,8 @@
 //! replaced-token detection, classification — ([`heads`]), and the weights on disk: the
 //! safetensors format ([`safetensors`]), the one table of names weights have in checkpoints,
 //! in electra-pipe's exported files and in Hugging Face transformers ([`weights`]), and the
-//! self-describing exported encoder ([`export`]).
+//! self-describing exported encoder ([`export`]), and Hugging Face transformers checkpoints
+//! read as encoders ([`transformers`]).
 //!
 //! `pretrain` composes these into ELECTRA and BERT, `finetune` into a classifier.
 
@@ -14,4 +15,5 @@ pub mod export;
 pub mod heads;
 pub mod layers;
 pub mod safetensors;
+pub mod transformers;
 pub mod weights;

@@ -394,6 +394,71 @@ pub fn from_transformers(
     rename(&untied, model, false)
 }
 
+/// A transformers checkpoint's encoder body under electra-pipe's exported names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedBody {
+    /// The body's tensors (`embeddings.*`, `encoder.*`), dense weights transposed.
+    pub tensors: BTreeMap<String, NamedTensor>,
+    /// The checkpoint's other tensors (heads, pooler), unused.
+    pub unused: Vec<String>,
+    /// The body tensors the checkpoint lacks.
+    pub missing: Vec<String>,
+}
+
+/// The encoder body of a transformers checkpoint whose base model's tensors are under `body`
+/// (`electra`, `bert`, or empty for a bare `ElectraModel`/`BertModel`), with `layers` blocks
+/// and, if `projection`, ELECTRA's `embeddings_project` (when `e ≠ h`): every
+/// [`TRANSFORMERS_BODY`] row, the rest of the checkpoint listed as unused.
+pub fn body_from_transformers(
+    checkpoint: &BTreeMap<String, NamedTensor>,
+    body: &str,
+    layers: usize,
+    projection: bool,
+) -> ImportedBody {
+    let prefix = if body.is_empty() {
+        String::new()
+    } else {
+        format!("{body}.")
+    };
+    let mut imported = ImportedBody {
+        tensors: BTreeMap::new(),
+        unused: Vec::new(),
+        missing: Vec::new(),
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for row in TRANSFORMERS_BODY {
+        if row.ours.starts_with("encoder.projection") && !projection {
+            continue;
+        }
+        let indices: Vec<Option<String>> = if row.ours.contains("{i}") {
+            (0..layers).map(|i| Some(i.to_string())).collect()
+        } else {
+            vec![None]
+        };
+        for index in indices {
+            let theirs = fill(&row.theirs.replace("{body}.", &prefix), body, &index);
+            let ours = fill(row.ours, body, &index);
+            match checkpoint.get(&theirs) {
+                Some(tensor) => {
+                    let value = match row.layout {
+                        Layout::Same => tensor.clone(),
+                        Layout::Transposed => transpose(tensor),
+                    };
+                    imported.tensors.insert(ours, value);
+                    used.insert(theirs);
+                }
+                None => imported.missing.push(theirs),
+            }
+        }
+    }
+    imported.unused = checkpoint
+        .keys()
+        .filter(|name| !used.contains(*name))
+        .cloned()
+        .collect();
+    imported
+}
+
 /// Tracks the module path while visiting or mapping.
 #[derive(Default)]
 struct PathStack(Vec<String>);
