@@ -67,17 +67,29 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, NamedTensor>> {
 pub fn read_with_metadata(
     path: &Path,
 ) -> Result<(BTreeMap<String, NamedTensor>, BTreeMap<String, String>)> {
-    let (tensors, metadata, others) = read_any(path, false)?;
-    debug_assert!(others.is_empty());
-    Ok((tensors, metadata))
+    let file = read_any(path, false)?;
+    Ok((file.tensors, file.metadata))
 }
+
+/// What a safetensors file holds.
+struct Contents {
+    /// The float tensors, as f32.
+    tensors: BTreeMap<String, NamedTensor>,
+    /// The free-form metadata.
+    metadata: BTreeMap<String, String>,
+    /// The names and dtypes of the tensors left unread.
+    others: Vec<(String, String)>,
+}
+
+/// A file's float tensors, and the names and dtypes of the others.
+pub type Floats = (BTreeMap<String, NamedTensor>, Vec<(String, String)>);
 
 /// Reads the float tensors of a safetensors file written by another tool: F32, and F16 or BF16
 /// widened to f32. The other tensors (integer buffers such as `position_ids`) are returned by
 /// name with their dtype, unread.
-pub fn read_floats(path: &Path) -> Result<(BTreeMap<String, NamedTensor>, Vec<(String, String)>)> {
-    let (tensors, _, others) = read_any(path, true)?;
-    Ok((tensors, others))
+pub fn read_floats(path: &Path) -> Result<Floats> {
+    let file = read_any(path, true)?;
+    Ok((file.tensors, file.others))
 }
 
 /// An IEEE half-precision value as f32.
@@ -96,14 +108,7 @@ fn f16_to_f32(h: u16) -> f32 {
 /// Reads a safetensors file: every tensor as F32 (with `widen`, F16 and BF16 too, converted),
 /// its metadata, and with `widen` the names and dtypes of the tensors of other dtypes; without
 /// it, another dtype is an error naming the tensor.
-fn read_any(
-    path: &Path,
-    widen: bool,
-) -> Result<(
-    BTreeMap<String, NamedTensor>,
-    BTreeMap<String, String>,
-    Vec<(String, String)>,
-)> {
+fn read_any(path: &Path, widen: bool) -> Result<Contents> {
     let bytes =
         std::fs::read(path).map_err(|e| DataError::io(format!("reading {}", path.display()), e))?;
     let bad = |message: String| DataError::invalid(path, message);
@@ -166,7 +171,11 @@ fn read_any(
         };
         tensors.insert(name, NamedTensor { shape, values });
     }
-    Ok((tensors, metadata, others))
+    Ok(Contents {
+        tensors,
+        metadata,
+        others,
+    })
 }
 
 /// The free-form metadata of a safetensors file, reading only its header.
