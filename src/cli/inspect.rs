@@ -100,7 +100,8 @@ pub fn status(global: &Global) -> Result<ExitCode> {
     })?;
     let mut header = None;
     let mut states: BTreeMap<String, (String, Option<String>, Option<f64>)> = BTreeMap::new();
-    let mut progress: BTreeMap<String, (u64, Option<u64>, String)> = BTreeMap::new();
+    let mut progress: BTreeMap<String, (u64, Option<u64>, String, f64)> = BTreeMap::new();
+    let mut started: BTreeMap<String, f64> = BTreeMap::new();
     let mut end = None;
     let (first_t, last_t) = (
         entries.first().map_or(0.0, |e| e.t),
@@ -136,6 +137,10 @@ pub fn status(global: &Global) -> Result<ExitCode> {
                     )),
                     _ => detail.clone(),
                 };
+                if state == "running" {
+                    started.insert(name.clone(), entry.t);
+                    progress.remove(name);
+                }
                 states.insert(name.clone(), (state.clone(), detail, *seconds));
             }
             Event::Progress {
@@ -144,7 +149,7 @@ pub fn status(global: &Global) -> Result<ExitCode> {
                 total,
                 message,
             } => {
-                progress.insert(name.clone(), (*done, *total, message.clone()));
+                progress.insert(name.clone(), (*done, *total, message.clone(), entry.t));
             }
             Event::RunEnd { ok, interrupted } => end = Some((*ok, *interrupted)),
         }
@@ -192,20 +197,31 @@ pub fn status(global: &Global) -> Result<ExitCode> {
         .filter(|(s, _, _)| s == "done")
         .filter_map(|(_, _, d)| *d)
         .collect();
-    let remaining =
-        counts.get("pending").copied().unwrap_or(0) + counts.get("running").copied().unwrap_or(0);
-    if end.is_none() && !durations.is_empty() && remaining > 0 {
-        let mean = durations.iter().sum::<f64>() / durations.len() as f64;
-        println!(
-            "  ETA ≈ {} (mean stage time {} × {remaining} left / {jobs} jobs)",
-            human_seconds(mean * remaining as f64 / jobs.max(1) as f64),
-            human_seconds(mean)
-        );
+    let pending = counts.get("pending").copied().unwrap_or(0);
+    let mean =
+        (!durations.is_empty()).then(|| durations.iter().sum::<f64>() / durations.len() as f64);
+    // Each running stage's time left at its own rate so far, where it reports one.
+    let running: Vec<Option<f64>> = states
+        .iter()
+        .filter(|(_, (state, _, _))| state == "running" || state == "retrying")
+        .map(|(name, _)| {
+            let (done, total, _, at) = progress.get(name)?;
+            own_time_left(*done, (*total)?, at - started.get(name)?)
+        })
+        .collect();
+    if end.is_none() {
+        if let Some(left) = eta(&running, pending, mean, jobs) {
+            println!(
+                "  ETA ≈ {} (running stages at their own rates, then {pending} pending × mean stage time {} / {jobs} jobs)",
+                human_seconds(left),
+                mean.map_or_else(|| "—".to_owned(), human_seconds)
+            );
+        }
     }
     for (name, (state, detail, _)) in &states {
         match state.as_str() {
             "running" | "retrying" => {
-                let p = progress.get(name).map_or_else(String::new, |(d, t, m)| {
+                let p = progress.get(name).map_or_else(String::new, |(d, t, m, _)| {
                     format!(
                         " — {d}{} {m}",
                         t.map_or_else(String::new, |t| format!("/{t}"))
@@ -218,6 +234,27 @@ pub fn status(global: &Global) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A stage's time left at its rate so far: `done` of `total` units in `elapsed` seconds.
+fn own_time_left(done: u64, total: u64, elapsed: f64) -> Option<f64> {
+    (done > 0 && elapsed > 0.0).then(|| elapsed * total.saturating_sub(done) as f64 / done as f64)
+}
+
+/// The run's time left: the longest running stage (each at its own rate, `None` where it has
+/// not reported one, then the mean stage time), then the `pending` stages at the mean stage
+/// time spread over `jobs`. `None` when nothing tells.
+fn eta(running: &[Option<f64>], pending: usize, mean: Option<f64>, jobs: usize) -> Option<f64> {
+    let current = running
+        .iter()
+        .map(|own| own.or(mean))
+        .try_fold(0.0f64, |longest, left| Some(longest.max(left?)))?;
+    let queued = match (pending, mean) {
+        (0, _) => 0.0,
+        (_, Some(mean)) => mean * pending as f64 / jobs.max(1) as f64,
+        (_, None) => return None,
+    };
+    (current + queued > 0.0).then_some(current + queued)
 }
 
 /// `electra-pipe show`.
@@ -291,5 +328,25 @@ fn print_log(path: &std::path::Path, lines: usize) {
         for line in &all[all.len().saturating_sub(lines)..] {
             println!("    | {line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_stage_counts_at_its_own_rate() {
+        // 102 of 2000 steps in 60 s: 1116 s left, whatever the short stages before it took.
+        let own = own_time_left(102, 2000, 60.0).unwrap();
+        assert!((own - 60.0 * 1898.0 / 102.0).abs() < 1e-9);
+        assert_eq!(eta(&[Some(own)], 0, Some(5.0), 2), Some(own));
+        // Then 10 pending stages of 5 s on 2 jobs.
+        assert_eq!(eta(&[Some(own)], 10, Some(5.0), 2), Some(own + 25.0));
+        // A running stage without a rate yet counts as a mean stage; without any mean,
+        // nothing tells.
+        assert_eq!(eta(&[None, Some(3.0)], 0, Some(5.0), 2), Some(5.0));
+        assert_eq!(eta(&[None], 4, None, 2), None);
+        assert_eq!(own_time_left(0, 10, 5.0), None);
     }
 }

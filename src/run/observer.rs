@@ -40,7 +40,8 @@ pub struct Observer {
     display: Display,
     total: usize,
     finished: AtomicUsize,
-    throttle: Mutex<HashMap<String, Instant>>,
+    /// Per stage: when its progress last reached the journal, and the plain-line display.
+    throttle: Mutex<HashMap<String, (Instant, Instant)>>,
 }
 
 /// How often a stage's progress reaches the journal and plain-line display.
@@ -195,23 +196,29 @@ impl Observer {
         }
         let mut throttle = self.throttle.lock().expect("throttle lock");
         let now = Instant::now();
-        let last = throttle.entry(name.to_owned()).or_insert(now - LINE_EVERY);
-        let since = now.duration_since(*last);
-        if since >= JOURNAL_EVERY {
+        let (journaled, printed) = throttle
+            .entry(name.to_owned())
+            .or_insert((now - LINE_EVERY, now - LINE_EVERY));
+        if now.duration_since(*journaled) >= JOURNAL_EVERY {
             self.journal.write(Event::Progress {
                 name: name.to_owned(),
                 done,
                 total,
                 message: message.to_owned(),
             });
-            if since >= LINE_EVERY && matches!(self.display, Display::Lines { .. }) {
-                let of = total.map_or_else(String::new, |t| format!("/{t}"));
-                self.line(
-                    false,
-                    format!("{} progress  {name}: {done}{of} {message}", self.counter()),
-                );
-            }
-            *last = now;
+            *journaled = now;
+        }
+        // Without a terminal, a line per stage every LINE_EVERY: a batch job's log shows where
+        // the run is.
+        if now.duration_since(*printed) >= LINE_EVERY
+            && matches!(self.display, Display::Lines { .. })
+        {
+            let of = total.map_or_else(String::new, |t| format!("/{t}"));
+            self.line(
+                false,
+                format!("{} progress  {name}: {done}{of} {message}", self.counter()),
+            );
+            *printed = now;
         }
     }
 
