@@ -144,6 +144,10 @@ enum Command {
         /// Fail at once if another process is using the cache, instead of waiting.
         #[arg(long)]
         no_wait: bool,
+        /// With Slurm stages: poll the controller at most every SECONDS (one `squeue` for
+        /// every job of the run; polls start at 0.5 s after a submission and slow down to this).
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        slurm_poll: f64,
     },
     /// Dry run: show each stage's status (cached / will run / blocked) and why.
     Plan {
@@ -240,7 +244,16 @@ pub fn main() -> ExitCode {
             cpus,
             force,
             no_wait,
-        } => pipeline_cmd::run(&cli.global, &pipeline, jobs, cpus, &force, no_wait),
+            slurm_poll,
+        } => pipeline_cmd::run(
+            &cli.global,
+            &pipeline,
+            jobs,
+            cpus,
+            &force,
+            no_wait,
+            slurm_poll,
+        ),
         Command::Plan {
             pipeline,
             force,

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -82,11 +83,18 @@ pub fn run(
     cpus: Option<usize>,
     force: &[String],
     no_wait: bool,
+    slurm_poll: f64,
 ) -> Result<ExitCode> {
     let pipeline = load(global, args)?;
     let forced = forced(&pipeline, force)?;
     if jobs == 0 {
         return Err(Invalid("--jobs must be at least 1".into()).into());
+    }
+    if !(slurm_poll.is_finite() && slurm_poll > 0.0) {
+        return Err(Invalid(format!(
+            "--slurm-poll must be a positive number of seconds, found {slurm_poll}"
+        ))
+        .into());
     }
     let cache = Cache::open(&global.cache, lock_mode(no_wait))?;
     let run_id = run_id();
@@ -97,7 +105,11 @@ pub fn run(
         // Checked before anything runs: tools on PATH, controller up.
         executors.insert(
             "slurm".to_owned(),
-            Arc::new(SlurmExecutor::new(&cache, &run_id)?),
+            Arc::new(SlurmExecutor::new(
+                &cache,
+                &run_id,
+                Duration::from_secs_f64(slurm_poll),
+            )?),
         );
     }
     let verbosity = if global.quiet {

@@ -99,31 +99,9 @@ pub enum JobState {
     Unknown,
 }
 
-/// The job's state: `squeue` while it is queued or running, then `sacct`, then `scontrol`
-/// where accounting is off.
-pub fn state(id: u64) -> Result<JobState, SlurmError> {
+/// A job's state from `scontrol show job` (what is left when accounting is off).
+fn scontrol_state(id: u64) -> Result<JobState, SlurmError> {
     let id_text = id.to_string();
-    let out = run("squeue", &["-h", "-j", &id_text, "-o", "%T"])?;
-    // squeue exits non-zero for an id it no longer knows; that is not an error here.
-    if let Some(word) = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-    {
-        let state = classify(word, "");
-        if matches!(state, JobState::Active(_)) {
-            return Ok(state);
-        }
-    }
-    let out = run(
-        "sacct",
-        &["-X", "-P", "-n", "-j", &id_text, "-o", "State,ExitCode"],
-    )?;
-    if out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        if let Some((state, exit)) = text.lines().find_map(|l| l.split_once('|')) {
-            return Ok(classify(state, exit));
-        }
-    }
     let out = run("scontrol", &["show", "job", "-o", &id_text])?;
     if out.status.success() {
         let text = String::from_utf8_lossy(&out.stdout);
@@ -139,6 +117,70 @@ pub fn state(id: u64) -> Result<JobState, SlurmError> {
         }
     }
     Ok(JobState::Unknown)
+}
+
+/// The states of `ids`, with one `squeue` call for all of them, then one `sacct` call for
+/// those that left the queue, then `scontrol` for any left unknown (accounting off); a job no
+/// tool knows is [`JobState::Unknown`].
+pub fn states(ids: &[u64]) -> Result<std::collections::BTreeMap<u64, JobState>, SlurmError> {
+    let mut found = std::collections::BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(found);
+    }
+    let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    // squeue exits non-zero when it knows none of the ids; that is not an error here.
+    let out = run("squeue", &["-h", "-j", &list, "-o", "%i %T"])?;
+    for (id, state) in parse_pairs(&String::from_utf8_lossy(&out.stdout), ' ') {
+        let state = classify(&state, "");
+        if matches!(state, JobState::Active(_)) && ids.contains(&id) {
+            found.insert(id, state);
+        }
+    }
+    let left: Vec<String> = ids
+        .iter()
+        .filter(|id| !found.contains_key(id))
+        .map(u64::to_string)
+        .collect();
+    if !left.is_empty() {
+        let out = run(
+            "sacct",
+            &[
+                "-X",
+                "-P",
+                "-n",
+                "-j",
+                &left.join(","),
+                "-o",
+                "JobID,State,ExitCode",
+            ],
+        )?;
+        if out.status.success() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let fields: Vec<&str> = line.split('|').collect();
+                if let [id, state, exit] = fields[..] {
+                    if let Ok(id) = id.parse::<u64>() {
+                        found.entry(id).or_insert_with(|| classify(state, exit));
+                    }
+                }
+            }
+        }
+    }
+    for &id in ids {
+        if let std::collections::btree_map::Entry::Vacant(slot) = found.entry(id) {
+            slot.insert(scontrol_state(id)?);
+        }
+    }
+    Ok(found)
+}
+
+/// `id<sep>rest` lines as `(id, rest)`, skipping lines that do not start with a job id.
+fn parse_pairs(text: &str, sep: char) -> Vec<(u64, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (id, rest) = line.trim().split_once(sep)?;
+            Some((id.parse().ok()?, rest.trim().to_owned()))
+        })
+        .collect()
 }
 
 /// A state name (and exit code) as Slurm prints it, classified.
@@ -201,6 +243,19 @@ fn first_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_squeue_listing_gives_every_job_its_state() {
+        let listing = "101 RUNNING\n102 PENDING\nsqueue: error: something\n 103 COMPLETING \n";
+        assert_eq!(
+            parse_pairs(listing, ' '),
+            [
+                (101, "RUNNING".to_owned()),
+                (102, "PENDING".to_owned()),
+                (103, "COMPLETING".to_owned())
+            ]
+        );
+    }
 
     #[test]
     fn states_are_classified_as_slurm_prints_them() {

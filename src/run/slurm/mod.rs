@@ -6,8 +6,9 @@
 //! - Its id is recorded in the sled index before the orchestrator waits on it. An orchestrator
 //!   killed while jobs run reattaches to them on its next `run` (same cache key) instead of
 //!   submitting them again, and imports their results when they finish.
-//! - It is watched with `squeue`, and its end confirmed with `sacct` (or `scontrol`). A job no
-//!   tool knows any more has vanished: the attempt fails and the stage's `retries` apply.
+//! - It is watched with `squeue`, one call per poll for every job of the run ([`poller`]), and
+//!   its end confirmed with `sacct` (or `scontrol`). A job no tool knows any more has vanished:
+//!   the attempt fails and the stage's `retries` apply.
 //! - On Ctrl-C the jobs of this run are cancelled (`scancel`).
 //! - Success means state COMPLETED *and* a `result.json` whose manifest matches the files; only
 //!   then are the outputs moved to where the scheduler imports them.
@@ -17,6 +18,7 @@
 //! once the inputs are imported.
 
 pub mod commands;
+pub mod poller;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -30,6 +32,7 @@ use crate::cache::store::remove_any;
 use crate::cache::{staging_dir, Cache, Index, JobRecord};
 use crate::spec::Instance;
 use commands::{JobState, SlurmError};
+use poller::{Outcome, Poller};
 
 /// Submits stage attempts as Slurm jobs.
 pub struct SlurmExecutor {
@@ -37,14 +40,14 @@ pub struct SlurmExecutor {
     cache_root: PathBuf,
     program: PathBuf,
     run_id: String,
-    poll: Duration,
+    poller: Poller,
 }
 
 impl SlurmExecutor {
     /// An executor for `cache`, after checking that the Slurm tools are on PATH and the
-    /// controller answers. Jobs run `program` (this binary; the nodes must see it at the same
-    /// path).
-    pub fn new(cache: &Cache, run_id: &str) -> Result<SlurmExecutor, SlurmError> {
+    /// controller answers, polling Slurm at most every `poll`. Jobs run `program` (this
+    /// binary; the nodes must see it at the same path).
+    pub fn new(cache: &Cache, run_id: &str, poll: Duration) -> Result<SlurmExecutor, SlurmError> {
         commands::check_available()?;
         let program = std::env::current_exe().map_err(|e| SlurmError::Failed {
             command: "finding the electra-pipe binary".into(),
@@ -55,7 +58,7 @@ impl SlurmExecutor {
             cache_root: cache.root().to_owned(),
             program,
             run_id: run_id.to_owned(),
-            poll: Duration::from_millis(500),
+            poller: Poller::new(poll),
         })
     }
 
@@ -113,21 +116,23 @@ impl SlurmExecutor {
         Ok(id)
     }
 
-    /// Polls until the job ends or the run is cancelled (then cancels the job).
+    /// Waits until the job ends (the shared [`Poller`] watches every job of the run) or the run
+    /// is cancelled (then cancels the job).
     fn wait(&self, id: u64, key: &str, ctx: &StageContext<'_>) -> Result<JobState, StageError> {
-        loop {
-            if ctx.cancel.is_cancelled() {
+        let outcome = self
+            .poller
+            .wait(id, &|| ctx.cancel.is_cancelled())
+            .map_err(|e| StageError::Failed(e.to_string()))?;
+        match outcome {
+            Outcome::Ended(state) => Ok(state),
+            Outcome::Cancelled => {
                 let cancelled = commands::scancel(id);
                 let _ = self.index.forget_job(key);
                 append_log(
                     &ctx.log_path,
                     &format!("== cancelled Slurm job {id} ({cancelled:?})\n"),
                 );
-                return Err(StageError::Cancelled);
-            }
-            match commands::state(id).map_err(|e| StageError::Failed(e.to_string()))? {
-                JobState::Active(_) => std::thread::sleep(self.poll),
-                ended => return Ok(ended),
+                Err(StageError::Cancelled)
             }
         }
     }
