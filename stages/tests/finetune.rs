@@ -13,10 +13,8 @@ use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::finetune::Finetune;
 use electra_stages::glue::GlueTask;
-use electra_stages::model::export::ExportedEncoder;
 use electra_stages::model::safetensors::{self, NamedTensor};
 use electra_stages::model::transformers;
-use electra_stages::model::weights::{self, TransformersModel};
 use electra_stages::pretrain::Pretrain;
 use electra_stages::pretrain_data::PretrainData;
 use electra_stages::tokenizer::TokenizerKind;
@@ -495,41 +493,26 @@ fn pooling_dropout_and_bias_correction_are_the_stage_s_own() {
     assert_eq!(examples["predicted"].as_array().unwrap().len(), 277);
 }
 
-/// The fixture's encoder written as a Hugging Face transformers checkpoint
-/// (`ElectraForPreTraining` names and a `config.json`), with `edit` applied to the tensors and
-/// the config first.
+/// A copy of the transformers checkpoint the fixture's pretrain stage exported (`hf/`:
+/// `ElectraForPreTraining` names, `config.json`, the tokenizer's files), with `edit` applied
+/// to its tensors and config.
 fn transformers_checkpoint(
     edit: impl FnOnce(&mut BTreeMap<String, NamedTensor>, &mut Value),
 ) -> tempfile::TempDir {
-    let exported =
-        ExportedEncoder::read(Path::new(&fixture().electra.output("model.safetensors"))).unwrap();
-    let mut tensors =
-        weights::to_transformers(&exported.tensors, &TransformersModel::PRE_TRAINING).unwrap();
-    let c = exported.config;
-    let mut config = json!({
-        "architectures": ["ElectraForPreTraining"],
-        "model_type": "electra",
-        "vocab_size": c.vocab_size,
-        "embedding_size": c.embedding,
-        "hidden_size": c.hidden,
-        "num_hidden_layers": c.layers,
-        "num_attention_heads": c.heads,
-        "intermediate_size": c.intermediate,
-        "max_position_embeddings": c.max_positions,
-        "type_vocab_size": c.segments,
-        "hidden_act": "gelu",
-        "layer_norm_eps": 1e-12,
-        "hidden_dropout_prob": 0.1,
-    });
-    edit(&mut tensors, &mut config);
+    let exported = Path::new(&fixture().electra.output("hf")).to_owned();
     let dir = scratch();
-    safetensors::write(
-        &dir.path().join("model.safetensors"),
-        &tensors,
-        &BTreeMap::new(),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    for entry in std::fs::read_dir(&exported).unwrap() {
+        let from = entry.unwrap().path();
+        std::fs::copy(&from, dir.path().join(from.file_name().unwrap())).unwrap();
+    }
+    let weights = dir.path().join("model.safetensors");
+    let (mut tensors, metadata) = safetensors::read_with_metadata(&weights).unwrap();
+    let config_file = dir.path().join("config.json");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_file).unwrap()).unwrap();
+    edit(&mut tensors, &mut config);
+    safetensors::write(&weights, &tensors, &metadata).unwrap();
+    std::fs::write(&config_file, config.to_string()).unwrap();
     dir
 }
 

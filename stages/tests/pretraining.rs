@@ -3,12 +3,14 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use burn::backend::{Autodiff, Flex};
 use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::model::config::Preset;
 use electra_stages::model::layers::{Dropout, Init};
-use electra_stages::model::safetensors;
+use electra_stages::model::{safetensors, transformers};
 use electra_stages::pretrain::bert::Bert;
 use electra_stages::pretrain::electra::{Electra, ElectraShape};
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
@@ -671,4 +673,90 @@ fn the_step_log_shows_auc_collapse_and_the_unigram_plateau() {
         entropy > 4.0 && entropy < (2000f64).ln(),
         "the unigram entropy of a 2000-token vocabulary's text: {entropy}"
     );
+}
+
+/// `stage`'s transformers checkpoint `dir` (`hf` or `hf-generator`) is of `class`, holds the
+/// tokenizer the data was made with, and re-imports to exactly the encoder of `file`.
+fn assert_transformers_checkpoint(stage: &StageRun, dir: &str, file: &str, class: &str) {
+    let hf = stage.out().join(dir);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"], json!([class]), "{dir}");
+    assert_eq!(config["model_type"], "electra");
+    let vocab = std::fs::read_to_string(hf.join("vocab.txt")).unwrap();
+    assert_eq!(
+        vocab.lines().count() as u64,
+        config["vocab_size"].as_u64().unwrap()
+    );
+    assert_eq!(vocab.lines().next(), Some("[PAD]"));
+    let tokenizer_config: Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(tokenizer_config["do_lower_case"], true);
+    assert!(hf.join("tokenizer.json").is_file() && hf.join("special_tokens_map.json").is_file());
+
+    let imported = transformers::read_checkpoint(&hf).unwrap();
+    let exported = safetensors::read(&stage.out().join(file)).unwrap();
+    let body: BTreeMap<_, _> = exported
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("head."))
+        .collect();
+    assert_eq!(
+        imported.encoder.tensors, body,
+        "{dir} re-imports bit-identically"
+    );
+    assert_eq!(
+        imported.encoder.config.hidden,
+        config["hidden_size"].as_u64().unwrap() as usize
+    );
+}
+
+#[test]
+fn every_network_exports_as_a_transformers_checkpoint_that_reimports_bit_identically() {
+    let (_corpus, _tok, examples) = shards();
+    let shards = examples.output("shards");
+    let exists = |stage: &StageRun, dir: &str| stage.out().join(dir).exists();
+
+    // ELECTRA: the discriminator with its replaced-token head, and the generator (¼ width,
+    // so e ≠ h and `embeddings_project` is exported) with its masked-LM head.
+    let electra = run(&Pretrain, tiny("electra", &shards, 4), 2);
+    assert_transformers_checkpoint(&electra, "hf", "model.safetensors", "ElectraForPreTraining");
+    assert_transformers_checkpoint(
+        &electra,
+        "hf-generator",
+        "generator.safetensors",
+        "ElectraForMaskedLM",
+    );
+    let generator =
+        safetensors::read(&electra.out().join("hf-generator/model.safetensors")).unwrap();
+    assert!(generator.contains_key("electra.embeddings_project.weight"));
+    assert_eq!(
+        generator["generator_lm_head.weight"],
+        generator["electra.embeddings.word_embeddings.weight"],
+        "the output matrix is the tied word embeddings"
+    );
+
+    // BERT as a masked LM; All-Tokens MLM too, its copy gate (which transformers has no place
+    // for) left out.
+    let bert = run(&Pretrain, tiny("bert", &shards, 4), 2);
+    assert_transformers_checkpoint(&bert, "hf", "model.safetensors", "ElectraForMaskedLM");
+    let all_tokens = run(&Pretrain, tiny("all_tokens_mlm", &shards, 4), 2);
+    assert_transformers_checkpoint(&all_tokens, "hf", "model.safetensors", "ElectraForMaskedLM");
+
+    // No generator network, no generator checkpoint; pre-LN blocks have no transformers class.
+    let unigram = run(
+        &Pretrain,
+        with(tiny("electra", &shards, 4), json!({"generator": "unigram"})),
+        2,
+    );
+    assert!(exists(&unigram, "hf") && !exists(&unigram, "hf-generator"));
+    let pre_ln = run(
+        &Pretrain,
+        with(
+            tiny("electra", &shards, 4),
+            json!({"model": {"preset": "tiny", "norm": "pre"}}),
+        ),
+        2,
+    );
+    assert!(!exists(&pre_ln, "hf") && exists(&pre_ln, "model.safetensors"));
 }

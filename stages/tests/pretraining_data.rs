@@ -27,10 +27,11 @@ fn tree_digest(dir: &std::path::Path) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
-/// BLAKE3 of the shards built below (3 MB of Wikipedia, BERT vocabulary, seed 0). Pinned so
-/// that any change to corpus reading, tokenization or packing is noticed.
+/// BLAKE3 of the shards built below (3 MB of Wikipedia, BERT vocabulary, seed 0), the copy of
+/// the tokenizer included (since `pretrain_data` v2). Pinned so that any change to corpus
+/// reading, tokenization or packing is noticed.
 const GOLDEN_SHARDS_DIGEST: &str =
-    "d3ca584b8657a1827be2814472b9eb2d2bd35051b2f6e20af765391ff2b2d619";
+    "8786027cce788dab1c2d583fb8311820f044a0d25dd97c8f801c1c2eeac98b5f";
 
 #[test]
 fn wikipedia_examples_follow_the_electra_recipe_and_are_deterministic() {

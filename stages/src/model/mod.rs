@@ -5,7 +5,8 @@
 //! safetensors format ([`safetensors`]), the one table of names weights have in checkpoints,
 //! in electra-pipe's exported files and in Hugging Face transformers ([`weights`]), and the
 //! self-describing exported encoder ([`export`]), and Hugging Face transformers checkpoints
-//! read as encoders ([`transformers`]).
+//! read as encoders ([`transformers`]) and written from exported networks
+//! ([`transformers_export`]).
 //!
 //! `pretrain` composes these into ELECTRA and BERT, `finetune` into a classifier.
 
@@ -16,4 +17,5 @@ pub mod heads;
 pub mod layers;
 pub mod safetensors;
 pub mod transformers;
+pub mod transformers_export;
 pub mod weights;

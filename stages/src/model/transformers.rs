@@ -12,7 +12,7 @@ use super::config::{EncoderConfig, Norm};
 use super::export::ExportedEncoder;
 use super::layers::LAYER_NORM_EPS;
 use super::safetensors::{self, NamedTensor};
-use super::weights::body_from_transformers;
+use super::weights::{body_from_transformers, from_transformers, TransformersModel};
 use crate::error::{DataError, Result};
 
 /// The checkpoint's `config.json`.
@@ -110,14 +110,56 @@ fn expected_shape(name: &str, config: &EncoderConfig) -> Option<Vec<usize>> {
     })
 }
 
-/// Reads the transformers checkpoint in `dir` as an encoder to fine-tune.
-pub fn read_checkpoint(dir: &Path) -> Result<Imported> {
+/// `dir`'s `config.json`, and the encoder shape and model type it describes.
+fn read_config(dir: &Path) -> Result<(Value, EncoderConfig, String)> {
     let config_path = dir.join(CONFIG_FILE);
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| DataError::io(format!("reading {}", config_path.display()), e))?;
     let json: Value = serde_json::from_str(&text)
         .map_err(|e| DataError::invalid(&config_path, format!("expected JSON: {e}")))?;
     let (config, model_type) = encoder_config(&json, &config_path)?;
+    Ok((json, config, model_type))
+}
+
+/// Reads a whole `ElectraForPreTraining` (a discriminator) or `ElectraForMaskedLM` (a
+/// generator, or BERT) checkpoint, head included, under electra-pipe's exported names: the
+/// network a pretrain stage exports. Every tensor must have a place; the error names the one
+/// that has none.
+pub fn read_network(dir: &Path) -> Result<ExportedEncoder> {
+    let (json, config, _) = read_config(dir)?;
+    let class = json["architectures"][0].as_str().unwrap_or_default();
+    let model = [
+        TransformersModel::PRE_TRAINING,
+        TransformersModel::MASKED_LM,
+    ]
+    .into_iter()
+    .find(|model| model.class == class)
+    .ok_or_else(|| {
+        DataError::invalid(
+            &dir.join(CONFIG_FILE),
+            format!(
+                "architectures: expected ElectraForPreTraining or ElectraForMaskedLM, found {:?}",
+                json["architectures"]
+            ),
+        )
+    })?;
+    let weights = dir.join(WEIGHTS_FILE);
+    let (tensors, _) = safetensors::read_floats(&weights)?;
+    let tensors = from_transformers(&tensors, &model).map_err(|name| {
+        DataError::invalid(&weights, format!("unexpected tensor {name} in an {class}"))
+    })?;
+    check_shapes(&tensors, &config, &weights)?;
+    Ok(ExportedEncoder {
+        tensors,
+        config,
+        objective: format!("transformers {class}"),
+        step: None,
+    })
+}
+
+/// Reads the transformers checkpoint in `dir` as an encoder to fine-tune.
+pub fn read_checkpoint(dir: &Path) -> Result<Imported> {
+    let (json, config, model_type) = read_config(dir)?;
     let weights = dir.join(WEIGHTS_FILE);
     if !weights.is_file() {
         let hint = if dir.join("pytorch_model.bin").is_file() {

@@ -295,6 +295,27 @@ impl TransformersModel {
         head: TRANSFORMERS_REPLACED_TOKEN_HEAD,
         tied: None,
     };
+    /// The encoder alone as a bare `ElectraModel`.
+    pub const BASE: TransformersModel = TransformersModel {
+        class: "ElectraModel",
+        body: "",
+        head: &[],
+        tied: None,
+    };
+
+    /// The class for an exported network with these tensors: the one whose head rows are all
+    /// present (the replaced-token head, then the masked-LM head), else the bare encoder.
+    pub fn for_tensors(tensors: &BTreeMap<String, NamedTensor>) -> TransformersModel {
+        [Self::PRE_TRAINING, Self::MASKED_LM]
+            .into_iter()
+            .find(|model| model.head.iter().all(|row| tensors.contains_key(row.ours)))
+            .unwrap_or(Self::BASE)
+    }
+
+    /// Whether electra-pipe's tensor `name` has a row in this model's table.
+    pub fn maps(&self, name: &str) -> bool {
+        self.rows().any(|row| matches(row.ours, name).is_some())
+    }
 
     fn rows(&self) -> impl Iterator<Item = &'static Rename> {
         TRANSFORMERS_BODY.iter().chain(self.head)
@@ -313,8 +334,13 @@ fn matches(pattern: &str, name: &str) -> Option<Option<String>> {
     }
 }
 
+/// `pattern` with the body prefix (none for a bare base model) and the block index filled in.
 fn fill(pattern: &str, body: &str, index: &Option<String>) -> String {
-    let named = pattern.replace("{body}", body);
+    let named = if body.is_empty() {
+        pattern.replace("{body}.", "")
+    } else {
+        pattern.replace("{body}", body)
+    };
     match index {
         Some(i) => named.replace("{i}", i),
         None => named,
@@ -351,7 +377,7 @@ fn rename(
                 let from = if to_theirs {
                     row.ours.to_owned()
                 } else {
-                    row.theirs.replace("{body}", model.body)
+                    fill(row.theirs, model.body, &None)
                 };
                 matches(&from, name).map(|index| (row, index))
             })

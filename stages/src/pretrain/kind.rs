@@ -10,6 +10,7 @@ use electra_pipe_api::{
 
 use super::outputs::{
     write_outputs, Run, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, MODEL_FILE, SNAPSHOTS_DIR,
+    TRANSFORMERS_DIR, TRANSFORMERS_GENERATOR_DIR,
 };
 use super::params::PretrainParams;
 use super::prior::{OutputBias, OutputPrior};
@@ -17,7 +18,8 @@ use super::stats::unigram_entropy;
 use super::train::{train, TrainSettings, Trained};
 use super::unigram::UnigramSampler;
 use crate::error::Result;
-use crate::pretrain_data::PretrainingData;
+use crate::model::transformers_export;
+use crate::pretrain_data::{shards_tokenizer, PretrainingData};
 
 /// The `pretrain` stage kind.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,8 +31,8 @@ impl StageKind for Pretrain {
     }
 
     fn version(&self) -> u32 {
-        // v4: config.json is a versioned `PretrainSummary` (with `format`).
-        4
+        // v5: transformers checkpoint directories (`hf/`, `hf-generator/`).
+        5
     }
 
     fn summary(&self) -> &'static str {
@@ -45,8 +47,15 @@ impl StageKind for Pretrain {
             METRICS_FILE.to_owned(),
             SNAPSHOTS_DIR.to_owned(),
         ];
-        if params.objective.has_generator() && !params.unigram_generator() {
+        let exported_generator = params.objective.has_generator() && !params.unigram_generator();
+        if exported_generator {
             outputs.push(GENERATOR_FILE.to_owned());
+        }
+        if transformers_export::unsupported(&params.encoder(1)).is_none() {
+            outputs.push(TRANSFORMERS_DIR.to_owned());
+            if exported_generator {
+                outputs.push(TRANSFORMERS_GENERATOR_DIR.to_owned());
+            }
         }
         Ok(StagePlan {
             inputs: vec![params.data.clone()],
@@ -67,6 +76,7 @@ impl StageKind for Pretrain {
 
 fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let data = PretrainingData::open(Path::new(&params.data))?;
+    let tokenizer = shards_tokenizer(Path::new(&params.data))?;
     let index = data.index().clone();
     let budget = params.resolve_steps(index.vocab_size, index.max_seq_len)?;
     let steps = budget.steps;
@@ -112,6 +122,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             budget: &budget,
             unigram_entropy,
             trained: &trained,
+            tokenizer: &tokenizer,
         },
         ctx,
     )

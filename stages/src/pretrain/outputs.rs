@@ -8,9 +8,10 @@ use serde_json::json;
 
 use super::objective::Role;
 use super::params::{Budget, PretrainParams, Training};
-use super::train::{snapshot_file, TrainSettings, Trained};
+use super::train::{snapshot_file, ExportedWeights, TrainSettings, Trained};
 use crate::error::{DataError, Result};
-use crate::model::safetensors;
+use crate::model::config::EncoderConfig;
+use crate::model::{safetensors, transformers_export};
 use crate::pretrain_data::ShardIndex;
 use crate::records::pretrain::{
     read_steps, MatchedCompute, PretrainSummary, SnapshotRecord, PRETRAIN_SUMMARY_FORMAT,
@@ -26,6 +27,10 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Weights at the requested fractions of training.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// The model to fine-tune as a Hugging Face transformers checkpoint directory.
+pub const TRANSFORMERS_DIR: &str = "hf";
+/// ELECTRA's generator as a transformers checkpoint directory.
+pub const TRANSFORMERS_GENERATOR_DIR: &str = "hf-generator";
 
 /// The file of an exported network.
 fn file_of(role: Role) -> &'static str {
@@ -33,6 +38,47 @@ fn file_of(role: Role) -> &'static str {
         Role::Kept => MODEL_FILE,
         Role::Generator => GENERATOR_FILE,
     }
+}
+
+/// The transformers checkpoint directory of an exported network.
+fn transformers_dir_of(role: Role) -> &'static str {
+    match role {
+        Role::Kept => TRANSFORMERS_DIR,
+        Role::Generator => TRANSFORMERS_GENERATOR_DIR,
+    }
+}
+
+/// Writes `export` as a transformers checkpoint (see [`transformers_export`]) with the
+/// tokenizer the data was made with; logs the class and any tensor left out.
+fn write_transformers_checkpoint(
+    export: &ExportedWeights,
+    index: &ShardIndex,
+    tokenizer: &Path,
+    out_dir: &Path,
+) -> Result<()> {
+    let config: EncoderConfig = export
+        .metadata
+        .get("encoder")
+        .and_then(|json| serde_json::from_str(json).ok())
+        .expect("an exported network's metadata holds its encoder config");
+    let name = transformers_dir_of(export.role);
+    if let Some(reason) = transformers_export::unsupported(&config) {
+        tracing::info!(reason, "no transformers checkpoint {name}/");
+        return Ok(());
+    }
+    let written = transformers_export::write_checkpoint(
+        &out_dir.join(name),
+        &export.tensors,
+        &config,
+        index.special.pad,
+        tokenizer,
+    )?;
+    tracing::info!(
+        class = written.class,
+        left_out = ?written.left_out,
+        "transformers checkpoint {name}/ written (from_pretrained loads it)"
+    );
+    Ok(())
 }
 
 /// The run's outputs and its facts.
@@ -49,6 +95,8 @@ pub struct Run<'a> {
     pub unigram_entropy: f64,
     /// The trained weights.
     pub trained: &'a Trained,
+    /// The tokenizer the data was made with.
+    pub tokenizer: &'a Path,
 }
 
 /// Writes every output into `ctx.out_dir`; returns the stage's metrics.
@@ -60,6 +108,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         budget,
         unigram_entropy,
         trained,
+        tokenizer,
     } = run;
     let matched_flops = budget.matched.as_ref().map(|m| m.train_flops);
     for export in &trained.exports {
@@ -68,6 +117,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
             &export.tensors,
             &export.metadata,
         )?;
+        write_transformers_checkpoint(export, index, tokenizer, &ctx.out_dir)?;
     }
     // Snapshots were written in the exported layout as training reached them.
     let snapshots = ctx.out_dir.join(SNAPSHOTS_DIR);

@@ -14,7 +14,8 @@
 //!     shard_examples: 100000      # examples per shard file
 //! ```
 //!
-//! Output `shards/` (see [`shards`] for the format); [`PretrainingData`] reads it back.
+//! Output `shards/` (see [`shards`] for the format), with the tokenizer the examples were made
+//! with beside its index ([`shards_tokenizer`]); [`PretrainingData`] reads it back.
 //! Reading, tokenizing (on the stage's CPUs) and packing run as a pipeline; the packing is
 //! sequential, so the output depends only on the inputs and the seed, never on threads.
 
@@ -43,6 +44,22 @@ use crate::tokenizer::BertTokenizer;
 
 /// The output directory of a `pretrain_data` stage.
 pub const SHARDS_DIR: &str = "shards";
+
+/// The tokenizer's file in `shards/`: a model trained on the shards is exported with it.
+pub const SHARDS_TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// The tokenizer the shards in `dir` were made with; the error says what writes it.
+pub fn shards_tokenizer(dir: &Path) -> Result<std::path::PathBuf> {
+    let path = dir.join(SHARDS_TOKENIZER_FILE);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(DataError::invalid(
+            dir,
+            format!("expected the tokenizer the shards were made with, {SHARDS_TOKENIZER_FILE} (a pretrain_data stage writes it beside index.json; rebuild shards made before it did)"),
+        ))
+    }
+}
 
 /// Text handed to the tokenizer at once: big enough to keep every core busy.
 const CHUNK_BYTES: u64 = 1 << 20;
@@ -135,7 +152,8 @@ impl StageKind for PretrainData {
     }
 
     fn version(&self) -> u32 {
-        1
+        // v2: the tokenizer is copied into `shards/`.
+        2
     }
 
     fn summary(&self) -> &'static str {
@@ -269,6 +287,13 @@ pub fn build_shards(
         shards: Vec::new(),
     })?;
     stats.shards = index.shards.len() as u64;
+    let tokenizer_copy = dir.join(SHARDS_TOKENIZER_FILE);
+    std::fs::copy(&params.tokenizer, &tokenizer_copy).map_err(|e| {
+        DataError::io(
+            format!("copying the tokenizer to {}", tokenizer_copy.display()),
+            e,
+        )
+    })?;
     tracing::info!(
         examples = stats.examples,
         tokens = stats.tokens,

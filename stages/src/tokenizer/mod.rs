@@ -18,6 +18,7 @@
 
 mod bert;
 mod trainer;
+mod transformers_files;
 mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 pub use bert::{from_tokenizer_json, from_vocab_txt, BertTokenizer, TrainOptions};
+pub use transformers_files::{write_transformers_tokenizer, TOKENIZER_FILES};
 pub use vocab::{read_vocab_txt, SpecialIds, SPECIAL_TOKENS};
 
 use crate::error::{DataError, Result};
