@@ -45,7 +45,7 @@ use self::train::{finetune, FinetuneSettings, Finetuned, Start, TRAIN_LOG};
 use crate::error::Result;
 use crate::glue::Feature;
 use crate::model::config::ModelParams;
-use crate::model::heads::Pooling;
+use crate::model::heads::{HeadLayers, HeadShape, Pooling};
 use crate::training::optimizer::{AdamWSettings, Decay, Schedule};
 
 /// The scores and settings of the run.
@@ -109,6 +109,10 @@ pub struct FinetuneParams {
     /// tokens' states).
     #[serde(default)]
     pub pooling: Pooling,
+    /// The head's layers: `pooler` (the official code's dense + tanh, the default),
+    /// `dense_gelu` (transformers' `ElectraClassificationHead`) or `linear`.
+    #[serde(default)]
+    pub head: HeadLayers,
     /// Train on a seeded subset of at most this many examples.
     pub max_train_examples: Option<usize>,
     /// Examples per evaluation batch.
@@ -242,8 +246,8 @@ impl StageKind for Finetune {
     }
 
     fn version(&self) -> u32 {
-        // v2: metrics.json is a versioned `FinetuneSummary` (with `format`).
-        2
+        // v3: the head's layers (`head`, default the official pooler).
+        3
     }
 
     fn summary(&self) -> &'static str {
@@ -313,7 +317,10 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         layer_decay: params.layerwise_lr_decay,
         dropout: params.dropout,
         head_dropout: params.head_dropout,
-        pooling: params.pooling,
+        head: HeadShape {
+            pooling: params.pooling,
+            layers: params.head,
+        },
         seed: params.seed,
     };
     let start = match &prepared.exported {

@@ -12,11 +12,11 @@ use crate::error::Result;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
 use crate::model::export::ExportedEncoder;
-use crate::model::heads::{ClassificationHead, Pooling};
+use crate::model::heads::{ClassificationHead, HeadShape};
 use crate::model::layers::{Dropout, Init};
 use crate::model::weights::{load_named, part, Part};
 
-/// Encoder + task head: the pooled hidden state → dropout → linear to `k` outputs.
+/// Encoder + task head: the pooled hidden state → the head's layers → `k` outputs.
 #[derive(Module, Debug)]
 pub struct Classifier<B: Backend> {
     /// Token, position and segment embeddings.
@@ -33,12 +33,12 @@ impl<B: Backend> Classifier<B> {
         init: &mut Init<'_, B>,
         config: &EncoderConfig,
         outputs: usize,
-        pooling: Pooling,
+        head: HeadShape,
     ) -> Self {
         Classifier {
             embeddings: Embeddings::new(init, config),
             encoder: Encoder::new(init, config),
-            head: ClassificationHead::new(init, config.hidden, outputs, pooling),
+            head: ClassificationHead::new(init, config.hidden, outputs, head),
         }
     }
 
@@ -47,10 +47,10 @@ impl<B: Backend> Classifier<B> {
         init: &mut Init<'_, B>,
         exported: &ExportedEncoder,
         outputs: usize,
-        pooling: Pooling,
+        head: HeadShape,
         source: &std::path::Path,
     ) -> Result<Self> {
-        let fresh = Classifier::new(init, &exported.config, outputs, pooling);
+        let fresh = Classifier::new(init, &exported.config, outputs, head);
         let tensors = |of| part(&exported.tensors, of);
         Ok(Classifier {
             embeddings: load_named(

@@ -25,7 +25,7 @@ use crate::error::{DataError, Result};
 use crate::glue::Feature;
 use crate::model::config::EncoderConfig;
 use crate::model::export::ExportedEncoder;
-use crate::model::heads::Pooling;
+use crate::model::heads::HeadShape;
 use crate::model::layers::{Dropout, Init};
 use crate::model::weights::{load_named, named_tensors};
 use crate::pretrain_data::Cursor;
@@ -67,8 +67,8 @@ pub struct FinetuneSettings {
     pub dropout: f64,
     /// Dropout on the pooled state before the head.
     pub head_dropout: f64,
-    /// What the head reads.
-    pub pooling: Pooling,
+    /// What the head reads and computes.
+    pub head: HeadShape,
     /// Seed of the head, the data order and dropout.
     pub seed: u64,
 }
@@ -143,11 +143,11 @@ pub fn finetune<B: AutodiffBackend>(
             &mut init,
             exported,
             settings.outputs(),
-            settings.pooling,
+            settings.head,
             source,
         )?,
         Start::Scratch(config) => {
-            Classifier::new(&mut init, config, settings.outputs(), settings.pooling)
+            Classifier::new(&mut init, config, settings.outputs(), settings.head)
         }
     };
     let mut optimizer = AdamW::<B>::new(settings.adamw);

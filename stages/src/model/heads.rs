@@ -3,7 +3,7 @@
 //! fine-tuning classification head.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::gelu;
+use burn::tensor::activation::{gelu, tanh};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -101,26 +101,52 @@ pub enum Pooling {
     Mean,
 }
 
-/// The fine-tuning head: the pooled hidden state (`[CLS]`'s, or the tokens' mean) → dropout →
-/// a linear layer to `k` outputs (the classes, or one score for regression).
+/// The layers a fine-tuning head puts between the pooled state and its outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadLayers {
+    /// The official ELECTRA code's (BERT's pooler): dense `h → h`, tanh, dropout, linear.
+    #[default]
+    Pooler,
+    /// transformers' `ElectraClassificationHead`: dropout, dense `h → h`, GELU, dropout,
+    /// linear.
+    DenseGelu,
+    /// Dropout, linear.
+    Linear,
+}
+
+/// What a fine-tuning head reads and computes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeadShape {
+    /// The summary of the sequence it reads.
+    pub pooling: Pooling,
+    /// Its layers.
+    pub layers: HeadLayers,
+}
+
+/// The fine-tuning head: the pooled hidden state (`[CLS]`'s, or the tokens' mean) → its
+/// [`HeadLayers`] → `k` outputs (the classes, or one score for regression).
 #[derive(Module, Debug)]
 pub struct ClassificationHead<B: Backend> {
+    /// The dense `h → h` layer before the output (none for [`HeadLayers::Linear`]).
+    dense: Option<Dense<B>>,
     output: Dense<B>,
     #[module(skip)]
-    pooling: Pooling,
+    shape: HeadShape,
 }
 
 impl<B: Backend> ClassificationHead<B> {
-    /// A head from hidden size `hidden` to `outputs` outputs, reading `pooling`.
-    pub fn new(init: &mut Init<'_, B>, hidden: usize, outputs: usize, pooling: Pooling) -> Self {
+    /// A head of `shape` from hidden size `hidden` to `outputs` outputs.
+    pub fn new(init: &mut Init<'_, B>, hidden: usize, outputs: usize, shape: HeadShape) -> Self {
         ClassificationHead {
+            dense: (shape.layers != HeadLayers::Linear).then(|| Dense::new(init, hidden, hidden)),
             output: Dense::new(init, hidden, outputs),
-            pooling,
+            shape,
         }
     }
 
     /// `hidden`: `[b, s, h]`, `attention` `[b, s]` (1 on real tokens) → outputs `[b, k]`,
-    /// with `dropout` on the pooled state.
+    /// with `dropout` where [`HeadLayers`] puts it.
     pub fn forward(
         &self,
         hidden: Tensor<B, 3>,
@@ -128,7 +154,7 @@ impl<B: Backend> ClassificationHead<B> {
         dropout: &mut Dropout<'_>,
     ) -> Tensor<B, 2> {
         let [b, _, h] = hidden.dims();
-        let pooled = match self.pooling {
+        let pooled = match self.shape.pooling {
             Pooling::Cls => hidden.slice([0..b, 0..1]).reshape([b, h]),
             Pooling::Mean => {
                 let weights = attention.unsqueeze_dim::<3>(2); // [b, s, 1]
@@ -136,6 +162,106 @@ impl<B: Backend> ClassificationHead<B> {
                 sum / weights.sum_dim(1).reshape([b, 1])
             }
         };
-        self.output.forward(dropout.apply(pooled))
+        let features = match (&self.dense, self.shape.layers) {
+            (Some(dense), HeadLayers::Pooler) => dropout.apply(tanh(dense.forward(pooled))),
+            (Some(dense), HeadLayers::DenseGelu) => {
+                let inner = gelu(dense.forward(dropout.apply(pooled)));
+                dropout.apply(inner)
+            }
+            _ => dropout.apply(pooled),
+        };
+        self.output.forward(features)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    /// `x · W + b` for a `[in, out]` weight, on plain numbers.
+    fn affine(x: &[f32], dense: &Dense<Flex>) -> Vec<f32> {
+        let w = dense.weight.val().into_data().to_vec::<f32>().unwrap();
+        let b = dense.bias.val().into_data().to_vec::<f32>().unwrap();
+        (0..b.len())
+            .map(|j| {
+                b[j] + x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v * w[i * b.len() + j])
+                    .sum::<f32>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_heads_compute_pooler_dense_gelu_and_linear_on_the_cls_state() {
+        let device = Default::default();
+        let hidden = [0.3f32, -1.1, 0.7, 0.2, 2.0, -0.4, 0.1, 0.9]; // [1, 2, 4]: [CLS] first
+        let input = Tensor::<Flex, 3>::from_floats(
+            [[[0.3, -1.1, 0.7, 0.2], [2.0, -0.4, 0.1, 0.9]]],
+            &device,
+        );
+        let attention = Tensor::<Flex, 2>::ones([1, 2], &device);
+        let cls = &hidden[..4];
+        let gelu = |v: f32| 0.5 * v * (1.0 + erf(v / std::f32::consts::SQRT_2));
+        for layers in [
+            HeadLayers::Pooler,
+            HeadLayers::DenseGelu,
+            HeadLayers::Linear,
+        ] {
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            let mut init = Init {
+                device: &device,
+                rng: &mut rng,
+            };
+            let shape = HeadShape {
+                pooling: Pooling::Cls,
+                layers,
+            };
+            let mut head = ClassificationHead::<Flex>::new(&mut init, 4, 3, shape);
+            // Weights of order 1, so that every nonlinearity shows in the outputs.
+            let scaled = |dense: Dense<Flex>| Dense {
+                weight: Param::from_tensor(dense.weight.val() * 40.0),
+                bias: Param::from_tensor(dense.bias.val() + 0.3),
+            };
+            head.dense = head.dense.map(scaled);
+            head.output = scaled(head.output);
+            let features: Vec<f32> = match (&head.dense, layers) {
+                (Some(dense), HeadLayers::Pooler) => {
+                    affine(cls, dense).into_iter().map(f32::tanh).collect()
+                }
+                (Some(dense), HeadLayers::DenseGelu) => {
+                    affine(cls, dense).into_iter().map(gelu).collect()
+                }
+                (None, HeadLayers::Linear) => cls.to_vec(),
+                _ => panic!("{layers:?} has the wrong layers"),
+            };
+            let expected = affine(&features, &head.output);
+            let actual = head
+                .forward(input.clone(), attention.clone(), &mut Dropout::Off)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            for (a, e) in actual.iter().zip(&expected) {
+                assert!(
+                    (a - e).abs() < 1e-5,
+                    "{layers:?}: {actual:?} against {expected:?}"
+                );
+            }
+        }
+    }
+
+    /// The error function (Abramowitz and Stegun 7.1.26, |error| < 1.5e-7).
+    fn erf(x: f32) -> f32 {
+        let x = f64::from(x);
+        let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+        let poly = t
+            * (0.254829592
+                + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+        (1.0 - poly * (-x * x).exp()).copysign(x) as f32
     }
 }

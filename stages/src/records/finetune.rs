@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::model::config::EncoderConfig;
-use crate::model::heads::Pooling;
+use crate::model::heads::{HeadLayers, Pooling};
 
 /// The `format` of a fine-tuning `metrics.json`.
 pub const FINETUNE_SUMMARY_FORMAT: &str = "electra-pipe finetune summary v1";
@@ -73,6 +73,9 @@ pub struct FinetuneSummary {
     pub dropout: f64,
     /// What the head read (`cls` or `mean`).
     pub pooling: Pooling,
+    /// The head's layers (`linear` in summaries written before the choice existed).
+    #[serde(default = "linear_head")]
+    pub head: HeadLayers,
     /// Mean training loss over the last epoch's steps this process ran (none if none ran).
     pub last_epoch_loss: Option<f64>,
     /// Where it started.
@@ -88,6 +91,11 @@ pub struct FinetuneSummary {
     /// Every example of the scored split, in its order: what a report resamples for its
     /// confidence intervals.
     pub scored_examples: ScoredExamples,
+}
+
+/// The head of summaries written before the choice existed.
+fn linear_head() -> HeadLayers {
+    HeadLayers::Linear
 }
 
 /// The gold labels (class ids, or STS-B scores) and predictions of a dev split, in its order.
@@ -147,6 +155,7 @@ pub fn test_summary(
         adam_bias_correction: false,
         dropout: 0.1,
         pooling: Pooling::Cls,
+        head: HeadLayers::Pooler,
         last_epoch_loss: None,
         encoder: EncoderOrigin {
             from_scratch: digest.is_none(),
