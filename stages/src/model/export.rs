@@ -48,6 +48,13 @@ pub fn metadata(
     metadata
 }
 
+/// The encoder configuration an exported file's `metadata` holds (the key `encoder`).
+pub fn encoder_config(metadata: &BTreeMap<String, String>) -> Option<EncoderConfig> {
+    metadata
+        .get("encoder")
+        .and_then(|json| serde_json::from_str(json).ok())
+}
+
 /// Where a snapshot was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
@@ -101,12 +108,9 @@ impl ExportedEncoder {
                 metadata.get("format")
             )));
         }
-        let config = metadata
-            .get("encoder")
-            .and_then(|json| serde_json::from_str(json).ok())
-            .ok_or_else(|| {
-                bad("expected the encoder's configuration in the metadata key `encoder`".to_owned())
-            })?;
+        let config = encoder_config(&metadata).ok_or_else(|| {
+            bad("expected the encoder's configuration in the metadata key `encoder`".to_owned())
+        })?;
         Ok(ExportedEncoder {
             tensors,
             config,

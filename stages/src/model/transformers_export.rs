@@ -19,6 +19,7 @@ use super::safetensors::{self, NamedTensor};
 use super::transformers::{CONFIG_FILE, WEIGHTS_FILE};
 use super::weights::{to_transformers, TransformersModel};
 use crate::error::{DataError, Result};
+use crate::json_file;
 use crate::tokenizer::write_transformers_tokenizer;
 
 /// What [`write_checkpoint`] wrote.
@@ -96,10 +97,10 @@ pub fn write_checkpoint(
         .map_err(|e| DataError::io(format!("creating {}", dir.display()), e))?;
     let metadata = BTreeMap::from([("format".to_owned(), "pt".to_owned())]);
     safetensors::write(&dir.join(WEIGHTS_FILE), &theirs, &metadata)?;
-    let config_json = transformers_config(config, model.class, pad_token_id);
-    let text = serde_json::to_string_pretty(&config_json).expect("JSON serializes") + "\n";
-    std::fs::write(dir.join(CONFIG_FILE), text)
-        .map_err(|e| DataError::io(format!("writing {}", dir.join(CONFIG_FILE).display()), e))?;
+    json_file::write_pretty(
+        &dir.join(CONFIG_FILE),
+        &transformers_config(config, model.class, pad_token_id),
+    )?;
     write_transformers_tokenizer(tokenizer_json, dir, config.max_positions)?;
     Ok(WrittenCheckpoint {
         class: model.class,

@@ -10,7 +10,7 @@ use super::objective::Role;
 use super::params::{Budget, PretrainParams, Training};
 use super::train::{snapshot_file, ExportedWeights, TrainSettings, Trained};
 use crate::error::{DataError, Result};
-use crate::model::config::EncoderConfig;
+use crate::model::export::encoder_config;
 use crate::model::{safetensors, transformers_export};
 use crate::pretrain_data::ShardIndex;
 use crate::records::pretrain::{
@@ -56,10 +56,7 @@ fn write_transformers_checkpoint(
     tokenizer: &Path,
     out_dir: &Path,
 ) -> Result<()> {
-    let config: EncoderConfig = export
-        .metadata
-        .get("encoder")
-        .and_then(|json| serde_json::from_str(json).ok())
+    let config = encoder_config(&export.metadata)
         .expect("an exported network's metadata holds its encoder config");
     let name = transformers_dir_of(export.role);
     if let Some(reason) = transformers_export::unsupported(&config) {

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::bert::{from_tokenizer_json, vocab_in_id_order};
 use super::vocab::write_vocab_txt;
 use crate::error::{DataError, Result};
+use crate::json_file;
 
 /// The files written, in the order [`write_transformers_tokenizer`] writes them.
 pub const TOKENIZER_FILES: [&str; 4] = [
@@ -22,17 +23,8 @@ pub const TOKENIZER_FILES: [&str; 4] = [
 /// Whether the `tokenizer.json` lower-cases its input (its BERT normalizer's `lowercase`;
 /// true, as BERT's uncased vocabulary, when it does not say).
 fn lowercases(tokenizer_json: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(tokenizer_json)
-        .map_err(|e| DataError::io(format!("reading {}", tokenizer_json.display()), e))?;
-    let json: Value = serde_json::from_str(&text)
-        .map_err(|e| DataError::invalid(tokenizer_json, format!("expected JSON: {e}")))?;
+    let json: Value = json_file::read(tokenizer_json, "a Hugging Face tokenizer.json")?;
     Ok(json["normalizer"]["lowercase"].as_bool().unwrap_or(true))
-}
-
-fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("JSON serializes");
-    std::fs::write(path, text + "\n")
-        .map_err(|e| DataError::io(format!("writing {}", path.display()), e))
 }
 
 /// Writes the tokenizer in `tokenizer_json` into `dir` as [`TOKENIZER_FILES`], for inputs of
@@ -70,6 +62,6 @@ pub fn write_transformers_tokenizer(
     for (key, value) in specials.as_object().expect("an object") {
         config[key] = value.clone();
     }
-    write_json(&dir.join(config_file), &config)?;
-    write_json(&dir.join(specials_file), &specials)
+    json_file::write_pretty(&dir.join(config_file), &config)?;
+    json_file::write_pretty(&dir.join(specials_file), &specials)
 }
