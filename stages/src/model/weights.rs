@@ -441,11 +441,6 @@ pub fn body_from_transformers(
     layers: usize,
     projection: bool,
 ) -> ImportedBody {
-    let prefix = if body.is_empty() {
-        String::new()
-    } else {
-        format!("{body}.")
-    };
     let mut imported = ImportedBody {
         tensors: BTreeMap::new(),
         unused: Vec::new(),
@@ -462,7 +457,7 @@ pub fn body_from_transformers(
             vec![None]
         };
         for index in indices {
-            let theirs = fill(&row.theirs.replace("{body}.", &prefix), body, &index);
+            let theirs = fill(row.theirs, body, &index);
             let ours = fill(row.ours, body, &index);
             match checkpoint.get(&theirs) {
                 Some(tensor) => {
