@@ -176,6 +176,16 @@ impl SlurmExecutor {
                 );
                 Ok(metrics)
             }
+            // Cancelled by hand while running: the command may die of the SIGTERM before the
+            // job's runner sees its own, so the result says "killed"; the cause is Slurm's.
+            (JobState::Ended(ended), Ok(StagedResult::Failed { error, host }))
+                if ended.starts_with("CANCELLED") =>
+            {
+                Err(StageError::Failed(format!(
+                    "Slurm job {id} ended {ended} on {host}: {error}{}",
+                    stderr()
+                )))
+            }
             (_, Ok(StagedResult::Failed { error, host })) => Err(StageError::Failed(format!(
                 "{error} (Slurm job {id} on {host}){}",
                 tail("log", &ctx.log_path, 3)
