@@ -4,19 +4,22 @@
 A tiny *random* ELECTRA (embedding 16 ≠ hidden 32, so `embeddings_project` is exercised;
 2 layers, 4 heads, a vocabulary of 100), saved with `save_pretrained` as a discriminator
 (`ElectraForPreTraining`, in `discriminator/`) and a generator of the same body with a
-masked-LM head (`ElectraForMaskedLM`, in `generator/`), plus their outputs in dropout-free
+masked-LM head (`ElectraForMaskedLM`, in `generator/`) and a sequence classifier of 3 labels
+(`ElectraForSequenceClassification`, in `classifier/`), plus their outputs in dropout-free
 eval mode on fixed inputs with padding and two segments (`outputs.safetensors`, inputs in
 `inputs.json`):
   - `discriminator.hidden`  last hidden states [2, 12, 32]
   - `discriminator.logits`  replaced-token logits [2, 12]
   - `generator.hidden`      the generator's last hidden states [2, 12, 32]
   - `generator.logits`      masked-LM logits at every position [2, 12, 100]
+  - `classifier.logits`     the classifier's logits [2, 3]
 
 Run with the benchmark virtualenv (scripts/bench-pretrain.sh creates it):
     .bench-venv/bin/python scripts/make-hf-fixture.py stages/tests/fixtures/transformers
 The Rust tests never run Python: the fixture is committed.
 """
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -24,7 +27,24 @@ from pathlib import Path
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+from transformers import (
+    ElectraConfig,
+    ElectraForMaskedLM,
+    ElectraForPreTraining,
+    ElectraForSequenceClassification,
+)
+
+
+def spread(model) -> None:
+    """Random init is small (std 0.02): spread the weights so every term matters to the
+    outputs."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "LayerNorm" in name:
+                param.copy_(1.0 + 0.1 * torch.randn_like(param) if name.endswith("weight")
+                            else 0.1 * torch.randn_like(param))
+            else:
+                param.copy_(0.2 * torch.randn_like(param))
 
 
 def main() -> None:
@@ -46,21 +66,20 @@ def main() -> None:
         layer_norm_eps=1e-12,
         pad_token_id=0,
     )
-    # Random init is small (std 0.02): spread the weights so every term matters to the outputs.
     discriminator = ElectraForPreTraining(config).eval()
     generator = ElectraForMaskedLM(config).eval()
-    with torch.no_grad():
-        for model in (discriminator, generator):
-            for name, param in model.named_parameters():
-                if "LayerNorm" in name:
-                    param.copy_(1.0 + 0.1 * torch.randn_like(param) if name.endswith("weight")
-                                else 0.1 * torch.randn_like(param))
-                else:
-                    param.copy_(0.2 * torch.randn_like(param))
+    for model in (discriminator, generator):
+        spread(model)
     # transformers ties the generator's output matrix to the word embeddings.
     generator.tie_weights()
     discriminator.save_pretrained(out / "discriminator", safe_serialization=True)
     generator.save_pretrained(out / "generator", safe_serialization=True)
+    # Made after the other two, so adding it left their files unchanged.
+    classifier_config = copy.deepcopy(config)
+    classifier_config.num_labels = 3
+    classifier = ElectraForSequenceClassification(classifier_config).eval()
+    spread(classifier)
+    classifier.save_pretrained(out / "classifier", safe_serialization=True)
 
     # [CLS]=2 A [SEP]=3 B [SEP], the second row padded (id 0) after 8 tokens.
     input_ids = [
@@ -80,11 +99,13 @@ def main() -> None:
     with torch.no_grad():
         d = discriminator(**inputs, output_hidden_states=True)
         g = generator(**inputs, output_hidden_states=True)
+        c = classifier(**inputs)
     outputs = {
         "discriminator.hidden": d.hidden_states[-1].contiguous(),
         "discriminator.logits": d.logits.contiguous(),
         "generator.hidden": g.hidden_states[-1].contiguous(),
         "generator.logits": g.logits.contiguous(),
+        "classifier.logits": c.logits.contiguous(),
     }
     save_file(outputs, str(out / "outputs.safetensors"))
     (out / "inputs.json").write_text(

@@ -9,10 +9,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use burn::backend::Flex;
 use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
+use electra_stages::finetune::batches::pad;
+use electra_stages::finetune::model::Classifier;
 use electra_stages::finetune::Finetune;
-use electra_stages::glue::GlueTask;
+use electra_stages::glue::{read_features, Feature, GlueTask};
+use electra_stages::model::layers::Dropout;
 use electra_stages::model::safetensors::{self, NamedTensor};
 use electra_stages::model::transformers;
 use electra_stages::pretrain::Pretrain;
@@ -456,6 +460,18 @@ fn params_are_checked_before_anything_runs() {
             "train_log.jsonl"
         ]
     );
+    // transformers' head also writes the model as a transformers checkpoint, which a pre-LN
+    // encoder cannot be.
+    let exported = json!({"task": "/t", "encoder": "/e", "head": "dense_gelu"});
+    assert_eq!(
+        Finetune.plan(&exported).unwrap().outputs.last().unwrap(),
+        "hf"
+    );
+    let pre_ln = plan(
+        json!({"task": "/t", "head": "dense_gelu", "from_scratch": {"preset": "tiny", "norm": "pre"}}),
+    );
+    assert_eq!(pre_ln.path, "head");
+    assert!(pre_ln.message.contains("pre-LN"), "{pre_ln}");
 }
 
 #[test]
@@ -623,4 +639,100 @@ fn a_transformers_checkpoint_fine_tunes_like_the_model_it_was_converted_from() {
         err.contains("model.safetensors") && err.contains("truncated"),
         "{err}"
     );
+}
+
+/// The fine-tuned model in `hf/` (`ElectraForSequenceClassification`), read back: its
+/// outputs for each of `features`, computed in the stage's evaluation batches.
+fn outputs_of_export(hf: &Path, features: &[Feature]) -> Vec<Vec<f32>> {
+    let device = Default::default();
+    let classifier = Classifier::<Flex>::from_transformers(hf, &device).unwrap();
+    let refs: Vec<&Feature> = features.iter().collect();
+    refs.chunks(128)
+        .flat_map(|batch| {
+            let outputs =
+                classifier.forward(&pad(batch, &device), &mut Dropout::Off, &mut Dropout::Off);
+            let k = outputs.dims()[1];
+            let values = outputs.into_data().to_vec::<f32>().unwrap();
+            values.chunks(k).map(<[f32]>::to_vec).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The prediction column of a stage's `predictions/dev.tsv`.
+fn predicted_column(stage: &StageRun) -> Vec<String> {
+    read(stage.out().join("predictions/dev.tsv"))
+        .lines()
+        .skip(1)
+        .map(|line| line.rsplit('\t').next().unwrap().to_owned())
+        .collect()
+}
+
+/// The dev features of `task`.
+fn dev_features(task: &str) -> Vec<Feature> {
+    read_features(&Path::new(&features(task)).join("dev.jsonl")).unwrap()
+}
+
+#[test]
+fn transformers_head_exports_a_sequence_classifier_that_predicts_as_the_stage_did() {
+    let small = json!({"max_train_examples": 200, "epochs": 1, "head": "dense_gelu"});
+    let stage = finetune(params("rte", small));
+    stage.metrics();
+    let hf = stage.out().join("hf");
+    let config: Value = serde_json::from_str(&read(hf.join("config.json"))).unwrap();
+    assert_eq!(
+        config["architectures"],
+        json!(["ElectraForSequenceClassification"])
+    );
+    assert_eq!(config["num_labels"], 2);
+    assert_eq!(
+        config["id2label"],
+        json!({"0": "entailment", "1": "not_entailment"})
+    );
+    assert_eq!(config["problem_type"], "single_label_classification");
+    assert_eq!(config["hidden_dropout_prob"], 0.1);
+    for file in [
+        "model.safetensors",
+        "vocab.txt",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        assert!(hf.join(file).is_file(), "hf/{file}");
+    }
+    // Read back, the exported weights predict every dev example as the stage did.
+    let labels = ["entailment", "not_entailment"];
+    let exported: Vec<String> = outputs_of_export(&hf, &dev_features("rte"))
+        .iter()
+        .map(|row| labels[usize::from(row[1] > row[0])].to_owned())
+        .collect();
+    assert_eq!(exported, predicted_column(&stage));
+    // STS-B's scores check every output, not just a class (written with 6 decimals).
+    let stsb = finetune(params(
+        "stsb",
+        json!({"max_train_examples": 64, "epochs": 1, "head": "dense_gelu"}),
+    ));
+    let config: Value = serde_json::from_str(&read(stsb.out().join("hf/config.json"))).unwrap();
+    assert_eq!(
+        (config["num_labels"].clone(), config["problem_type"].clone()),
+        (json!(1), json!("regression"))
+    );
+    let scores = outputs_of_export(&stsb.out().join("hf"), &dev_features("stsb"));
+    let written = predicted_column(&stsb);
+    assert_eq!(scores.len(), written.len());
+    for (score, text) in scores.iter().zip(&written) {
+        let value: f32 = text.parse().unwrap();
+        assert!((score[0] - value).abs() <= 2e-5, "{} vs {text}", score[0]);
+    }
+    let spread = written
+        .iter()
+        .map(|t| t.parse::<f32>().unwrap())
+        .fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    assert!(spread.1 - spread.0 > 1e-3, "the scores vary: {spread:?}");
+    // The other heads have no transformers class: nothing is exported.
+    let pooler = finetune(params(
+        "rte",
+        json!({"max_train_examples": 50, "epochs": 1}),
+    ));
+    pooler.metrics();
+    assert!(!pooler.out().join("hf").exists());
 }

@@ -2,21 +2,24 @@
 //! (`e ≠ h`, 2 blocks, 100 tokens) and its outputs on padded two-segment inputs, written by
 //! `scripts/make-hf-fixture.py` into `tests/fixtures/transformers/`, are read with
 //! electra-pipe's importer and run through its own modules; every output must match to 1e-5.
-//! Writing a network back out as a transformers checkpoint must give the same tensors.
+//! A fine-tuning classifier with transformers' head (`head: dense_gelu`) reads
+//! `ElectraForSequenceClassification` to the same logits. Writing a network back out as a
+//! transformers checkpoint must give the same tensors.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
+use electra_stages::finetune::model::Classifier;
 use electra_stages::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
 use electra_stages::model::export::ExportedEncoder;
 use electra_stages::model::heads::{MaskedLmHead, ReplacedTokenHead};
 use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::model::safetensors::{self, NamedTensor};
 use electra_stages::model::transformers::read_network;
-use electra_stages::model::transformers_export::write_checkpoint;
-use electra_stages::model::weights::{load_named, part, Part};
+use electra_stages::model::transformers_export::{write_checkpoint, Checkpoint};
+use electra_stages::model::weights::{load_named, part, Part, TransformersModel};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -169,6 +172,19 @@ fn a_transformers_generator_gives_transformers_masked_lm_logits() {
 }
 
 #[test]
+fn a_transformers_sequence_classifier_gives_transformers_logits() {
+    let device = Default::default();
+    let dir = fixture("classifier");
+    let classifier = Classifier::<B>::from_transformers(&dir, &device).unwrap();
+    let logits = classifier.forward(&inputs(&device), &mut Dropout::Off, &mut Dropout::Off);
+    assert_close(
+        logits,
+        &expected()["classifier.logits"],
+        "classifier logits",
+    );
+}
+
+#[test]
 fn writing_an_imported_network_back_gives_the_checkpoint_s_tensors() {
     let scratch = tempfile::tempdir().unwrap();
     let tokenizer = scratch.path().join("tokenizer.json");
@@ -183,12 +199,22 @@ fn writing_an_imported_network_back_gives_the_checkpoint_s_tensors() {
         .unwrap()
         .save(&tokenizer, false)
         .unwrap();
-    for name in ["discriminator", "generator"] {
+    for name in ["discriminator", "generator", "classifier"] {
         let dir = fixture(name);
         let network = read_network(&dir).unwrap();
         let out = tempfile::tempdir().unwrap();
-        let written =
-            write_checkpoint(out.path(), &network.tensors, &network.config, 0, &tokenizer).unwrap();
+        let model = match name {
+            "classifier" => TransformersModel::SEQUENCE_CLASSIFICATION,
+            _ => TransformersModel::for_tensors(&network.tensors),
+        };
+        let checkpoint = Checkpoint {
+            tensors: &network.tensors,
+            config: &network.config,
+            model,
+            pad_token_id: 0,
+            extra_config: Default::default(),
+        };
+        let written = write_checkpoint(out.path(), &checkpoint, &tokenizer).unwrap();
         assert!(written.left_out.is_empty(), "{:?}", written.left_out);
         let (theirs, _) = safetensors::read_floats(&dir.join("model.safetensors")).unwrap();
         let (ours, _) = safetensors::read_floats(&out.path().join("model.safetensors")).unwrap();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::FinetuneParams;
 use crate::error::{DataError, Result};
 use crate::glue::{read_features, Feature, Label, Task, TaskInfo, TASK_FILE};
+use crate::model::config::EncoderConfig;
 use crate::model::export::{find_snapshot, ExportedEncoder};
 use crate::model::transformers;
 
@@ -66,6 +67,10 @@ pub struct Prepared {
     pub tests: Vec<Split>,
     /// The pretrained encoder and its file.
     pub exported: Option<(ExportedEncoder, PathBuf)>,
+    /// The shape of the encoder fine-tuned (the pretrained one's, or `from_scratch`'s).
+    pub encoder: EncoderConfig,
+    /// The tokenizer to export the fine-tuned model with, when it is exported.
+    pub export_tokenizer: Option<PathBuf>,
 }
 
 /// The encoder file: `encoder`, or with `snapshot` the file in that directory.
@@ -138,6 +143,12 @@ pub fn prepare(params: &FinetuneParams) -> Result<Prepared> {
         }
         None => None,
     };
+    let encoder = match (&exported, &params.from_scratch) {
+        (Some((exported, _)), _) => exported.config,
+        (None, Some(model)) => model.encoder(info.vocab_size),
+        (None, None) => unreachable!("parse requires `encoder` or `from_scratch`"),
+    };
+    let export_tokenizer = super::transformers::tokenizer_for_export(params, &encoder, dir)?;
     Ok(Prepared {
         info,
         task,
@@ -145,6 +156,8 @@ pub fn prepare(params: &FinetuneParams) -> Result<Prepared> {
         devs,
         tests,
         exported,
+        encoder,
+        export_tokenizer,
     })
 }
 

@@ -31,6 +31,7 @@ pub mod model;
 pub mod outputs;
 pub mod predictions;
 pub mod train;
+pub mod transformers;
 
 use burn::tensor::backend::AutodiffBackend;
 use electra_pipe_api::{
@@ -46,6 +47,7 @@ use crate::error::Result;
 use crate::glue::Feature;
 use crate::model::config::ModelParams;
 use crate::model::heads::{HeadLayers, HeadShape, Pooling};
+use crate::model::transformers_export::unsupported;
 use crate::training::optimizer::{AdamWSettings, Decay, Schedule};
 
 /// The scores and settings of the run.
@@ -152,6 +154,14 @@ fn default_eval_batch_size() -> usize {
 }
 
 impl FinetuneParams {
+    /// The head's shape: its pooling and layers.
+    pub fn head_shape(&self) -> HeadShape {
+        HeadShape {
+            pooling: self.pooling,
+            layers: self.head,
+        }
+    }
+
     /// Parses and validates params.
     pub fn parse(params: &Params) -> Result<Self, ParamError> {
         let parsed: FinetuneParams = parse_params(params)?;
@@ -184,6 +194,11 @@ impl FinetuneParams {
                     })?
             }
             (Some(_), None) => {}
+        }
+        if let (true, Some(model)) = (parsed.head_shape().is_transformers(), &parsed.from_scratch) {
+            if let Some(reason) = unsupported(&model.encoder(1)) {
+                return Err(ParamError::new("head", transformers::no_class(reason)));
+            }
         }
         if let Some(fraction) = parsed.snapshot {
             if parsed.encoder.is_none() || !(fraction > 0.0 && fraction <= 1.0) {
@@ -247,7 +262,8 @@ impl StageKind for Finetune {
 
     fn version(&self) -> u32 {
         // v3: the head's layers (`head`, default the official pooler).
-        3
+        // v4: with `head: dense_gelu`, the model as a transformers checkpoint (`hf/`).
+        4
     }
 
     fn summary(&self) -> &'static str {
@@ -258,14 +274,18 @@ impl StageKind for Finetune {
         let params = FinetuneParams::parse(params)?;
         let mut inputs = vec![params.task.clone()];
         inputs.extend(params.encoder.clone());
+        let mut outputs = vec![
+            METRICS_FILE.to_owned(),
+            PREDICTIONS_DIR.to_owned(),
+            SUBMISSION_DIR.to_owned(),
+            TRAIN_LOG.to_owned(),
+        ];
+        if transformers::planned(&params) {
+            outputs.push(transformers::TRANSFORMERS_DIR.to_owned());
+        }
         Ok(StagePlan {
             inputs,
-            outputs: vec![
-                METRICS_FILE.to_owned(),
-                PREDICTIONS_DIR.to_owned(),
-                SUBMISSION_DIR.to_owned(),
-                TRAIN_LOG.to_owned(),
-            ],
+            outputs,
             ..StagePlan::default()
         })
     }
@@ -317,21 +337,12 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         layer_decay: params.layerwise_lr_decay,
         dropout: params.dropout,
         head_dropout: params.head_dropout,
-        head: HeadShape {
-            pooling: params.pooling,
-            layers: params.head,
-        },
+        head: params.head_shape(),
         seed: params.seed,
     };
     let start = match &prepared.exported {
         Some((exported, path)) => Start::Pretrained(exported, path),
-        None => Start::Scratch(
-            params
-                .from_scratch
-                .as_ref()
-                .expect("checked by parse")
-                .encoder(prepared.info.vocab_size),
-        ),
+        None => Start::Scratch(prepared.encoder),
     };
     let evals: Vec<&[Feature]> = prepared
         .devs

@@ -8,12 +8,18 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::error::Result;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
 use crate::model::export::ExportedEncoder;
-use crate::model::heads::{ClassificationHead, HeadShape};
+use crate::model::heads::{ClassificationHead, HeadLayers, HeadShape, Pooling};
 use crate::model::layers::{Dropout, Init};
+use crate::model::transformers;
 use crate::model::weights::{load_named, part, Part};
 
 /// Encoder + task head: the pooled hidden state → the head's layers → `k` outputs.
@@ -48,7 +54,7 @@ impl<B: Backend> Classifier<B> {
         exported: &ExportedEncoder,
         outputs: usize,
         head: HeadShape,
-        source: &std::path::Path,
+        source: &Path,
     ) -> Result<Self> {
         let fresh = Classifier::new(init, &exported.config, outputs, head);
         let tensors = |of| part(&exported.tensors, of);
@@ -62,6 +68,42 @@ impl<B: Backend> Classifier<B> {
             encoder: load_named(fresh.encoder, &tensors(Part::Encoder), init.device, source)?,
             head: fresh.head,
         })
+    }
+
+    /// The fine-tuned classifier in a transformers `ElectraForSequenceClassification`
+    /// checkpoint directory (what a finetune stage with `head: dense_gelu` writes to `hf/`):
+    /// transformers' head on `[CLS]`, as many outputs as its `classifier.out_proj` has.
+    pub fn from_transformers(dir: &Path, device: &B::Device) -> Result<Self> {
+        let network = transformers::read_network(dir)?;
+        let outputs = network
+            .tensors
+            .get("head.output.bias")
+            .filter(|_| {
+                network
+                    .objective
+                    .ends_with("ElectraForSequenceClassification")
+            })
+            .map(|bias| bias.values.len())
+            .ok_or_else(|| {
+                DataError::invalid(
+                    dir,
+                    format!(
+                        "expected an ElectraForSequenceClassification checkpoint, found a {}",
+                        network.objective
+                    ),
+                )
+            })?;
+        let head = HeadShape {
+            pooling: Pooling::Cls,
+            layers: HeadLayers::DenseGelu,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let mut init = Init {
+            device,
+            rng: &mut rng,
+        };
+        let fresh = Classifier::new(&mut init, &network.config, outputs, head);
+        load_named(fresh, &network.tensors, device, dir)
     }
 
     /// The encoder over its embeddings.

@@ -10,6 +10,7 @@ use super::inputs::{class_of, score_of, Prepared, Split};
 use super::metrics::{score_name, task_metrics, Scored};
 use super::predictions;
 use super::train::{FinetuneSettings, Finetuned, Predictions, TRAIN_LOG};
+use super::transformers::{self, FineTunedClassifier};
 use super::{FinetuneParams, METRICS_FILE, PREDICTIONS_DIR, SUBMISSION_DIR};
 use crate::error::{DataError, Result};
 use crate::glue::Task;
@@ -77,10 +78,7 @@ pub fn write_outputs(
             objective: None,
             pretrain_step: None,
             digest: None,
-            config: params
-                .from_scratch
-                .as_ref()
-                .map(|m| m.encoder(prepared.info.vocab_size)),
+            config: Some(prepared.encoder),
         },
     };
     let summary = FinetuneSummary {
@@ -114,6 +112,24 @@ pub fn write_outputs(
         scored_examples: scored_examples(&prepared.devs[0], &dev_predictions[0]),
     };
     summary.write(&ctx.out_dir.join(METRICS_FILE))?;
+    if let (Some(tokenizer), Some(tensors)) = (&prepared.export_tokenizer, &finetuned.weights) {
+        let classifier = FineTunedClassifier {
+            tensors,
+            encoder: prepared.encoder,
+            task,
+            dropout: (settings.dropout, settings.head_dropout),
+        };
+        let written = transformers::write(
+            &ctx.out_dir.join(transformers::TRANSFORMERS_DIR),
+            &classifier,
+            tokenizer,
+        )?;
+        tracing::info!(
+            class = written.class,
+            "transformers checkpoint {}/ written (from_pretrained loads it)",
+            transformers::TRANSFORMERS_DIR
+        );
+    }
     tracing::info!(task = task.name, metric, score, "dev score");
     let mut metrics = Metrics::from([
         ("score".to_owned(), json!(score)),

@@ -6,6 +6,7 @@
 //! dropout masks come from disjoint streams of the run's seed ([`super::batches::stream`]),
 //! so a resumed run repeats exactly what an uninterrupted one does.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ use crate::model::config::EncoderConfig;
 use crate::model::export::ExportedEncoder;
 use crate::model::heads::HeadShape;
 use crate::model::layers::{Dropout, Init};
+use crate::model::safetensors::NamedTensor;
 use crate::model::weights::{load_named, named_tensors};
 use crate::pretrain_data::Cursor;
 use crate::training::checkpoint::{self, TrainingState};
@@ -120,6 +122,9 @@ pub struct Finetuned {
     pub resumed_from: u64,
     /// Training examples per second over the steps this process ran.
     pub examples_per_second: f64,
+    /// The fine-tuned weights (`embeddings.*`, `encoder.*`, `head.*`), kept when the head is
+    /// transformers' (to export).
+    pub weights: Option<BTreeMap<String, NamedTensor>>,
 }
 
 /// Fine-tunes on `train` for `settings.schedule.total` steps (resuming from
@@ -233,11 +238,16 @@ pub fn finetune<B: AutodiffBackend>(
         .iter()
         .map(|split| predict(&model, split, settings, device))
         .collect();
+    let weights = settings
+        .head
+        .is_transformers()
+        .then(|| named_tensors(&model));
     Ok(Finetuned {
         predictions,
         last_epoch_loss: epoch_loss / f64::from(epoch_steps),
         resumed_from: first,
         examples_per_second,
+        weights,
     })
 }
 

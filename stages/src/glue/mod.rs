@@ -14,7 +14,8 @@
 //! ```
 //!
 //! Outputs one directory, `features/`: `task.json` (labels, metric, vocabulary size, rows per
-//! split, skipped lines) and `<split>.jsonl` (one [`Feature`] per line). Test splits have no
+//! split, skipped lines), `<split>.jsonl` (one [`Feature`] per line) and the tokenizer as
+//! `tokenizer.json` (a fine-tuned model is exported with it). Test splits have no
 //! labels and keep the file's `index`. A `finetune` stage takes the whole directory
 //! (`@glue[task=cola]/features`), so one template serves every task, MNLI's split names
 //! included.
@@ -243,7 +244,8 @@ impl StageKind for GlueTask {
     }
 
     fn version(&self) -> u32 {
-        2
+        // v3: the tokenizer is copied into `features/` (a fine-tuned model is exported with it).
+        3
     }
 
     fn summary(&self) -> &'static str {
@@ -323,5 +325,6 @@ fn load_task(task: &Task, params: &GlueTaskParams, ctx: &StageContext<'_>) -> Re
         );
     }
     crate::json_file::write_pretty(&out.join(TASK_FILE), &info)?;
+    crate::tokenizer::copy_into(Path::new(&params.tokenizer), &out)?;
     Ok(metrics)
 }

@@ -124,6 +124,14 @@ pub struct HeadShape {
     pub layers: HeadLayers,
 }
 
+impl HeadShape {
+    /// Whether this is transformers' `ElectraClassificationHead` (dense + GELU on `[CLS]`), the
+    /// one head a fine-tuned model can be exported with.
+    pub fn is_transformers(&self) -> bool {
+        self.pooling == Pooling::Cls && self.layers == HeadLayers::DenseGelu
+    }
+}
+
 /// The fine-tuning head: the pooled hidden state (`[CLS]`'s, or the tokens' mean) → its
 /// [`HeadLayers`] → `k` outputs (the classes, or one score for regression).
 #[derive(Module, Debug)]

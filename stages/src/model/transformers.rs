@@ -121,28 +121,32 @@ fn read_config(dir: &Path) -> Result<(Value, EncoderConfig, String)> {
     Ok((json, config, model_type))
 }
 
-/// Reads a whole `ElectraForPreTraining` (a discriminator) or `ElectraForMaskedLM` (a
-/// generator, or BERT) checkpoint, head included, under electra-pipe's exported names: the
-/// network a pretrain stage exports. Every tensor must have a place; the error names the one
+/// Reads a whole `ElectraForPreTraining` (a discriminator), `ElectraForMaskedLM` (a
+/// generator, or BERT) or `ElectraForSequenceClassification` (a fine-tuned classifier)
+/// checkpoint, head included, under electra-pipe's exported names: the network a pretrain or
+/// finetune stage exports. Every tensor must have a place; the error names the one
 /// that has none.
 pub fn read_network(dir: &Path) -> Result<ExportedEncoder> {
     let (json, config, _) = read_config(dir)?;
     let class = json["architectures"][0].as_str().unwrap_or_default();
-    let model = [
+    let models = [
         TransformersModel::PRE_TRAINING,
         TransformersModel::MASKED_LM,
-    ]
-    .into_iter()
-    .find(|model| model.class == class)
-    .ok_or_else(|| {
-        DataError::invalid(
-            &dir.join(CONFIG_FILE),
-            format!(
-                "architectures: expected ElectraForPreTraining or ElectraForMaskedLM, found {:?}",
-                json["architectures"]
-            ),
-        )
-    })?;
+        TransformersModel::SEQUENCE_CLASSIFICATION,
+    ];
+    let model = models
+        .into_iter()
+        .find(|model| model.class == class)
+        .ok_or_else(|| {
+            DataError::invalid(
+                &dir.join(CONFIG_FILE),
+                format!(
+                    "architectures: expected one of {:?}, found {:?}",
+                    models.map(|m| m.class),
+                    json["architectures"]
+                ),
+            )
+        })?;
     let weights = dir.join(WEIGHTS_FILE);
     let (tensors, _) = safetensors::read_floats(&weights)?;
     let tensors = from_transformers(&tensors, &model).map_err(|name| {

@@ -3,15 +3,17 @@
 //! `model.safetensors` under transformers' names (the one table in [`super::weights`]) and
 //! the tokenizer's files ([`crate::tokenizer::write_transformers_tokenizer`]).
 //!
-//! The class follows the network's head: a replaced-token head exports as
-//! `ElectraForPreTraining`, a masked-LM head as `ElectraForMaskedLM`, anything else as a bare
-//! `ElectraModel` (head tensors transformers has no place for are left out and listed).
+//! A pretraining network's class follows its head ([`TransformersModel::for_tensors`]): a
+//! replaced-token head exports as `ElectraForPreTraining`, a masked-LM head as
+//! `ElectraForMaskedLM`, anything else as a bare `ElectraModel` (head tensors transformers has
+//! no place for are left out and listed). A fine-tuned classifier with transformers' head
+//! exports as `ElectraForSequenceClassification`, its labels in `config.json`.
 //! Pre-LN encoders have no transformers ELECTRA class and are not exported.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::config::{EncoderConfig, Norm};
 use super::layers::LAYER_NORM_EPS;
@@ -67,27 +69,46 @@ pub fn transformers_config(config: &EncoderConfig, class: &str, pad_token_id: u3
     })
 }
 
-/// Writes the network `tensors` (electra-pipe's exported names) of shape `config` into `dir`
-/// as a transformers checkpoint, with the tokenizer in `tokenizer_json`.
+/// A network to write as a transformers checkpoint.
+#[derive(Debug, Clone)]
+pub struct Checkpoint<'a> {
+    /// Its tensors under electra-pipe's exported names.
+    pub tensors: &'a BTreeMap<String, NamedTensor>,
+    /// Its encoder's shape (and the dropout `config.json` records).
+    pub config: &'a EncoderConfig,
+    /// The class it is written as; [`TransformersModel::for_tensors`] picks a pretraining
+    /// network's.
+    pub model: TransformersModel,
+    /// The tokenizer's `[PAD]` id.
+    pub pad_token_id: u32,
+    /// Fields `config.json` gets besides the encoder's (a classifier's labels).
+    pub extra_config: Map<String, Value>,
+}
+
+/// Writes `checkpoint` into `dir` as a transformers checkpoint, with the tokenizer in
+/// `tokenizer_json`. Tensors with no row in its class's table are left out and listed.
 pub fn write_checkpoint(
     dir: &Path,
-    tensors: &BTreeMap<String, NamedTensor>,
-    config: &EncoderConfig,
-    pad_token_id: u32,
+    checkpoint: &Checkpoint<'_>,
     tokenizer_json: &Path,
 ) -> Result<WrittenCheckpoint> {
+    let Checkpoint {
+        tensors,
+        config,
+        model,
+        ..
+    } = checkpoint;
     if let Some(reason) = unsupported(config) {
         return Err(DataError::Config(format!(
             "cannot write {} as a transformers checkpoint: {reason}",
             dir.display()
         )));
     }
-    let model = TransformersModel::for_tensors(tensors);
     let (kept, left_out): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
         .iter()
         .map(|(name, tensor)| (name.clone(), tensor.clone()))
         .partition(|(name, _)| model.maps(name));
-    let theirs = to_transformers(&kept, &model).map_err(|name| {
+    let theirs = to_transformers(&kept, model).map_err(|name| {
         DataError::Config(format!(
             "tensor {name} has no transformers name for {}",
             model.class
@@ -97,10 +118,11 @@ pub fn write_checkpoint(
         .map_err(|e| DataError::io(format!("creating {}", dir.display()), e))?;
     let metadata = BTreeMap::from([("format".to_owned(), "pt".to_owned())]);
     safetensors::write(&dir.join(WEIGHTS_FILE), &theirs, &metadata)?;
-    json_file::write_pretty(
-        &dir.join(CONFIG_FILE),
-        &transformers_config(config, model.class, pad_token_id),
-    )?;
+    let mut json = transformers_config(config, model.class, checkpoint.pad_token_id);
+    if let Value::Object(fields) = &mut json {
+        fields.extend(checkpoint.extra_config.clone());
+    }
+    json_file::write_pretty(&dir.join(CONFIG_FILE), &json)?;
     write_transformers_tokenizer(tokenizer_json, dir, config.max_positions)?;
     Ok(WrittenCheckpoint {
         class: model.class,

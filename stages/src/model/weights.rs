@@ -266,6 +266,15 @@ pub const TRANSFORMERS_REPLACED_TOKEN_HEAD: &[Rename] = &[
     ),
 ];
 
+/// `ElectraForSequenceClassification`'s head (transformers' `ElectraClassificationHead`): the
+/// fine-tuning head with `head: dense_gelu` on `[CLS]`.
+pub const TRANSFORMERS_CLASSIFICATION_HEAD: &[Rename] = &[
+    dense("head.dense.weight", "classifier.dense.weight"),
+    same("head.dense.bias", "classifier.dense.bias"),
+    dense("head.output.weight", "classifier.out_proj.weight"),
+    same("head.output.bias", "classifier.out_proj.bias"),
+];
+
 /// A transformers model class an exported network corresponds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransformersModel {
@@ -293,6 +302,16 @@ impl TransformersModel {
         class: "ElectraForPreTraining",
         body: "electra",
         head: TRANSFORMERS_REPLACED_TOKEN_HEAD,
+        tied: None,
+    };
+    /// A fine-tuned classifier (`head: dense_gelu`, `[CLS]` pooling) as
+    /// `ElectraForSequenceClassification`. Chosen by the caller, never by
+    /// [`TransformersModel::for_tensors`]: the official pooler head has the same tensors and
+    /// computes something else.
+    pub const SEQUENCE_CLASSIFICATION: TransformersModel = TransformersModel {
+        class: "ElectraForSequenceClassification",
+        body: "electra",
+        head: TRANSFORMERS_CLASSIFICATION_HEAD,
         tied: None,
     };
     /// The encoder alone as a bare `ElectraModel`.

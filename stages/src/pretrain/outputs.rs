@@ -11,6 +11,7 @@ use super::params::{Budget, PretrainParams, Training};
 use super::train::{snapshot_file, ExportedWeights, TrainSettings, Trained};
 use crate::error::{DataError, Result};
 use crate::model::export::encoder_config;
+use crate::model::weights::TransformersModel;
 use crate::model::{safetensors, transformers_export};
 use crate::pretrain_data::ShardIndex;
 use crate::records::pretrain::{
@@ -63,13 +64,15 @@ fn write_transformers_checkpoint(
         tracing::info!(reason, "no transformers checkpoint {name}/");
         return Ok(());
     }
-    let written = transformers_export::write_checkpoint(
-        &out_dir.join(name),
-        &export.tensors,
-        &config,
-        index.special.pad,
-        tokenizer,
-    )?;
+    let checkpoint = transformers_export::Checkpoint {
+        tensors: &export.tensors,
+        config: &config,
+        model: TransformersModel::for_tensors(&export.tensors),
+        pad_token_id: index.special.pad,
+        extra_config: Default::default(),
+    };
+    let written =
+        transformers_export::write_checkpoint(&out_dir.join(name), &checkpoint, tokenizer)?;
     tracing::info!(
         class = written.class,
         left_out = ?written.left_out,

@@ -45,20 +45,9 @@ use crate::tokenizer::BertTokenizer;
 /// The output directory of a `pretrain_data` stage.
 pub const SHARDS_DIR: &str = "shards";
 
-/// The tokenizer's file in `shards/`: a model trained on the shards is exported with it.
-pub const SHARDS_TOKENIZER_FILE: &str = "tokenizer.json";
-
 /// The tokenizer the shards in `dir` were made with; the error says what writes it.
 pub fn shards_tokenizer(dir: &Path) -> Result<std::path::PathBuf> {
-    let path = dir.join(SHARDS_TOKENIZER_FILE);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(DataError::invalid(
-            dir,
-            format!("expected the tokenizer the shards were made with, {SHARDS_TOKENIZER_FILE} (a pretrain_data stage writes it beside index.json; rebuild shards made before it did)"),
-        ))
-    }
+    crate::tokenizer::copied_into(dir, "a pretrain_data stage, beside index.json,")
 }
 
 /// Text handed to the tokenizer at once: big enough to keep every core busy.
@@ -287,13 +276,7 @@ pub fn build_shards(
         shards: Vec::new(),
     })?;
     stats.shards = index.shards.len() as u64;
-    let tokenizer_copy = dir.join(SHARDS_TOKENIZER_FILE);
-    std::fs::copy(&params.tokenizer, &tokenizer_copy).map_err(|e| {
-        DataError::io(
-            format!("copying the tokenizer to {}", tokenizer_copy.display()),
-            e,
-        )
-    })?;
+    crate::tokenizer::copy_into(Path::new(&params.tokenizer), dir)?;
     tracing::info!(
         examples = stats.examples,
         tokens = stats.tokens,

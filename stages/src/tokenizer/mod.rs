@@ -42,6 +42,29 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// The vocabulary file a `tokenizer` stage writes.
 pub const VOCAB_FILE: &str = "vocab.txt";
 
+/// Copies `tokenizer` into a stage's data directory `dir` as [`TOKENIZER_FILE`], so the
+/// stages that read that data know the tokenizer it was made with; returns the copy's path.
+pub fn copy_into(tokenizer: &Path, dir: &Path) -> Result<PathBuf> {
+    let copy = dir.join(TOKENIZER_FILE);
+    std::fs::copy(tokenizer, &copy)
+        .map_err(|e| DataError::io(format!("copying the tokenizer to {}", copy.display()), e))?;
+    Ok(copy)
+}
+
+/// The tokenizer [`copy_into`] put into `dir`, data that `made_by` wrote (`"a pretrain_data
+/// stage"`); the error names `dir` and says what writes the file.
+pub fn copied_into(dir: &Path, made_by: &str) -> Result<PathBuf> {
+    let path = dir.join(TOKENIZER_FILE);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(DataError::invalid(
+            dir,
+            format!("expected the tokenizer this data was made with, {TOKENIZER_FILE} ({made_by} writes it; rebuild data made before it did)"),
+        ))
+    }
+}
+
 /// How to train a vocabulary.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
