@@ -5,46 +5,11 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
-use common::{shared_data, text, workspace_on_shared_data, Workspace};
+use common::{shared_data, text, workspace_on_shared_data, FileServer, Workspace};
 
 /// SHA-256 of `corpus/brown/brown_detagged.txt` (from the data's MANIFEST.tsv).
 const BROWN_SHA256: &str = "607ad18fc70508d058028cabaeb94436e6207b09a77cb286d8b82540633fbb7f";
-
-/// A static file server on 127.0.0.1 over the shared data, counting the requests it answers.
-struct DataServer {
-    port: u16,
-    requests: Arc<AtomicUsize>,
-}
-
-impl DataServer {
-    fn start() -> Self {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        let root = shared_data();
-        std::thread::spawn(move || {
-            for request in server.incoming_requests() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let path = root.join(request.url().trim_start_matches('/'));
-                let _ = match std::fs::File::open(&path) {
-                    Ok(file) => request.respond(tiny_http::Response::from_file(file)),
-                    Err(_) => request.respond(tiny_http::Response::empty(404)),
-                };
-            }
-        });
-        DataServer { port, requests }
-    }
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
 
 fn brown_source(url: &str, sha256: &str, local: &str) -> String {
     format!(
@@ -66,7 +31,7 @@ stages:
 
 #[test]
 fn a_declared_source_is_downloaded_once_and_verified() {
-    let server = DataServer::start();
+    let server = FileServer::start(shared_data());
     let ws = workspace_on_shared_data();
     let url = server.url("corpus/brown/brown_detagged.txt");
     let pipeline = ws.write("download.yaml", &brown_source(&url, BROWN_SHA256, ""));
@@ -91,7 +56,7 @@ fn a_declared_source_is_downloaded_once_and_verified() {
 
 #[test]
 fn a_wrong_checksum_keeps_nothing_and_names_both_digests() {
-    let server = DataServer::start();
+    let server = FileServer::start(shared_data());
     let ws = workspace_on_shared_data();
     let url = server.url("corpus/brown/brown_detagged.txt");
     let wrong = "0".repeat(64);
@@ -115,7 +80,7 @@ fn a_wrong_checksum_keeps_nothing_and_names_both_digests() {
 
 #[test]
 fn a_local_copy_with_the_right_checksum_is_used_without_downloading() {
-    let server = DataServer::start();
+    let server = FileServer::start(shared_data());
     let ws = workspace_on_shared_data();
     let url = server.url("corpus/brown/brown_detagged.txt");
     let local = "      local: ${data}/corpus/brown/brown_detagged.txt";
@@ -254,6 +219,10 @@ fn the_shipped_pipelines_validate_and_plan_without_missing_data() {
         let for_cuda = ["electra_small_paper.yaml", "electra_table5_paper.yaml"];
         if for_cuda.iter().any(|name| path.ends_with(name)) {
             // For a CUDA build and data this machine lacks: planned in tests/glue_pipelines.rs.
+            continue;
+        }
+        if path.ends_with("finetune_published.yaml") {
+            // Needs digests given with --set: tests/finetune_published.rs runs it so.
             continue;
         }
         let path = path.to_str().unwrap();

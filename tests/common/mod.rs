@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The real `electra-pipe` binary.
 pub fn binary() -> PathBuf {
@@ -198,6 +200,41 @@ stages:
       epochs: 3
       max_train_examples: 256
 "#;
+
+/// A static file server on 127.0.0.1 over a directory, counting the requests it answers.
+pub struct FileServer {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+}
+
+impl FileServer {
+    /// Serves the files under `root` (404 for anything else) from a thread.
+    pub fn start(root: PathBuf) -> Self {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let path = root.join(request.url().trim_start_matches('/'));
+                let _ = match std::fs::File::open(&path) {
+                    Ok(file) => request.respond(tiny_http::Response::from_file(file)),
+                    Err(_) => request.respond(tiny_http::Response::empty(404)),
+                };
+            }
+        });
+        FileServer { port, requests }
+    }
+    /// The URL of `path` under the root.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
 
 /// A workspace whose data directory is the real shared data.
 pub fn workspace_on_shared_data() -> Workspace {
