@@ -7,12 +7,13 @@
 //! Shapes: `b` batch, `s` sequence, `e` embedding, `h` hidden, `n` heads, `d = h / n`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
 
 use super::config::{EncoderConfig, Norm};
+use super::fused::softmax_last;
 use super::layers::{Dense, Dropout, Init, LayerNorm};
 
 /// Token, position and segment embeddings; shared by ELECTRA's generator and discriminator.
@@ -94,7 +95,7 @@ impl<B: Backend> SelfAttention<B> {
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x.clone()));
         let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt() + mask_bias; // [b, n, s, s]
-        let probs = dropout.apply(softmax(scores, 3));
+        let probs = dropout.apply(softmax_last(scores));
         let context = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h]);
         dropout.apply(self.output.forward(context))
     }

@@ -8,6 +8,8 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::fused::layer_norm;
+
 /// Standard deviation of the initial weights (BERT's `initializer_range`).
 pub const INIT_STD: f64 = 0.02;
 /// LayerNorm's epsilon (BERT's).
@@ -100,9 +102,7 @@ impl<B: Backend> LayerNorm<B> {
 
     /// Normalises `[.., d]` to zero mean and unit variance, then scales and shifts.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let (var, mean) = x.clone().var_mean_bias(D - 1);
-        let normed = (x - mean) / (var + LAYER_NORM_EPS).sqrt();
-        normed * self.gamma.val().unsqueeze() + self.beta.val().unsqueeze()
+        layer_norm(x, self.gamma.val(), self.beta.val(), LAYER_NORM_EPS)
     }
 }
 

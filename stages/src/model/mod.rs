@@ -1,8 +1,9 @@
 //! The model library shared by the stage kinds, as the paper describes the networks: one
 //! module each for the sizes ([`config`]), the building blocks ([`layers`]), the encoder and
 //! the [`encoder::Backbone`] every head reads ([`encoder`]), the heads — masked LM,
-//! replaced-token detection, classification — ([`heads`]), and the weights on disk: the
-//! safetensors format ([`safetensors`]), the one table of names weights have in checkpoints,
+//! replaced-token detection, classification — ([`heads`]), the fused row kernels of the CPU
+//! training backend ([`fused`]: softmax, LayerNorm, cross-entropy), and the weights on disk:
+//! the safetensors format ([`safetensors`]), the one table of names weights have in checkpoints,
 //! in electra-pipe's exported files and in Hugging Face transformers ([`weights`]), and the
 //! self-describing exported encoder ([`export`]), and Hugging Face transformers checkpoints
 //! read as encoders ([`transformers`]) and written from exported networks
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod encoder;
 pub mod export;
+pub mod fused;
 pub mod heads;
 pub mod layers;
 pub mod safetensors;

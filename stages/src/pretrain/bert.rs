@@ -6,13 +6,14 @@ use rand_chacha::ChaCha8Rng;
 
 use super::masking::MaskedBatch;
 use super::objective::{
-    collapse, masked_lm_logits, masked_lm_loss, to_f32, token_log_probs, ExportedNetwork,
-    PretrainingModel, Role, StepOutput,
+    collapse, masked_lm_logits, to_f32, token_log_probs, ExportedNetwork, PretrainingModel, Role,
+    StepOutput,
 };
 use super::prior::OutputPrior;
 use super::stats::StepStats;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
+use crate::model::fused::cross_entropy;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::{Dropout, Init};
 use crate::model::weights::Network;
@@ -67,7 +68,7 @@ impl<B: Backend> PretrainingModel<B> for Bert<B> {
     ) -> StepOutput<B> {
         let (logits, hidden) =
             masked_lm_logits(self.backbone(), &self.head, batch, dropout, device);
-        let (loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
+        let (loss, mlm_accuracy) = cross_entropy(logits, &batch.targets);
         let value = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput {
             loss,

@@ -11,12 +11,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::masking::MaskedBatch;
-use super::objective::{
-    masked_lm_logits, masked_lm_loss, sample_tokens, to_f32, ExportedNetwork, Role,
-};
+use super::objective::{masked_lm_logits, sample_tokens, to_f32, ExportedNetwork, Role};
 use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
+use crate::model::fused::cross_entropy;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::{Dropout, Init};
 use crate::model::weights::Network;
@@ -189,7 +188,7 @@ impl<B: Backend> Generator<B> {
                 };
                 let (logits, _) = masked_lm_logits(backbone, head, batch, dropout, device);
                 let tokens = sample_tokens(logits.clone(), self.options.temperature, rng);
-                let (loss, mlm_accuracy) = masked_lm_loss(logits, &batch.targets, device);
+                let (loss, mlm_accuracy) = cross_entropy(logits, &batch.targets);
                 let mlm_loss = f64::from(to_f32(loss.clone().detach())[0]);
                 Samples {
                     tokens,

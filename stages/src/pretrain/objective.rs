@@ -5,11 +5,11 @@
 //! inputs on the device, the masked-LM logits and loss, sampling, the collapse statistic.
 
 use burn::module::Module;
-use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::masking::MaskedBatch;
 use super::prior::OutputPrior;
@@ -154,47 +154,91 @@ pub(super) fn collapse<B: Backend>(hidden: Tensor<B, 3>, batch: &MaskedBatch) ->
     mean_pairwise_cosine(&to_f32(hidden.detach()), h, &batch.attention)
 }
 
-/// Mean cross-entropy of `logits` `[n, V]` against `targets`; also the argmax accuracy.
-pub(super) fn masked_lm_loss<B: Backend>(
-    logits: Tensor<B, 2>,
-    targets: &[u32],
-    device: &B::Device,
-) -> (Tensor<B, 1>, f64) {
-    let n = targets.len();
-    let predicted = to_u32(logits.clone().detach().argmax(1));
-    let correct = predicted
-        .iter()
-        .zip(targets)
-        .filter(|(p, t)| p == t)
-        .count();
-    let target_ids = ints::<B, 2>(targets, [n, 1], device);
-    let picked = log_softmax(logits, 1).gather(1, target_ids); // [n, 1]
-    let loss = -picked.mean().reshape([1]);
-    (loss, correct as f64 / n.max(1) as f64)
-}
-
 /// Samples one token per row of `logits` `[n, V]` from its softmax at `temperature`, by
 /// inverse CDF with one uniform draw per row (the same distribution as ELECTRA's Gumbel-max
-/// trick). No gradient.
+/// trick). No gradient. The rows are read on the host, in parallel: the row maximum, then
+/// the weights and their total, then the running sum against the row's draw.
 pub(super) fn sample_tokens<B: Backend>(
     logits: Tensor<B, 2>,
     temperature: f64,
     rng: &mut ChaCha8Rng,
 ) -> Vec<u32> {
     let [n, vocab] = logits.dims();
-    let device = logits.device();
-    let logits = logits.detach();
-    let logits = if temperature == 1.0 {
-        logits
-    } else {
-        logits / temperature
-    };
-    let cdf = softmax(logits, 1).cumsum(1); // [n, V]
     let uniforms: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
-    let u = floats::<B, 2>(uniforms, [n, 1], &device);
-    let below = cdf.lower(u.expand([n, vocab])).int().sum_dim(1); // [n, 1]
-    to_u32(below)
-        .into_iter()
-        .map(|i| i.min(vocab as u32 - 1))
+    let logits = to_f32(logits.detach());
+    let inverse_temperature = (1.0 / temperature) as f32;
+    logits
+        .par_chunks(vocab.max(1))
+        .zip(uniforms.par_iter())
+        .map_init(Vec::new, |weights, (row, &u)| {
+            sample_row(row, inverse_temperature, u, weights)
+        })
         .collect()
+}
+
+/// The index of `row` that the draw `u` in [0, 1) picks from `softmax(row ×
+/// inverse_temperature)`: the first whose cumulative weight exceeds `u` × the total.
+/// `weights` is scratch space.
+fn sample_row(row: &[f32], inverse_temperature: f32, u: f32, weights: &mut Vec<f32>) -> u32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    weights.clear();
+    weights.extend(row.iter().map(|&x| ((x - max) * inverse_temperature).exp()));
+    let threshold = u * weights.iter().sum::<f32>();
+    let mut cumulative = 0.0f32;
+    for (i, &w) in weights.iter().enumerate() {
+        cumulative += w;
+        if cumulative > threshold {
+            return i as u32;
+        }
+    }
+    row.len().saturating_sub(1) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_row_draw_picks_the_first_token_whose_cumulative_weight_exceeds_it() {
+        // Weights 1 and 3: the first token takes draws under 0.25.
+        let row = [0.0, 3f32.ln()];
+        let draw = |inverse_temperature, u| sample_row(&row, inverse_temperature, u, &mut vec![]);
+        assert_eq!(draw(1.0, 0.0), 0);
+        assert_eq!(draw(1.0, 0.24), 0);
+        assert_eq!(draw(1.0, 0.26), 1);
+        assert_eq!(draw(1.0, 0.999_999), 1);
+        // At temperature 2 the weights are 1 and √3: the first takes draws under 0.366.
+        assert_eq!(draw(0.5, 0.36), 0);
+        assert_eq!(draw(0.5, 0.37), 1);
+    }
+
+    #[test]
+    fn samples_follow_the_softmax_at_the_temperature() {
+        let logits = [2.0f32, 0.0, -1.0, 1.0, -30.0];
+        let draws = 20_000;
+        for temperature in [1.0, 2.0] {
+            let rows: Vec<f32> = logits.iter().copied().cycle().take(draws * 5).collect();
+            let tensor = floats::<Flex, 2>(rows, [draws, 5], &Default::default());
+            let mut rng = ChaCha8Rng::seed_from_u64(7);
+            let tokens = sample_tokens(tensor, temperature, &mut rng);
+            let weights: Vec<f64> = logits
+                .iter()
+                .map(|&x| (f64::from(x) / temperature).exp())
+                .collect();
+            let total: f64 = weights.iter().sum();
+            for (token, weight) in weights.iter().enumerate() {
+                let share =
+                    tokens.iter().filter(|&&t| t as usize == token).count() as f64 / draws as f64;
+                let expected = weight / total;
+                // Four standard deviations of a share of 20,000 draws.
+                let tolerance = 4.0 * (expected * (1.0 - expected) / draws as f64).sqrt() + 1e-9;
+                assert!(
+                    (share - expected).abs() <= tolerance,
+                    "temperature {temperature}, token {token}: {share} against {expected}"
+                );
+            }
+        }
+    }
 }

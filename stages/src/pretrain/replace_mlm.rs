@@ -20,14 +20,15 @@ use rand_chacha::ChaCha8Rng;
 use super::generator::{corrupt, Generator, GeneratorOptions};
 use super::masking::MaskedBatch;
 use super::objective::{
-    collapse, floats, input, ints, masked_lm_loss, to_f32, to_u32, token_log_probs,
-    ExportedNetwork, PretrainingModel, Role, StepOutput,
+    collapse, floats, input, ints, to_f32, to_u32, token_log_probs, ExportedNetwork,
+    PretrainingModel, Role, StepOutput,
 };
 use super::prior::OutputPrior;
 use super::stats::StepStats;
 use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
+use crate::model::fused::cross_entropy;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::{Dense, Dropout, Init};
 use crate::model::weights::Network;
@@ -140,7 +141,7 @@ impl<B: Backend> ReplaceMlm<B> {
             backbone.embeddings.word.val(),
         );
         let (loss, accuracy) = match &self.copy_gate {
-            None => masked_lm_loss(logits, &wanted.targets, device),
+            None => cross_entropy(logits, &wanted.targets),
             Some(gate) => {
                 let [b, s, h] = hidden.dims();
                 let picked = hidden.reshape([b * s, h]).select(0, positions); // [n, h]

@@ -1,0 +1,611 @@
+//! Fused row kernels for the row-wise operations whose memory traffic dominates a small
+//! model's training step on the CPU: the attention softmax, LayerNorm and the masked-LM
+//! cross-entropy.
+//!
+//! Under autodiff, burn composes each from five to nine elementwise operations, each a fresh
+//! tensor, and its backward recomputes the exponentials and walks the same rows again for
+//! every one of them. On the `flex` backend with autodiff (the CPU training backend) each is
+//! here one forward pass and one backward pass over its rows, parallel by rows:
+//! - [`softmax_last`]: forward by flex's own fused softmax; backward
+//!   `dx = y ⊙ (dy − Σ dy ⊙ y)` in place of the incoming gradient;
+//! - [`layer_norm`]: forward the row mean and variance, then the normalised, scaled and
+//!   shifted row; backward `dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))` with
+//!   `dx̂ = dy ⊙ γ`, and γ's and β's gradients summed over rows in a fixed order;
+//! - [`cross_entropy`]: forward the row maximum, its index (for the accuracy) and the
+//!   log-sum-exp in two passes; backward `dx = (softmax(x) − onehot(t)) · dl / n` in one.
+//!
+//! Every other backend (and every dtype but f32) gets burn's composed operations, so results
+//! agree with them to rounding (tests below).
+
+use std::any::{Any, TypeId};
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{ActivationOps, FloatTensor};
+use burn::tensor::{Bytes, DType, Int, Tensor, TensorData, TensorPrimitive};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_flex::{FlexTensor, Layout};
+use rayon::prelude::*;
+
+/// The CPU training backend the kernels are for.
+type Tape = Autodiff<Flex>;
+
+/// Rows per parallel task: enough work per task at the attention's short rows.
+const ROWS_PER_TASK: usize = 64;
+
+/// `value` as type `T`, which the caller has checked it is.
+fn same_type<X: Any, T: Any>(value: X) -> T {
+    *(Box::new(value) as Box<dyn Any>)
+        .downcast::<T>()
+        .expect("the caller checked the types are the same")
+}
+
+/// Whether `B` is the flex training backend and `tensor` is f32 (what the kernels handle).
+fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
+    TypeId::of::<B>() == TypeId::of::<Tape>() && tensor.dtype() == DType::F32
+}
+
+/// The softmax of `x` over its last dimension.
+pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if !on_tape(&x) {
+        return softmax(x, D - 1);
+    }
+    let x: Tensor<Tape, D> = same_type(x);
+    let y = Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(softmax_on_tape(
+        x.into_primitive().tensor(),
+        D - 1,
+    )));
+    same_type(y)
+}
+
+/// The backward step of [`softmax_last`]: it keeps the output `y`.
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let y = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| softmax_backward(&y, dy));
+    }
+}
+
+fn softmax_on_tape(x: FloatTensor<Tape>, dim: usize) -> FloatTensor<Tape> {
+    match SoftmaxBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = Flex::softmax(x.primitive, dim);
+            prep.finish(y.clone(), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(Flex::softmax(x.primitive, dim)),
+    }
+}
+
+/// `y ⊙ (dy − Σ dy ⊙ y)` per row of the last dimension, written over `dy` (over a copy of
+/// it where it is shared or not contiguous).
+fn softmax_backward(y: &FlexTensor, mut dy: FlexTensor) -> FlexTensor {
+    let shape = y.layout().shape().clone();
+    let width = shape[shape.num_dims() - 1];
+    let y = y
+        .as_slice::<f32>()
+        .expect("a softmax output is contiguous f32");
+    let whole = dy.layout().contiguous_offsets() == Some((0, y.len()));
+    let mut copy = Vec::new();
+    let dx: &mut [f32] = match dy.try_storage_mut::<f32>() {
+        Some(own) if whole => own,
+        _ => {
+            copy = dy
+                .to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous")
+                .to_vec();
+            &mut copy
+        }
+    };
+    dx.par_chunks_mut(ROWS_PER_TASK * width)
+        .zip(y.par_chunks(ROWS_PER_TASK * width))
+        .for_each(|(dx, y)| {
+            for (dx, y) in dx.chunks_mut(width).zip(y.chunks(width)) {
+                let dot: f32 = dx.iter().zip(y).map(|(g, y)| g * y).sum();
+                for (dx, &y) in dx.iter_mut().zip(y) {
+                    *dx = y * (*dx - dot);
+                }
+            }
+        });
+    if copy.is_empty() {
+        dy
+    } else {
+        contiguous(copy, shape)
+    }
+}
+
+/// A contiguous f32 flex tensor of `shape` holding `values`.
+fn contiguous(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+/// LayerNorm over the last dimension of `x`: `(x − mean) / √(var + eps) · gamma + beta`, with
+/// the biased variance.
+pub fn layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    if !on_tape(&x) {
+        return composed_layer_norm(x, gamma, beta, eps);
+    }
+    let [x, gamma, beta] = [
+        same_type::<_, Tensor<Tape, D>>(x).into_primitive().tensor(),
+        same_type::<_, Tensor<Tape, 1>>(gamma)
+            .into_primitive()
+            .tensor(),
+        same_type::<_, Tensor<Tape, 1>>(beta)
+            .into_primitive()
+            .tensor(),
+    ];
+    let y = layer_norm_on_tape(x, gamma, beta, eps as f32);
+    let y = Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(y));
+    same_type(y)
+}
+
+/// [`layer_norm`] by burn's operations, for every other backend.
+fn composed_layer_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    let (var, mean) = x.clone().var_mean_bias(D - 1);
+    let normed = (x - mean) / (var + eps).sqrt();
+    normed * gamma.unsqueeze() + beta.unsqueeze()
+}
+
+/// What [`layer_norm`]'s backward step keeps: the input (contiguous), each row's mean and
+/// reciprocal standard deviation, and gamma.
+#[derive(Debug, Clone)]
+struct LayerNormState {
+    x: FlexTensor,
+    mean: Vec<f32>,
+    rstd: Vec<f32>,
+    gamma: FlexTensor,
+}
+
+/// The backward step of [`layer_norm`].
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    type State = LayerNormState;
+
+    fn backward(self, ops: Ops<LayerNormState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, gamma_node, beta_node] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let (dx, dgamma, dbeta) = layer_norm_backward(&ops.state, &dy);
+        let shape = ops.state.x.layout().shape().clone();
+        let width = shape[shape.num_dims() - 1];
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, contiguous(dx, shape));
+        }
+        if let Some(node) = gamma_node {
+            grads.register::<Flex>(node.id, contiguous(dgamma, [width].into()));
+        }
+        if let Some(node) = beta_node {
+            grads.register::<Flex>(node.id, contiguous(dbeta, [width].into()));
+        }
+    }
+}
+
+fn layer_norm_on_tape(
+    x: FloatTensor<Tape>,
+    gamma: FloatTensor<Tape>,
+    beta: FloatTensor<Tape>,
+    eps: f32,
+) -> FloatTensor<Tape> {
+    let input = x.primitive.to_contiguous();
+    let shape = input.layout().shape().clone();
+    let width = shape[shape.num_dims() - 1];
+    let values = input.as_slice::<f32>().expect("made contiguous above");
+    let gamma_values = gamma.primitive.to_contiguous();
+    let beta_values = beta.primitive.to_contiguous();
+    let (g, b) = (
+        gamma_values.as_slice::<f32>().expect("contiguous f32"),
+        beta_values.as_slice::<f32>().expect("contiguous f32"),
+    );
+    let mut y = vec![0.0f32; values.len()];
+    let stats: Vec<(f32, f32)> = y
+        .par_chunks_mut(width)
+        .zip(values.par_chunks(width))
+        .map(|(y, x)| {
+            let mean = x.iter().sum::<f32>() / width as f32;
+            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+            let rstd = 1.0 / (var + eps).sqrt();
+            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(g).zip(b) {
+                *y = (x - mean) * rstd * g + b;
+            }
+            (mean, rstd)
+        })
+        .collect();
+    let y = contiguous(y, shape);
+    match LayerNormBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (mean, rstd) = stats.into_iter().unzip();
+            let state = LayerNormState {
+                x: input,
+                mean,
+                rstd,
+                gamma: gamma_values,
+            };
+            prep.finish(state, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// The gradients of x, gamma and beta given `dy` (contiguous, x's shape).
+fn layer_norm_backward(state: &LayerNormState, dy: &FlexTensor) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let x = state.x.as_slice::<f32>().expect("kept contiguous");
+    let dy = dy.as_slice::<f32>().expect("made contiguous");
+    let g = state.gamma.as_slice::<f32>().expect("kept contiguous");
+    let width = g.len();
+    let mut dx = vec![0.0f32; x.len()];
+    let chunk = ROWS_PER_TASK * width;
+    // Each task's partial sums for gamma and beta, added in the tasks' order below.
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .zip(dy.par_chunks(chunk))
+        .zip(state.mean.par_chunks(ROWS_PER_TASK))
+        .zip(state.rstd.par_chunks(ROWS_PER_TASK))
+        .map(|((((dx, x), dy), mean), rstd)| {
+            let (mut dgamma, mut dbeta) = (vec![0.0f32; width], vec![0.0f32; width]);
+            let mut x_hat = vec![0.0f32; width];
+            for ((((dx, x), dy), &mean), &rstd) in dx
+                .chunks_mut(width)
+                .zip(x.chunks(width))
+                .zip(dy.chunks(width))
+                .zip(mean)
+                .zip(rstd)
+            {
+                let (mut sum, mut sum_x_hat) = (0.0f32, 0.0f32);
+                for j in 0..width {
+                    x_hat[j] = (x[j] - mean) * rstd;
+                    let d = dy[j] * g[j];
+                    sum += d;
+                    sum_x_hat += d * x_hat[j];
+                    dgamma[j] += dy[j] * x_hat[j];
+                    dbeta[j] += dy[j];
+                }
+                let (a, b) = (sum / width as f32, sum_x_hat / width as f32);
+                for j in 0..width {
+                    dx[j] = rstd * (dy[j] * g[j] - a - x_hat[j] * b);
+                }
+            }
+            (dgamma, dbeta)
+        })
+        .collect();
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; width], vec![0.0f32; width]);
+    for (pg, pb) in partials {
+        for j in 0..width {
+            dgamma[j] += pg[j];
+            dbeta[j] += pb[j];
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+
+/// Mean cross-entropy of `logits` `[n, V]` against `targets` (one id per row), and the share
+/// of rows whose largest logit is the target.
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: &[u32]) -> (Tensor<B, 1>, f64) {
+    let [n, _] = logits.dims();
+    assert_eq!(n, targets.len(), "one target per row of logits");
+    if !on_tape(&logits) {
+        return composed_cross_entropy(logits, targets);
+    }
+    let logits: Tensor<Tape, 2> = same_type(logits);
+    let (loss, accuracy) = cross_entropy_on_tape(logits.into_primitive().tensor(), targets);
+    let loss = Tensor::<Tape, 1>::from_primitive(TensorPrimitive::Float(loss));
+    (same_type(loss), accuracy)
+}
+
+/// [`cross_entropy`] by burn's operations, for every other backend.
+fn composed_cross_entropy<B: Backend>(
+    logits: Tensor<B, 2>,
+    targets: &[u32],
+) -> (Tensor<B, 1>, f64) {
+    let n = targets.len();
+    let device = logits.device();
+    let predicted = logits.clone().detach().argmax(1).into_data();
+    let correct = predicted
+        .iter::<i64>()
+        .zip(targets)
+        .filter(|(p, &t)| *p == i64::from(t))
+        .count();
+    let ids: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
+    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, 1]), &device);
+    let picked = log_softmax(logits, 1).gather(1, ids); // [n, 1]
+    (
+        -picked.mean().reshape([1]),
+        correct as f64 / n.max(1) as f64,
+    )
+}
+
+/// What one row of logits gives: its log-sum-exp, its loss and whether its argmax is the
+/// target.
+struct RowLoss {
+    log_sum_exp: f32,
+    loss: f32,
+    correct: bool,
+}
+
+/// [`RowLoss`] of `row` against `target`.
+fn row_loss(row: &[f32], target: usize) -> RowLoss {
+    let (argmax, max) =
+        row.iter().enumerate().fold(
+            (0, f32::NEG_INFINITY),
+            |(i, m), (j, &x)| {
+                if x > m {
+                    (j, x)
+                } else {
+                    (i, m)
+                }
+            },
+        );
+    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
+    let log_sum_exp = max + sum.ln();
+    RowLoss {
+        log_sum_exp,
+        loss: log_sum_exp - row[target],
+        correct: argmax == target,
+    }
+}
+
+/// The backward step of [`cross_entropy`]: it keeps the logits, each row's log-sum-exp and
+/// the targets.
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl Backward<Flex, 1> for CrossEntropyBackward {
+    type State = (FlexTensor, Vec<f32>, Vec<u32>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (logits, log_sum_exp, targets) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dl| {
+            let dl = dl.to_contiguous();
+            let scale = dl.as_slice::<f32>().expect("a contiguous f32 scalar")[0]
+                / targets.len().max(1) as f32;
+            cross_entropy_backward(&logits, &log_sum_exp, &targets, scale)
+        });
+    }
+}
+
+fn cross_entropy_on_tape(logits: FloatTensor<Tape>, targets: &[u32]) -> (FloatTensor<Tape>, f64) {
+    let x = logits.primitive.to_contiguous();
+    let width = x.layout().shape()[1];
+    let rows: Vec<RowLoss> = x
+        .as_slice::<f32>()
+        .expect("made contiguous above")
+        .par_chunks(width)
+        .zip(targets.par_iter())
+        .map(|(row, &t)| row_loss(row, t as usize))
+        .collect();
+    let n = rows.len().max(1);
+    let loss = rows.iter().map(|r| f64::from(r.loss)).sum::<f64>() / n as f64;
+    let accuracy = rows.iter().filter(|r| r.correct).count() as f64 / n as f64;
+    let loss = contiguous(vec![loss as f32], [1].into());
+    let output = match CrossEntropyBackward
+        .prepare::<NoCheckpointing>([logits.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let log_sum_exp = rows.iter().map(|r| r.log_sum_exp).collect();
+            prep.finish((x, log_sum_exp, targets.to_vec()), loss)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(loss),
+    };
+    (output, accuracy)
+}
+
+/// `(softmax(x) − onehot(t)) · scale` per row.
+fn cross_entropy_backward(
+    logits: &FlexTensor,
+    log_sum_exp: &[f32],
+    targets: &[u32],
+    scale: f32,
+) -> FlexTensor {
+    let shape = logits.layout().shape().clone();
+    let width = shape[1];
+    let x = logits.as_slice::<f32>().expect("kept contiguous");
+    let mut dx = vec![0.0f32; x.len()];
+    dx.par_chunks_mut(width)
+        .zip(x.par_chunks(width))
+        .zip(log_sum_exp.par_iter().zip(targets.par_iter()))
+        .for_each(|((dx, x), (&lse, &t))| {
+            for (dx, &x) in dx.iter_mut().zip(x) {
+                *dx = (x - lse).exp() * scale;
+            }
+            dx[t as usize] -= scale;
+        });
+    contiguous(dx, shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    type Inner = Flex;
+
+    /// Values and input gradients of `f` on the tape (the kernels) and by burn's composed
+    /// operations on the same data (the reference), for the gradient of `Σ w ⊙ f(x)`.
+    fn both<const D: usize>(
+        shape: [usize; D],
+        f: impl Fn(Tensor<Tape, D>) -> Tensor<Tape, D>,
+        reference: impl Fn(Tensor<Tape, D>) -> Tensor<Tape, D>,
+    ) -> [(Vec<f32>, Vec<f32>); 2] {
+        let device = Default::default();
+        let x = Tensor::<Inner, D>::random(shape, Distribution::Normal(0.0, 3.0), &device);
+        let w = Tensor::<Inner, D>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        [
+            &f as &dyn Fn(Tensor<Tape, D>) -> Tensor<Tape, D>,
+            &reference,
+        ]
+        .map(|g| {
+            let x = Tensor::<Tape, D>::from_inner(x.clone()).require_grad();
+            assert!(on_tape(&x), "the kernels are taken on the tape");
+            let y = g(x.clone());
+            let grads = (y.clone() * Tensor::from_inner(w.clone())).sum().backward();
+            let dx = x.grad(&grads).expect("x takes part");
+            (values(y.inner()), values(dx))
+        })
+    }
+
+    fn values<const D: usize>(t: Tensor<Inner, D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    fn assert_close(actual: &[f32], expected: &[f32], tolerance: f32) {
+        assert_eq!(actual.len(), expected.len());
+        for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+            assert!(
+                (a - e).abs() <= tolerance * (1.0 + e.abs()),
+                "element {i}: {a} against {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fused_softmax_matches_the_composed_one_and_its_gradient() {
+        let [(y, dx), (y_ref, dx_ref)] = both([3, 2, 7, 130], softmax_last, |x| softmax(x, 3));
+        assert_close(&y, &y_ref, 1e-6);
+        assert_close(&dx, &dx_ref, 1e-5);
+        assert!(
+            dx.iter().any(|&g| g.abs() > 1e-3),
+            "a gradient that is not all zero"
+        );
+    }
+
+    #[test]
+    fn the_fused_softmax_handles_a_transposed_input() {
+        let [(y, dx), (y_ref, dx_ref)] = both(
+            [4, 5, 9],
+            |x| softmax_last(x.swap_dims(1, 2)).swap_dims(1, 2),
+            |x| softmax(x.swap_dims(1, 2), 2).swap_dims(1, 2),
+        );
+        assert_close(&y, &y_ref, 1e-6);
+        assert_close(&dx, &dx_ref, 1e-5);
+    }
+
+    #[test]
+    fn the_fused_layer_norm_matches_the_composed_one_and_its_gradients() {
+        let device = Default::default();
+        let (rows, width) = (150, 48);
+        let x = Tensor::<Inner, 3>::random(
+            [3, rows / 3, width],
+            Distribution::Normal(1.0, 2.0),
+            &device,
+        );
+        let w = Tensor::<Inner, 3>::random(
+            [3, rows / 3, width],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let gamma = Tensor::<Inner, 1>::random([width], Distribution::Normal(1.0, 0.3), &device);
+        let beta = Tensor::<Inner, 1>::random([width], Distribution::Normal(0.0, 0.3), &device);
+        let run = |fused: bool| {
+            let x = Tensor::<Tape, 3>::from_inner(x.clone()).require_grad();
+            let g = Tensor::<Tape, 1>::from_inner(gamma.clone()).require_grad();
+            let b = Tensor::<Tape, 1>::from_inner(beta.clone()).require_grad();
+            let y = if fused {
+                layer_norm(x.clone(), g.clone(), b.clone(), 1e-12)
+            } else {
+                composed_layer_norm(x.clone(), g.clone(), b.clone(), 1e-12)
+            };
+            let grads = (y.clone() * Tensor::from_inner(w.clone())).sum().backward();
+            [
+                values(y.inner()),
+                values(x.grad(&grads).unwrap()),
+                values(g.grad(&grads).unwrap()),
+                values(b.grad(&grads).unwrap()),
+            ]
+        };
+        let (fused, reference) = (run(true), run(false));
+        for (name, (a, e)) in ["y", "dx", "dgamma", "dbeta"]
+            .iter()
+            .zip(fused.iter().zip(&reference))
+        {
+            assert!(a.iter().any(|v| v.abs() > 1e-3), "{name} is not all zero");
+            for (i, (a, e)) in a.iter().zip(e).enumerate() {
+                assert!(
+                    (a - e).abs() <= 2e-5 * (1.0 + e.abs()),
+                    "{name}[{i}]: {a} against {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_fused_cross_entropy_matches_log_softmax_and_gather() {
+        let device = Default::default();
+        let (n, v) = (37, 1000);
+        let x = Tensor::<Inner, 2>::random([n, v], Distribution::Normal(0.0, 4.0), &device);
+        let targets: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();
+        // One row whose target is its argmax, so the accuracy is not trivially 0.
+        let mut data: Vec<f32> = values(x);
+        data[3 * v + targets[3] as usize] = 100.0;
+        let x = Tensor::<Inner, 2>::from_data(TensorData::new(data, [n, v]), &device);
+        let run = |fused: bool| {
+            let x = Tensor::<Tape, 2>::from_inner(x.clone()).require_grad();
+            let (loss, accuracy) = if fused {
+                cross_entropy(x.clone(), &targets)
+            } else {
+                composed_cross_entropy(x.clone(), &targets)
+            };
+            let grads = (loss.clone() * 3.0).backward();
+            (
+                values(loss.inner()),
+                values(x.grad(&grads).unwrap()),
+                accuracy,
+            )
+        };
+        let (loss, dx, accuracy) = run(true);
+        let (loss_ref, dx_ref, accuracy_ref) = run(false);
+        assert_close(&loss, &loss_ref, 1e-6);
+        assert_close(&dx, &dx_ref, 1e-6);
+        assert_eq!(accuracy, accuracy_ref);
+        assert!(accuracy > 0.0);
+        assert!(
+            loss[0] > 1.0,
+            "random logits give a loss well above 0: {}",
+            loss[0]
+        );
+    }
+
+    #[test]
+    fn other_backends_get_the_composed_operations() {
+        // Without autodiff the kernels are not taken; the result is burn's.
+        let device = Default::default();
+        let x = Tensor::<Inner, 2>::random([4, 6], Distribution::Normal(0.0, 1.0), &device);
+        assert!(!on_tape(&x));
+        let (loss, _) = cross_entropy(x.clone(), &[0, 1, 2, 3]);
+        let (loss_ref, _) = composed_cross_entropy(x, &[0, 1, 2, 3]);
+        assert_eq!(values(loss), values(loss_ref));
+    }
+}
