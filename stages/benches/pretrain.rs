@@ -7,7 +7,9 @@
 //! BENCH_BATCH=32 BENCH_STEPS=3 BENCH_PRESETS=tiny,small cargo bench -p electra-stages --bench pretrain
 //! BENCH_DROPOUT=0 ...   # the same without dropout, to see what the masks cost
 //! ```
-//! The PyTorch reference (Hugging Face `transformers`, same configuration, same batch, same
+//! GFLOP/s counts the matrix products a step actually does
+//! (`pretrain::flops::matmul_train_flops_per_token`), not the official count's one-hot
+//! embeddings. The PyTorch reference (Hugging Face `transformers`, same configuration, same batch, same
 //! threads) is `scripts/bench-reference.py`; `scripts/bench-pretrain.sh` runs both.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use electra_stages::model::config::Preset;
 use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::pretrain::bert::Bert;
 use electra_stages::pretrain::electra::{Electra, ElectraShape};
+use electra_stages::pretrain::flops::{matmul_train_flops_per_token, mlm_output_fraction, Head};
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
 use electra_stages::pretrain::objective::PretrainingModel;
 use electra_stages::pretrain_data::{Cursor, PretrainData, PretrainingData};
@@ -93,8 +96,8 @@ fn main() {
         index.max_seq_len, index.vocab_size
     );
     println!();
-    println!("| preset | objective | s/step | tokens/s |");
-    println!("|---|---|---:|---:|");
+    println!("| preset | objective | s/step | tokens/s | GFLOP/s |");
+    println!("|---|---|---:|---:|---:|");
     for preset in presets.split(',') {
         let preset: Preset = serde_json::from_value(json!(preset)).expect("tiny|mini|small|base");
         let mut config = preset.encoder(index.vocab_size);
@@ -115,14 +118,29 @@ fn main() {
                 steps,
                 dropout: config.dropout,
             };
-            let per_step = if objective == "electra" {
+            let seq_len = index.max_seq_len;
+            let masked_lm = Head::MaskedLm(mlm_output_fraction(masking.mask_prob));
+            let (per_step, flops_per_token) = if objective == "electra" {
                 let shape = ElectraShape::paper(config);
-                timing.seconds_per_step(Electra::new(&mut init, shape, None), &mut rng)
+                let generator = shape
+                    .generator
+                    .shape
+                    .network()
+                    .expect("the paper's generator");
+                let flops = matmul_train_flops_per_token(&config, seq_len, Head::Binary)
+                    + matmul_train_flops_per_token(&generator, seq_len, masked_lm);
+                let model = Electra::new(&mut init, shape, None);
+                (timing.seconds_per_step(model, &mut rng), flops)
             } else {
-                timing.seconds_per_step(Bert::new(&mut init, &config), &mut rng)
+                let flops = matmul_train_flops_per_token(&config, seq_len, masked_lm);
+                (
+                    timing.seconds_per_step(Bert::new(&mut init, &config), &mut rng),
+                    flops,
+                )
             };
-            let tokens = (batch_size * index.max_seq_len) as f64 / per_step;
-            println!("| {preset:?} | {objective} | {per_step:.3} | {tokens:.0} |");
+            let tokens = (batch_size * seq_len) as f64 / per_step;
+            let gflops = tokens * flops_per_token / 1e9;
+            println!("| {preset:?} | {objective} | {per_step:.3} | {tokens:.0} | {gflops:.1} |");
         }
     }
 }
