@@ -13,7 +13,7 @@ use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
 
 use super::config::{EncoderConfig, Norm};
-use super::fused::softmax_last;
+use super::fused::attention_softmax;
 use super::layers::{Dense, Dropout, Init, LayerNorm};
 
 /// Token, position and segment embeddings; shared by ELECTRA's generator and discriminator.
@@ -94,8 +94,12 @@ impl<B: Backend> SelfAttention<B> {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt() + mask_bias; // [b, n, s, s]
-        let probs = dropout.apply(softmax_last(scores));
+        let scores = q.matmul(k.swap_dims(2, 3)); // [b, n, s, s]
+        let probs = dropout.apply(attention_softmax(
+            scores,
+            1.0 / (d as f64).sqrt(),
+            mask_bias,
+        ));
         let context = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h]);
         dropout.apply(self.output.forward(context))
     }

@@ -6,8 +6,9 @@
 //! tensor, and its backward recomputes the exponentials and walks the same rows again for
 //! every one of them. On the `flex` backend with autodiff (the CPU training backend) each is
 //! here one forward pass and one backward pass over its rows, parallel by rows:
-//! - [`softmax_last`]: forward by flex's own fused softmax; backward
-//!   `dx = y ⊙ (dy − Σ dy ⊙ y)` in place of the incoming gradient;
+//! - [`attention_softmax`]: forward the scaled scores plus the padding bias, their maximum,
+//!   exponentials and sum, in one sweep of each row; backward `dx = scale · y ⊙ (dy − Σ dy ⊙ y)`
+//!   in place of the incoming gradient;
 //! - [`layer_norm`]: forward the row mean and variance, then the normalised, scaled and
 //!   shifted row; backward `dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))` with
 //!   `dx̂ = dy ⊙ γ`, and γ's and β's gradients summed over rows in a fixed order;
@@ -22,7 +23,7 @@ use std::any::{Any, TypeId};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::{ActivationOps, FloatTensor};
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Int, Tensor, TensorData, TensorPrimitive};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -49,49 +50,134 @@ fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
     TypeId::of::<B>() == TypeId::of::<Tape>() && tensor.dtype() == DType::F32
 }
 
-/// The softmax of `x` over its last dimension.
-pub fn softmax_last<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if !on_tape(&x) {
-        return softmax(x, D - 1);
+/// e^x in f32 to within 2 ulp of the exact value, written so that loops over slices
+/// vectorise (no libm call, no branch): x = n·ln 2 + r with |r| ≤ ln 2 / 2, Cephes' degree-6
+/// polynomial for e^r, then 2^n by the exponent bits. Below −87.3, where e^x would be
+/// subnormal, it is 0 (subnormal weights would slow every product they enter); above 88.37 it
+/// stays finite.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOWEST: f32 = -87.336_54; // ln of the smallest normal f32
+    const ROUNDING: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer
+    let clamped = x.clamp(LOWEST, 88.37);
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUNDING;
+    let n = shifted - ROUNDING;
+    let r = clamped - n * 0.693_359_4 + n * 2.121_944_4e-4; // ln 2 in two parts
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let e_r = p * r * r + r + 1.0;
+    let n = (shifted.to_bits() as i32).wrapping_sub(ROUNDING.to_bits() as i32);
+    let value = e_r * f32::from_bits(((n + 127).max(1) as u32) << 23);
+    if x < LOWEST || value < f32::MIN_POSITIVE {
+        0.0
+    } else {
+        value
     }
-    let x: Tensor<Tape, D> = same_type(x);
-    let y = Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(softmax_on_tape(
-        x.into_primitive().tensor(),
-        D - 1,
-    )));
-    same_type(y)
 }
 
-/// The backward step of [`softmax_last`]: it keeps the output `y`.
+/// Attention probabilities: the softmax over the last dimension of `scores` `[b, n, s, s]` ×
+/// `scale` + `bias` `[b, 1, 1, s]` (the padding mask, a constant: no gradient flows to it).
+pub fn attention_softmax<B: Backend>(
+    scores: Tensor<B, 4>,
+    scale: f64,
+    bias: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    if !on_tape(&scores) {
+        return composed_attention_softmax(scores, scale, bias);
+    }
+    let scores = same_type::<_, Tensor<Tape, 4>>(scores)
+        .into_primitive()
+        .tensor();
+    let bias = same_type::<_, Tensor<Tape, 4>>(bias)
+        .into_primitive()
+        .tensor();
+    let y = attention_softmax_on_tape(scores, scale as f32, bias.primitive);
+    same_type(Tensor::<Tape, 4>::from_primitive(TensorPrimitive::Float(y)))
+}
+
+/// [`attention_softmax`] by burn's operations, for every other backend.
+fn composed_attention_softmax<B: Backend>(
+    scores: Tensor<B, 4>,
+    scale: f64,
+    bias: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    softmax(scores * scale + bias, 3)
+}
+
+/// The backward step of [`attention_softmax`]: it keeps the output `y` and the scale.
 #[derive(Debug)]
 struct SoftmaxBackward;
 
 impl Backward<Flex, 1> for SoftmaxBackward {
-    type State = FlexTensor;
+    type State = (FlexTensor, f32);
 
-    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let y = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| softmax_backward(&y, dy));
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (y, scale) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
+            softmax_backward(&y, scale, dy)
+        });
     }
 }
 
-fn softmax_on_tape(x: FloatTensor<Tape>, dim: usize) -> FloatTensor<Tape> {
+fn attention_softmax_on_tape(
+    scores: FloatTensor<Tape>,
+    scale: f32,
+    bias: FlexTensor,
+) -> FloatTensor<Tape> {
+    let x = scores.primitive.to_contiguous();
+    let shape = x.layout().shape().clone();
+    let (rows_per_example, width) = (shape[1] * shape[2], shape[3]);
+    let bias = bias.to_contiguous();
+    let bias = bias.as_slice::<f32>().expect("made contiguous above");
+    assert_eq!(
+        bias.len(),
+        shape[0] * width,
+        "a padding bias of [b, 1, 1, s]"
+    );
+    let mut y = vec![0.0f32; x.as_slice::<f32>().expect("contiguous").len()];
+    y.par_chunks_mut(ROWS_PER_TASK * width)
+        .zip(
+            x.as_slice::<f32>()
+                .expect("contiguous")
+                .par_chunks(ROWS_PER_TASK * width),
+        )
+        .enumerate()
+        .for_each(|(task, (y, x))| {
+            for (k, (y, x)) in y.chunks_mut(width).zip(x.chunks(width)).enumerate() {
+                let example = (task * ROWS_PER_TASK + k) / rows_per_example;
+                let bias = &bias[example * width..(example + 1) * width];
+                let mut max = f32::NEG_INFINITY;
+                for ((y, &x), &b) in y.iter_mut().zip(x).zip(bias) {
+                    *y = x * scale + b;
+                    max = max.max(*y);
+                }
+                for y in y.iter_mut() {
+                    *y = exp(*y - max);
+                }
+                let inverse = 1.0 / y.iter().sum::<f32>();
+                for y in y.iter_mut() {
+                    *y *= inverse;
+                }
+            }
+        });
+    let y = contiguous(y, shape);
     match SoftmaxBackward
-        .prepare::<NoCheckpointing>([x.node.clone()])
+        .prepare::<NoCheckpointing>([scores.node.clone()])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => {
-            let y = Flex::softmax(x.primitive, dim);
-            prep.finish(y.clone(), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(Flex::softmax(x.primitive, dim)),
+        OpsKind::Tracked(prep) => prep.finish((y.clone(), scale), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
-/// `y ⊙ (dy − Σ dy ⊙ y)` per row of the last dimension, written over `dy` (over a copy of
-/// it where it is shared or not contiguous).
-fn softmax_backward(y: &FlexTensor, mut dy: FlexTensor) -> FlexTensor {
+/// `scale · y ⊙ (dy − Σ dy ⊙ y)` per row of the last dimension, written over `dy` (over a
+/// copy of it where it is shared or not contiguous).
+fn softmax_backward(y: &FlexTensor, scale: f32, mut dy: FlexTensor) -> FlexTensor {
     let shape = y.layout().shape().clone();
     let width = shape[shape.num_dims() - 1];
     let y = y
@@ -116,7 +202,7 @@ fn softmax_backward(y: &FlexTensor, mut dy: FlexTensor) -> FlexTensor {
             for (dx, y) in dx.chunks_mut(width).zip(y.chunks(width)) {
                 let dot: f32 = dx.iter().zip(y).map(|(g, y)| g * y).sum();
                 for (dx, &y) in dx.iter_mut().zip(y) {
-                    *dx = y * (*dx - dot);
+                    *dx = scale * y * (*dx - dot);
                 }
             }
         });
@@ -354,8 +440,8 @@ struct RowLoss {
     correct: bool,
 }
 
-/// [`RowLoss`] of `row` against `target`.
-fn row_loss(row: &[f32], target: usize) -> RowLoss {
+/// [`RowLoss`] of `row` against `target`; `weights` is scratch space.
+fn row_loss(row: &[f32], target: usize, weights: &mut Vec<f32>) -> RowLoss {
     let (argmax, max) =
         row.iter().enumerate().fold(
             (0, f32::NEG_INFINITY),
@@ -367,8 +453,9 @@ fn row_loss(row: &[f32], target: usize) -> RowLoss {
                 }
             },
         );
-    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
-    let log_sum_exp = max + sum.ln();
+    weights.clear();
+    weights.extend(row.iter().map(|&x| exp(x - max)));
+    let log_sum_exp = max + weights.iter().sum::<f32>().ln();
     RowLoss {
         log_sum_exp,
         loss: log_sum_exp - row[target],
@@ -403,7 +490,9 @@ fn cross_entropy_on_tape(logits: FloatTensor<Tape>, targets: &[u32]) -> (FloatTe
         .expect("made contiguous above")
         .par_chunks(width)
         .zip(targets.par_iter())
-        .map(|(row, &t)| row_loss(row, t as usize))
+        .map_init(Vec::new, |weights, (row, &t)| {
+            row_loss(row, t as usize, weights)
+        })
         .collect();
     let n = rows.len().max(1);
     let loss = rows.iter().map(|r| f64::from(r.loss)).sum::<f64>() / n as f64;
@@ -439,7 +528,7 @@ fn cross_entropy_backward(
         .zip(log_sum_exp.par_iter().zip(targets.par_iter()))
         .for_each(|((dx, x), (&lse, &t))| {
             for (dx, &x) in dx.iter_mut().zip(x) {
-                *dx = (x - lse).exp() * scale;
+                *dx = exp(x - lse) * scale;
             }
             dx[t as usize] -= scale;
         });
@@ -492,22 +581,55 @@ mod tests {
     }
 
     #[test]
-    fn the_fused_softmax_matches_the_composed_one_and_its_gradient() {
-        let [(y, dx), (y_ref, dx_ref)] = both([3, 2, 7, 130], softmax_last, |x| softmax(x, 3));
+    fn exp_is_within_two_ulp_of_the_exact_value() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.3 * f64::from(i) / 200_000.0;
+            let (actual, exact) = (f64::from(exp(x as f32)), (x as f32 as f64).exp());
+            worst = worst.max((actual - exact).abs() / exact);
+        }
+        assert!(
+            worst < 2.0 * f64::from(f32::EPSILON),
+            "worst relative error {worst:e}"
+        );
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-10_000.0), 0.0, "no subnormal weights");
+        assert!(exp(-87.0).is_normal());
+        assert!(exp(f32::NAN).is_nan(), "a NaN stays visible");
+        assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn the_attention_softmax_matches_the_composed_one_and_its_gradient() {
+        let device = Default::default();
+        // Padding bias of [b, 1, 1, s]: the last 40 keys of the second example are padding.
+        let (b, n, s) = (3, 2, 130);
+        let mut padding = vec![0.0f32; b * s];
+        padding[s + 90..2 * s].fill(-10000.0);
+        let bias = Tensor::<Inner, 4>::from_data(TensorData::new(padding, [b, 1, 1, s]), &device);
+        let bias = Tensor::<Tape, 4>::from_inner(bias);
+        let [(y, dx), (y_ref, dx_ref)] = both(
+            [b, n, s, s],
+            |x| attention_softmax(x, 0.125, bias.clone()),
+            |x| composed_attention_softmax(x, 0.125, bias.clone()),
+        );
         assert_close(&y, &y_ref, 1e-6);
         assert_close(&dx, &dx_ref, 1e-5);
         assert!(
             dx.iter().any(|&g| g.abs() > 1e-3),
             "a gradient that is not all zero"
         );
+        // Padding keys get no weight in the second example; the first example has none.
+        assert!(y[(n * s) * s + 95] < 1e-30 && y[95] > 1e-30);
     }
 
     #[test]
-    fn the_fused_softmax_handles_a_transposed_input() {
+    fn the_attention_softmax_takes_a_transposed_input() {
+        let bias = Tensor::<Tape, 4>::zeros([4, 1, 1, 9], &Default::default());
         let [(y, dx), (y_ref, dx_ref)] = both(
-            [4, 5, 9],
-            |x| softmax_last(x.swap_dims(1, 2)).swap_dims(1, 2),
-            |x| softmax(x.swap_dims(1, 2), 2).swap_dims(1, 2),
+            [4, 5, 9, 9],
+            |x| attention_softmax(x.swap_dims(2, 3), 0.5, bias.clone()).swap_dims(2, 3),
+            |x| composed_attention_softmax(x.swap_dims(2, 3), 0.5, bias.clone()).swap_dims(2, 3),
         );
         assert_close(&y, &y_ref, 1e-6);
         assert_close(&dx, &dx_ref, 1e-5);
