@@ -7,13 +7,12 @@
 //! Shapes: `b` batch, `s` sequence, `e` embedding, `h` hidden, `n` heads, `d = h / n`.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
 
 use super::config::{EncoderConfig, Norm};
-use super::fused::attention_softmax;
+use super::fused::{attention_softmax, gelu};
 use super::layers::{Dense, Dropout, Init, LayerNorm};
 
 /// Token, position and segment embeddings; shared by ELECTRA's generator and discriminator.

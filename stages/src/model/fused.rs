@@ -12,6 +12,7 @@
 //! - [`layer_norm`]: forward the row mean and variance, then the normalised, scaled and
 //!   shifted row; backward `dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))` with
 //!   `dx̂ = dy ⊙ γ`, and γ's and β's gradients summed over rows in a fixed order;
+//! - [`gelu`]: the exact GELU and its derivative with a vectorisable erf (within 6e-7);
 //! - [`cross_entropy`]: forward the row maximum, its index (for the accuracy) and the
 //!   log-sum-exp in two passes; backward `dx = (softmax(x) − onehot(t)) · dl / n` in one.
 //!
@@ -21,7 +22,7 @@
 use std::any::{Any, TypeId};
 
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::activation::{self, log_softmax, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Bytes, DType, Int, Tensor, TensorData, TensorPrimitive};
@@ -220,6 +221,82 @@ fn contiguous(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
         Layout::contiguous(shape),
         DType::F32,
     )
+}
+
+/// erf(x) in f32 to within 6e-7 (Abramowitz and Stegun 7.1.26, with [`exp`]), written so
+/// that loops over slices vectorise.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    (1.0 - poly * exp(-a * a)).copysign(x)
+}
+
+/// The exact (erf) GELU, `x · Φ(x)`.
+pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if !on_tape(&x) {
+        return activation::gelu(x);
+    }
+    let x = same_type::<_, Tensor<Tape, D>>(x).into_primitive().tensor();
+    same_type(Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(
+        gelu_on_tape(x),
+    )))
+}
+
+/// The backward step of [`gelu`]: it keeps the input (contiguous).
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
+            let dy = dy.to_contiguous();
+            let dy = dy.as_slice::<f32>().expect("made contiguous");
+            let dx = elementwise(x.as_slice::<f32>().expect("kept contiguous"), |i, x| {
+                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = exp(-0.5 * x * x) * 0.398_942_3; // e^(−x²/2) / √(2π)
+                dy[i] * (cdf + x * pdf)
+            });
+            contiguous(dx, x.layout().shape().clone())
+        });
+    }
+}
+
+fn gelu_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
+    let input = x.primitive.to_contiguous();
+    let y = elementwise(input.as_slice::<f32>().expect("made contiguous"), |_, x| {
+        0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    });
+    let y = contiguous(y, input.layout().shape().clone());
+    match GeluBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(input, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// `f(i, x[i])` for every element, in parallel chunks.
+fn elementwise(x: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
+    const CHUNK: usize = 16_384;
+    let mut out = vec![0.0f32; x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .enumerate()
+        .for_each(|(c, (out, x))| {
+            for (k, (out, &x)) in out.iter_mut().zip(x).enumerate() {
+                *out = f(c * CHUNK + k, x);
+            }
+        });
+    out
 }
 
 /// LayerNorm over the last dimension of `x`: `(x − mean) / √(var + eps) · gamma + beta`, with
@@ -597,6 +674,33 @@ mod tests {
         assert!(exp(-87.0).is_normal());
         assert!(exp(f32::NAN).is_nan(), "a NaN stays visible");
         assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn erf_is_within_6e_7_of_libms() {
+        let xs: Vec<f32> = (0..=100_000)
+            .map(|i| -6.0 + 12.0 * i as f32 / 100_000.0)
+            .collect();
+        let exact =
+            values(Tensor::<Inner, 1>::from_floats(xs.as_slice(), &Default::default()).erf());
+        let worst = xs
+            .iter()
+            .zip(&exact)
+            .map(|(&x, &e)| (erf(x) - e).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 6e-7, "worst absolute error {worst:e}");
+    }
+
+    #[test]
+    fn the_fused_gelu_matches_burns_and_its_gradient() {
+        // Within what erf's 6e-7 allows (x and its derivative scale it by at most ~|x|).
+        let [(y, dx), (y_ref, dx_ref)] = both([7, 33, 65], gelu, activation::gelu);
+        assert_close(&y, &y_ref, 2e-6);
+        assert_close(&dx, &dx_ref, 2e-6);
+        assert!(
+            dx.iter().any(|&g| g.abs() > 1e-3),
+            "a gradient that is not all zero"
+        );
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! fine-tuning classification head.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, tanh};
+use burn::tensor::activation::tanh;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::fused::gelu;
 use super::layers::{Dense, Dropout, Init, LayerNorm};
 
 /// Dense `h → e`, GELU, LayerNorm, then the tied word embeddings plus a bias: logits over the
