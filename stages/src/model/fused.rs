@@ -1,11 +1,11 @@
-//! Fused row kernels for the row-wise operations whose memory traffic dominates a small
-//! model's training step on the CPU: the attention softmax, LayerNorm and the masked-LM
-//! cross-entropy.
+//! Fused kernels for the element- and row-wise operations whose memory traffic and scalar
+//! libm calls dominate a small model's training step on the CPU: the attention softmax,
+//! LayerNorm, GELU and the masked-LM cross-entropy, with a vectorisable [`exp`].
 //!
-//! Under autodiff, burn composes each from five to nine elementwise operations, each a fresh
-//! tensor, and its backward recomputes the exponentials and walks the same rows again for
-//! every one of them. On the `flex` backend with autodiff (the CPU training backend) each is
-//! here one forward pass and one backward pass over its rows, parallel by rows:
+//! Under autodiff, burn composes most of them from five to nine elementwise operations, each
+//! a fresh tensor, and its backward recomputes the exponentials and walks the same rows again
+//! for every one of them. On the `flex` backend with autodiff (the CPU training backend) each
+//! is here one forward pass and one backward pass, parallel by rows:
 //! - [`attention_softmax`]: forward the scaled scores plus the padding bias, their maximum,
 //!   exponentials and sum, in one sweep of each row; backward `dx = scale · y ⊙ (dy − Σ dy ⊙ y)`
 //!   in place of the incoming gradient;
