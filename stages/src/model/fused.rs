@@ -51,6 +51,20 @@ fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
     TypeId::of::<B>() == TypeId::of::<Tape>() && tensor.dtype() == DType::F32
 }
 
+/// The tape's primitive of `tensor`, whose backend the caller has checked ([`on_tape`]).
+fn into_tape<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Tape> {
+    same_type::<_, Tensor<Tape, D>>(tensor)
+        .into_primitive()
+        .tensor()
+}
+
+/// `primitive` as a tensor of `B`, which the caller has checked is the tape.
+fn from_tape<B: Backend, const D: usize>(primitive: FloatTensor<Tape>) -> Tensor<B, D> {
+    same_type(Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(
+        primitive,
+    )))
+}
+
 /// e^x in f32 to within 2 ulp of the exact value, written so that loops over slices
 /// vectorise (no libm call, no branch): x = n·ln 2 + r with |r| ≤ ln 2 / 2, Cephes' degree-6
 /// polynomial for e^r, then 2^n by the exponent bits. Below −87.3, where e^x would be
@@ -90,14 +104,12 @@ pub fn attention_softmax<B: Backend>(
     if !on_tape(&scores) {
         return composed_attention_softmax(scores, scale, bias);
     }
-    let scores = same_type::<_, Tensor<Tape, 4>>(scores)
-        .into_primitive()
-        .tensor();
-    let bias = same_type::<_, Tensor<Tape, 4>>(bias)
-        .into_primitive()
-        .tensor();
-    let y = attention_softmax_on_tape(scores, scale as f32, bias.primitive);
-    same_type(Tensor::<Tape, 4>::from_primitive(TensorPrimitive::Float(y)))
+    let bias = into_tape(bias).primitive;
+    from_tape(attention_softmax_on_tape(
+        into_tape(scores),
+        scale as f32,
+        bias,
+    ))
 }
 
 /// [`attention_softmax`] by burn's operations, for every other backend.
@@ -139,13 +151,10 @@ fn attention_softmax_on_tape(
         shape[0] * width,
         "a padding bias of [b, 1, 1, s]"
     );
-    let mut y = vec![0.0f32; x.as_slice::<f32>().expect("contiguous").len()];
+    let x = x.as_slice::<f32>().expect("made contiguous above");
+    let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(ROWS_PER_TASK * width)
-        .zip(
-            x.as_slice::<f32>()
-                .expect("contiguous")
-                .par_chunks(ROWS_PER_TASK * width),
-        )
+        .zip(x.par_chunks(ROWS_PER_TASK * width))
         .enumerate()
         .for_each(|(task, (y, x))| {
             for (k, (y, x)) in y.chunks_mut(width).zip(x.chunks(width)).enumerate() {
@@ -240,10 +249,7 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     if !on_tape(&x) {
         return activation::gelu(x);
     }
-    let x = same_type::<_, Tensor<Tape, D>>(x).into_primitive().tensor();
-    same_type(Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(
-        gelu_on_tape(x),
-    )))
+    from_tape(gelu_on_tape(into_tape(x)))
 }
 
 /// The backward step of [`gelu`]: it keeps the input (contiguous).
@@ -310,18 +316,12 @@ pub fn layer_norm<B: Backend, const D: usize>(
     if !on_tape(&x) {
         return composed_layer_norm(x, gamma, beta, eps);
     }
-    let [x, gamma, beta] = [
-        same_type::<_, Tensor<Tape, D>>(x).into_primitive().tensor(),
-        same_type::<_, Tensor<Tape, 1>>(gamma)
-            .into_primitive()
-            .tensor(),
-        same_type::<_, Tensor<Tape, 1>>(beta)
-            .into_primitive()
-            .tensor(),
-    ];
-    let y = layer_norm_on_tape(x, gamma, beta, eps as f32);
-    let y = Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(y));
-    same_type(y)
+    from_tape(layer_norm_on_tape(
+        into_tape(x),
+        into_tape(gamma),
+        into_tape(beta),
+        eps as f32,
+    ))
 }
 
 /// [`layer_norm`] by burn's operations, for every other backend.
@@ -481,10 +481,8 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: &[u32]) -> (Tens
     if !on_tape(&logits) {
         return composed_cross_entropy(logits, targets);
     }
-    let logits: Tensor<Tape, 2> = same_type(logits);
-    let (loss, accuracy) = cross_entropy_on_tape(logits.into_primitive().tensor(), targets);
-    let loss = Tensor::<Tape, 1>::from_primitive(TensorPrimitive::Float(loss));
-    (same_type(loss), accuracy)
+    let (loss, accuracy) = cross_entropy_on_tape(into_tape(logits), targets);
+    (from_tape(loss), accuracy)
 }
 
 /// [`cross_entropy`] by burn's operations, for every other backend.
@@ -519,6 +517,28 @@ struct RowLoss {
 
 /// [`RowLoss`] of `row` against `target`; `weights` is scratch space.
 fn row_loss(row: &[f32], target: usize, weights: &mut Vec<f32>) -> RowLoss {
+    let row_weights = exponentials(row, 1.0, weights);
+    let log_sum_exp = row_weights.max + row_weights.total.ln();
+    RowLoss {
+        log_sum_exp,
+        loss: log_sum_exp - row[target],
+        correct: row_weights.argmax == target,
+    }
+}
+
+/// A row's largest value, where it is, and the total of its [`exponentials`].
+pub(crate) struct RowExponentials {
+    /// The index of the largest value (the first, on ties).
+    pub(crate) argmax: usize,
+    /// The largest value.
+    pub(crate) max: f32,
+    /// Σ `weights`.
+    pub(crate) total: f32,
+}
+
+/// `weights` ← `exp((x − max) · scale)` for every `x` of `row` (softmax's unnormalised
+/// weights at temperature 1 / `scale`), in two sweeps: the maximum, then the weights.
+pub(crate) fn exponentials(row: &[f32], scale: f32, weights: &mut Vec<f32>) -> RowExponentials {
     let (argmax, max) =
         row.iter().enumerate().fold(
             (0, f32::NEG_INFINITY),
@@ -531,12 +551,11 @@ fn row_loss(row: &[f32], target: usize, weights: &mut Vec<f32>) -> RowLoss {
             },
         );
     weights.clear();
-    weights.extend(row.iter().map(|&x| exp(x - max)));
-    let log_sum_exp = max + weights.iter().sum::<f32>().ln();
-    RowLoss {
-        log_sum_exp,
-        loss: log_sum_exp - row[target],
-        correct: argmax == target,
+    weights.extend(row.iter().map(|&x| exp((x - max) * scale)));
+    RowExponentials {
+        argmax,
+        max,
+        total: weights.iter().sum(),
     }
 }
 

@@ -17,7 +17,7 @@ use super::stats::{mean_pairwise_cosine, StepStats};
 use crate::error::Result;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, EncoderInput};
-use crate::model::fused::exp;
+use crate::model::fused::exponentials;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::Dropout;
 use crate::model::weights::Network;
@@ -181,10 +181,7 @@ pub(super) fn sample_tokens<B: Backend>(
 /// inverse_temperature)`: the first whose cumulative weight exceeds `u` × the total.
 /// `weights` is scratch space.
 fn sample_row(row: &[f32], inverse_temperature: f32, u: f32, weights: &mut Vec<f32>) -> u32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    weights.clear();
-    weights.extend(row.iter().map(|&x| exp((x - max) * inverse_temperature)));
-    let threshold = u * weights.iter().sum::<f32>();
+    let threshold = u * exponentials(row, inverse_temperature, weights).total;
     let mut cumulative = 0.0f32;
     for (i, &w) in weights.iter().enumerate() {
         cumulative += w;
