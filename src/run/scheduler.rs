@@ -2,8 +2,7 @@
 //! (up to `jobs`, within the CPU budget), retries failures, blocks the descendants of what
 //! failed while every other branch goes on, and stops cleanly when cancelled.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -14,6 +13,7 @@ use electra_pipe_api::{CancelToken, StageContext, StageError};
 use serde_json::Value;
 
 use super::executor::Executor;
+use super::frontier::Frontier;
 use super::observer::{Observer, StageProgress};
 use crate::cache::store::remove_any;
 use crate::cache::{Cache, CacheError, Failure, KeyMaterial, ObjectRef, Record};
@@ -49,15 +49,6 @@ pub struct Summary {
     pub interrupted: bool,
 }
 
-#[derive(Clone)]
-enum State {
-    Pending,
-    Running,
-    Finished(BTreeMap<String, ObjectRef>),
-    Failed,
-    Blocked,
-}
-
 /// An instance about to run.
 struct Task {
     index: usize,
@@ -67,6 +58,9 @@ struct Task {
     /// Reference slots and the paths they resolve to.
     inputs: Vec<(String, PathBuf)>,
 }
+
+/// What a finished instance gives its dependents: its outputs by name.
+type Outputs = BTreeMap<String, ObjectRef>;
 
 enum Outcome {
     Done(Box<Record>),
@@ -93,24 +87,9 @@ pub fn run(
     observer: &Observer,
     cancel: &CancelToken,
 ) -> Result<Summary, CacheError> {
-    let n = pipeline.instances.len();
-    let mut position = vec![0; n];
-    for (pos, &i) in pipeline.dag.order.iter().enumerate() {
-        position[i] = pos;
-    }
-    let mut state = vec![State::Pending; n];
-    let mut waiting_on: Vec<usize> = pipeline.instances.iter().map(|i| i.deps.len()).collect();
-    let mut to_evaluate: VecDeque<usize> = pipeline
-        .dag
-        .order
-        .iter()
-        .copied()
-        .filter(|&i| waiting_on[i] == 0)
-        .collect();
-    let mut queue: BinaryHeap<Reverse<(usize, usize)>> = BinaryHeap::new();
+    let mut frontier: Frontier<'_, Outputs> =
+        Frontier::new(&pipeline.dag.order, &pipeline.dag.dependents);
     let mut tasks: HashMap<usize, Task> = HashMap::new();
-    let mut in_flight: HashMap<String, usize> = HashMap::new();
-    let mut parked: HashMap<String, Vec<usize>> = HashMap::new();
     let (mut running, mut cpus_used) = (0usize, 0usize);
     let mut summary = Summary::default();
     let shared = Shared {
@@ -121,16 +100,13 @@ pub fn run(
         cancel,
         run_id: &options.run_id,
     };
-    let (tx, rx) = mpsc::channel::<(usize, String, Outcome)>();
+    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
 
     std::thread::scope(|scope| -> Result<(), CacheError> {
         loop {
             let stopping = cancel.is_cancelled();
-            while let (false, Some(i)) = (stopping, to_evaluate.pop_front()) {
-                let outputs_of = |d: usize| match &state[d] {
-                    State::Finished(o) => Some(o.clone()),
-                    _ => None,
-                };
+            while let (false, Some(i)) = (stopping, frontier.next_to_evaluate()) {
+                let outputs_of = |d: usize| frontier.outputs(d).cloned();
                 let eval = evaluate(
                     pipeline,
                     i,
@@ -156,14 +132,7 @@ pub fn run(
                         }
                         summary.cached += 1;
                         observer.cached(&instance.name);
-                        release(
-                            pipeline,
-                            i,
-                            record.outputs,
-                            &mut state,
-                            &mut waiting_on,
-                            &mut to_evaluate,
-                        );
+                        frontier.finish(i, record.outputs);
                     }
                     Verdict::MissingInput(path) => {
                         let error = crate::evaluate::missing_input(&path, &pipeline.data_dir);
@@ -171,11 +140,10 @@ pub fn run(
                         summary
                             .failed
                             .push((instance.name.clone(), error, PathBuf::from("-")));
-                        block(pipeline, i, &mut state, observer, &mut summary);
+                        block(pipeline, &mut frontier, i, observer, &mut summary);
                     }
                     Verdict::Run(reasons) => {
-                        if in_flight.contains_key(&eval.key) {
-                            parked.entry(eval.key).or_default().push(i);
+                        if !frontier.enqueue(i, &eval.key) {
                             continue;
                         }
                         let why = reasons
@@ -183,8 +151,7 @@ pub fn run(
                             .map(Reason::to_string)
                             .collect::<Vec<_>>()
                             .join("; ");
-                        let inputs = resolve_inputs(pipeline, cache, i, &state);
-                        in_flight.insert(eval.key.clone(), i);
+                        let inputs = resolve_inputs(pipeline, cache, i, &frontier);
                         tasks.insert(
                             i,
                             Task {
@@ -195,63 +162,48 @@ pub fn run(
                                 inputs,
                             },
                         );
-                        queue.push(Reverse((position[i], i)));
                     }
                 }
             }
-            while let (false, Some(&Reverse((_, i)))) = (stopping, queue.peek()) {
+            while let (false, Some(i)) = (stopping, frontier.peek_ready()) {
                 let cpus = local_cpus(&pipeline.instances[i], options.cpus);
                 if running >= options.jobs || (running > 0 && cpus_used + cpus > options.cpus) {
                     break;
                 }
-                queue.pop();
+                frontier.start();
                 let task = tasks.remove(&i).expect("queued tasks exist");
-                state[i] = State::Running;
                 running += 1;
                 cpus_used += cpus;
                 let tx = tx.clone();
                 let shared = &shared;
                 scope.spawn(move || {
-                    let key = task.key.clone();
                     let outcome = attempt(shared, &task);
-                    let _ = tx.send((task.index, key, outcome));
+                    let _ = tx.send((task.index, outcome));
                 });
             }
-            if running == 0 && (stopping || (queue.is_empty() && to_evaluate.is_empty())) {
+            if running == 0 && (stopping || frontier.is_drained()) {
                 break;
             }
-            let (i, key, outcome) = match rx.recv_timeout(Duration::from_millis(100)) {
+            let (i, outcome) = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(message) => message,
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             running -= 1;
             cpus_used -= local_cpus(&pipeline.instances[i], options.cpus);
-            in_flight.remove(&key);
-            if let Some(twins) = parked.remove(&key) {
-                to_evaluate.extend(twins);
-            }
             let name = &pipeline.instances[i].name;
             match outcome {
                 Outcome::Done(record) => {
                     summary.ran += 1;
                     observer.done(name, record.duration_secs);
-                    release(
-                        pipeline,
-                        i,
-                        record.outputs,
-                        &mut state,
-                        &mut waiting_on,
-                        &mut to_evaluate,
-                    );
+                    frontier.finish(i, record.outputs);
                 }
                 Outcome::Failed(error, log) => {
                     summary.failed.push((name.clone(), error, log));
-                    state[i] = State::Failed;
-                    block(pipeline, i, &mut state, observer, &mut summary);
+                    block(pipeline, &mut frontier, i, observer, &mut summary);
                 }
                 Outcome::Cancelled => {
-                    state[i] = State::Pending;
+                    frontier.cancel(i);
                     observer.cancelled(name);
                 }
             }
@@ -259,10 +211,7 @@ pub fn run(
         Ok(())
     })?;
     summary.interrupted = cancel.is_cancelled();
-    summary.not_finished = state
-        .iter()
-        .filter(|s| matches!(s, State::Pending | State::Running))
-        .count();
+    summary.not_finished = frontier.not_finished();
     Ok(summary)
 }
 
@@ -276,41 +225,19 @@ fn local_cpus(instance: &crate::spec::Instance, machine: usize) -> usize {
     }
 }
 
-/// Marks `i` finished with `outputs` and queues dependents that are now ready.
-fn release(
-    pipeline: &Pipeline,
-    i: usize,
-    outputs: BTreeMap<String, ObjectRef>,
-    state: &mut [State],
-    waiting_on: &mut [usize],
-    to_evaluate: &mut VecDeque<usize>,
-) {
-    state[i] = State::Finished(outputs);
-    for &d in &pipeline.dag.dependents[i] {
-        waiting_on[d] -= 1;
-        if waiting_on[d] == 0 && matches!(state[d], State::Pending) {
-            to_evaluate.push_back(d);
-        }
-    }
-}
-
-/// Marks every descendant of the failed `i` blocked.
+/// Marks the failed `i` so, and every descendant of it blocked.
 fn block(
     pipeline: &Pipeline,
+    frontier: &mut Frontier<'_, Outputs>,
     i: usize,
-    state: &mut [State],
     observer: &Observer,
     summary: &mut Summary,
 ) {
-    state[i] = State::Failed;
     let failed = &pipeline.instances[i].name;
-    for d in pipeline.dag.descendants(i) {
-        if matches!(state[d], State::Pending) {
-            state[d] = State::Blocked;
-            let name = &pipeline.instances[d].name;
-            observer.blocked(name, failed);
-            summary.blocked.push((name.clone(), failed.clone()));
-        }
+    for d in frontier.fail(i) {
+        let name = &pipeline.instances[d].name;
+        observer.blocked(name, failed);
+        summary.blocked.push((name.clone(), failed.clone()));
     }
 }
 
@@ -319,16 +246,13 @@ fn resolve_inputs(
     pipeline: &Pipeline,
     cache: &Cache,
     i: usize,
-    state: &[State],
+    frontier: &Frontier<'_, Outputs>,
 ) -> Vec<(String, PathBuf)> {
     pipeline.instances[i]
         .refs
         .iter()
         .filter_map(|slot| {
-            let State::Finished(outputs) = &state[slot.target] else {
-                return None;
-            };
-            let object = outputs.get(&slot.output)?;
+            let object = frontier.outputs(slot.target)?.get(&slot.output)?;
             let mut path = cache.store.output_path(object, &slot.output);
             if let Some(sub) = &slot.subpath {
                 path = path.join(sub);
