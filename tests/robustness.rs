@@ -23,6 +23,7 @@ stages:
         cat "$first" > result.txt
         if [ -e "$EP_CHECKPOINT_DIR/started" ]; then echo resumed >> result.txt; exit 0; fi
         touch "$EP_CHECKPOINT_DIR/started"
+        echo $$ > "$EP_CHECKPOINT_DIR/shell.pid"
         echo partial >> result.txt
         for i in $(seq 300); do sleep 0.1; done
         echo finished >> result.txt
@@ -68,6 +69,40 @@ fn wait_running(ws: &Workspace, stage: &str) {
     }
 }
 
+/// The pid of the `slow` stage's shell, once it has written it.
+fn stage_shell(ws: &Workspace) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let checkpoints = ws.cache().join("checkpoints");
+    loop {
+        let pid = std::fs::read_dir(&checkpoints).ok().and_then(|dirs| {
+            dirs.flatten().find_map(|d| {
+                std::fs::read_to_string(d.path().join("shell.pid"))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        });
+        if let Some(pid) = pid {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "slow never wrote its pid");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` runs (a zombie has finished).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
 fn results(ws: &Workspace) -> String {
     let out = ws.run(&["cache", "ls"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -90,16 +125,30 @@ fn kill_9_mid_stage_then_rerun_resumes_from_the_checkpoint() {
     let pipeline = ws.write("slow.yaml", SLOW);
     let mut child = spawn_run(&ws, &pipeline, &[]);
     wait_running(&ws, "slow");
+    let shell = stage_shell(&ws);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    assert!(
+        alive(shell),
+        "the stage outlives the orchestrator until the cache is opened"
+    );
 
     let ls = ws.run(&["cache", "ls"]);
+    let said = String::from_utf8_lossy(&ls.stderr);
     assert!(
-        String::from_utf8_lossy(&ls.stderr)
-            .contains("taking over the cache lock left by a process that died"),
+        said.contains("taking over the cache lock left by a process that died"),
         "{}",
         text(&ls)
     );
+    assert!(said.contains("stopped 1 process group(s)"), "{}", text(&ls));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(shell) {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned stage {shell} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let listed = results(&ws);
     assert!(listed.lines().any(|l| l.ends_with(" first")), "{listed}");
     assert!(

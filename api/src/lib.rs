@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod process_groups;
 mod progress;
 
 pub use progress::{NoProgress, Progress};

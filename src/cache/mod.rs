@@ -57,6 +57,28 @@ impl CacheError {
     }
 }
 
+/// The scratch directory's name inside an attempt's work area.
+const SCRATCH: &str = "scratch";
+
+/// Kills the process groups that stages under `work/<key>/scratch` recorded and that still
+/// run: their run died (we hold the lock), and no stage may outlive its run.
+fn reap_orphans(work: &Path) {
+    let Ok(entries) = std::fs::read_dir(work) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let scratch = entry.path().join(SCRATCH);
+        let killed = electra_pipe_api::process_groups::reap(&scratch);
+        if !killed.is_empty() {
+            tracing::warn!(
+                "stopped {} process group(s) left running in {} by a run that died: {killed:?}",
+                killed.len(),
+                scratch.display()
+            );
+        }
+    }
+}
+
 /// An open, locked cache.
 pub struct Cache {
     root: PathBuf,
@@ -101,6 +123,8 @@ impl Cache {
             std::fs::create_dir_all(&path)
                 .map_err(|e| CacheError::io(format!("creating {}", path.display()), e))?;
         }
+        // A stage's processes that outlived a run killed with -9 stop before anything else.
+        reap_orphans(&root.join("work"));
         // Whatever is in tmp/ belongs to a process that died: we hold the lock.
         let tmp = root.join("tmp");
         store::remove_any(&tmp)
@@ -124,6 +148,11 @@ impl Cache {
     /// The scratch area of an attempt at `key`.
     pub fn work_dir(&self, key: &str) -> PathBuf {
         self.root.join("work").join(key)
+    }
+
+    /// A stage's scratch directory (its `work_dir`) in an attempt at `key`.
+    pub fn scratch_dir(&self, key: &str) -> PathBuf {
+        self.work_dir(key).join(SCRATCH)
     }
 
     /// The checkpoint area of `key`, kept across crashes until the stage completes.

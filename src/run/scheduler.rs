@@ -391,7 +391,7 @@ fn run_once(
     let cache = shared.cache;
     let work = cache.work_dir(&task.key);
     let (scratch, out, checkpoints) = (
-        work.join("scratch"),
+        cache.scratch_dir(&task.key),
         work.join("out"),
         cache.checkpoint_dir(&task.key),
     );

@@ -6,7 +6,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use electra_pipe_api::{StageContext, StageError};
+use electra_pipe_api::{process_groups, StageContext, StageError};
 
 use super::CommandParams;
 
@@ -24,7 +24,7 @@ pub(super) fn run(params: &CommandParams, ctx: &StageContext<'_>) -> Result<(), 
         .try_clone()
         .map_err(|e| StageError::io("duplicating the log handle", e))?;
 
-    let mut command = Command::new("sh");
+    let mut command = Command::new("/bin/sh");
     command
         .arg("-e")
         .arg("-c")
@@ -45,19 +45,20 @@ pub(super) fn run(params: &CommandParams, ctx: &StageContext<'_>) -> Result<(), 
                 .map(|(name, paths)| (name, paths.paths().join("\n"))),
         )
         // Its own process group, so that cancelling reaches the whole pipeline of processes
-        // and a Ctrl-C on the terminal reaches the orchestrator first.
+        // and a Ctrl-C on the terminal reaches the orchestrator first. No pre-exec hook, so
+        // the standard library starts it with posix_spawn rather than fork.
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe; it asks the kernel to kill the shell if the
-    // orchestrator dies (kill -9), so no orphan keeps writing into a stage directory.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let child = command
+    let mut child = command
         .spawn()
-        .map_err(|e| StageError::io("starting `sh`", e))?;
+        .map_err(|e| StageError::io("starting `/bin/sh`", e))?;
+    // Written down so that, if the orchestrator is killed, the next process to open the cache
+    // stops the group: no orphan keeps writing into a stage directory.
+    if let Err(e) = process_groups::record(&ctx.work_dir, child.id()) {
+        // SAFETY: kill(2) on the group we just started.
+        unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = child.wait();
+        return Err(StageError::io("recording the command's process group", e));
+    }
     let status = wait_or_cancel(child, ctx)?;
     if !status.success() {
         return Err(StageError::Failed(describe_failure(status)));
