@@ -140,6 +140,25 @@ impl Cache {
         })
     }
 
+    /// Enters `record` (run under `material`) into the index, the one way a result is stored:
+    /// its outputs are already durable in the store, so the record never points at bytes that
+    /// a crash could lose. The attempt's work and checkpoint areas are cleared after it.
+    pub fn publish(&self, record: &Record, material: &KeyMaterial) -> Result<(), CacheError> {
+        self.index.commit(record, material)?;
+        let _ = store::remove_any(&self.work_dir(&record.key));
+        let _ = store::remove_any(&self.checkpoint_dir(&record.key));
+        Ok(())
+    }
+
+    /// Drops the stored `record` whose outputs failed verification with `problem`: the bad
+    /// blob goes to `quarantine/` (never served again), the record out of the index.
+    pub fn discard(&self, record: &Record, problem: &Problem) -> Result<(), CacheError> {
+        tracing::warn!("{}: {problem}; recomputing it", record.stage);
+        let (Problem::Corrupt { expected: bad, .. } | Problem::Missing { digest: bad }) = problem;
+        self.store.quarantine(bad);
+        self.index.remove_record(&record.key)
+    }
+
     /// The cache directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root

@@ -116,6 +116,9 @@ pub fn run(
                     Check::Verify,
                 )?;
                 let instance = &pipeline.instances[i];
+                if let Some((record, problem)) = &eval.unusable {
+                    cache.discard(record, problem)?;
+                }
                 match eval.verdict {
                     Verdict::Cached(record) => {
                         if cache
@@ -326,11 +329,9 @@ fn attempt(shared: &Shared<'_>, task: &Task) -> Outcome {
                     log: log.clone(),
                     run_id: shared.run_id.to_owned(),
                 };
-                if let Err(e) = cache.index.commit(&record, &task.material) {
+                if let Err(e) = cache.publish(&record, &task.material) {
                     return Outcome::Failed(format!("storing the result: {e}"), log);
                 }
-                let _ = remove_any(&cache.work_dir(&task.key));
-                let _ = remove_any(&cache.checkpoint_dir(&task.key));
                 append_log(
                     &log,
                     &format!("== done in {duration:.3}s; outputs stored\n"),
