@@ -424,3 +424,130 @@ fn pretraining_and_finetuning_jobs_give_the_local_results_bit_for_bit() {
     let show = text(&ws.run(&["show", "electra"]));
     assert!(show.contains("completed on"), "{show}");
 }
+
+/// A PATH directory whose Slurm tools log their name to `calls.log` before running the real
+/// ones; returns the PATH to give the run.
+fn counting_shim(ws: &Workspace) -> String {
+    let shim = ws.path().join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    let log = ws.path().join("calls.log");
+    for tool in ["sbatch", "squeue", "sacct", "scontrol", "scancel"] {
+        let real = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
+        let path = shim.join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho {tool} >> '{}'\nexec '{real}' \"$@\"\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!("{}:{}", shim.display(), std::env::var("PATH").unwrap())
+}
+
+/// How many times each Slurm tool was called through the shim.
+fn calls(ws: &Workspace, tool: &str) -> usize {
+    std::fs::read_to_string(ws.path().join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| *l == tool)
+        .count()
+}
+
+#[test]
+fn a_300_cell_sweep_is_one_job_array_and_survives_a_killed_orchestrator() {
+    slurm();
+    let tag = unique_tag();
+    let ws = Workspace::new();
+    let cells: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    let name = format!("cell_{tag}");
+    let file = ws.write(
+        "sweep.yaml",
+        &format!(
+            "pipeline: sweep-{tag}\nstages:\n  {name}:\n    kind: command\n    matrix: {{i: [{}]}}\n    params: {{cmd: 'echo ${{i}} > out.txt', outputs: [out.txt]}}\n",
+            cells.join(", ")
+        ),
+    );
+    let path = counting_shim(&ws);
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--executor",
+        "slurm",
+        "-j",
+        "300",
+    ];
+    let started = Instant::now();
+
+    // Killed (SIGKILL) once 30 cells are done: the array's tasks go on without it.
+    let mut child = ws
+        .command(&args)
+        .env("PATH", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let journal = ws.cache().join("runs/latest").exists();
+        let done = if journal { ws.journal() } else { Vec::new() }
+            .iter()
+            .filter(|e| e["state"] == "done")
+            .count();
+        if done >= 30 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "30 cells never finished");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended first");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The rerun reuses what was stored and reattaches to the tasks still in flight.
+    let out = ws.command(&args).env("PATH", &path).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let elapsed = started.elapsed().as_secs_f64();
+    let reattached = std::fs::read_dir(ws.cache().join("logs").join(format!("sweep-{tag}")))
+        .unwrap()
+        .filter(|log| {
+            std::fs::read_to_string(log.as_ref().unwrap().path())
+                .unwrap()
+                .contains("reattached to Slurm job")
+        })
+        .count();
+    assert!(reattached > 0, "some cells were still in flight");
+    for i in [0, 1, 150, 299] {
+        assert_eq!(
+            read(&ws, &format!("{name}[i={i}]"), "out.txt"),
+            format!("{i}\n")
+        );
+    }
+
+    let (sbatch, squeue) = (calls(&ws, "sbatch"), calls(&ws, "squeue"));
+    eprintln!(
+        "300 cells, killed once: {sbatch} sbatch, {squeue} squeue, {} sacct, {} scontrol calls in {elapsed:.0} s",
+        calls(&ws, "sacct"),
+        calls(&ws, "scontrol")
+    );
+    assert!(sbatch <= 10, "{sbatch} sbatch calls for 300 cells");
+    assert!(
+        (squeue as f64) < 10.0 + elapsed,
+        "{squeue} squeue calls in {elapsed:.0} s: one per poll, not per job"
+    );
+    // Each cell ran as exactly one array task: nothing was submitted twice.
+    let jobs = accounted(&name, 300);
+    assert_eq!(jobs.len(), 300, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.ends_with("|COMPLETED")), "{jobs:?}");
+    let mut tasks: Vec<&str> = jobs.iter().map(|j| j.split('|').next().unwrap()).collect();
+    tasks.sort();
+    tasks.dedup();
+    assert_eq!(tasks.len(), 300, "each task once");
+}

@@ -72,8 +72,11 @@ pub struct Failure {
 /// submitting it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
-    /// The scheduler's job id.
+    /// The scheduler's job id (an array's, for an array task).
     pub job_id: u64,
+    /// The task's index, when the job is a task of an array (`job_id`_`array_task`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_task: Option<u32>,
     /// The instance name.
     pub stage: String,
     /// When it was submitted (RFC 3339).

@@ -126,6 +126,20 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, found `{text}`"))
 }
 
+/// How `run` talks to Slurm, for pipelines with Slurm stages.
+#[derive(Debug, Args)]
+struct SlurmArgs {
+    /// With Slurm stages: poll the controller at most every SECONDS (one `squeue` for
+    /// every job of the run; polls start at 0.5 s after a submission and slow down to this).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    slurm_poll: f64,
+    /// With Slurm stages: stages ready together (and with the same resources) are submitted
+    /// as one job array; at most N of its tasks run at once (`--array=...%N`). `-j` still
+    /// bounds the stages in the queue.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    slurm_array_limit: usize,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a pipeline: reuse cached results, run the rest in parallel.
@@ -144,10 +158,8 @@ enum Command {
         /// Fail at once if another process is using the cache, instead of waiting.
         #[arg(long)]
         no_wait: bool,
-        /// With Slurm stages: poll the controller at most every SECONDS (one `squeue` for
-        /// every job of the run; polls start at 0.5 s after a submission and slow down to this).
-        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
-        slurm_poll: f64,
+        #[command(flatten)]
+        slurm: SlurmArgs,
     },
     /// Dry run: show each stage's status (cached / will run / blocked) and why.
     Plan {
@@ -244,16 +256,8 @@ pub fn main() -> ExitCode {
             cpus,
             force,
             no_wait,
-            slurm_poll,
-        } => pipeline_cmd::run(
-            &cli.global,
-            &pipeline,
-            jobs,
-            cpus,
-            &force,
-            no_wait,
-            slurm_poll,
-        ),
+            slurm,
+        } => pipeline_cmd::run(&cli.global, &pipeline, jobs, cpus, &force, no_wait, &slurm),
         Command::Plan {
             pipeline,
             force,

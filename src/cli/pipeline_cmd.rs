@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 use electra_pipe_api::CancelToken;
 
-use super::{exit, Global, Invalid, PipelineArgs};
+use super::{exit, Global, Invalid, PipelineArgs, SlurmArgs};
 use crate::cache::{Cache, LockMode};
 use crate::evaluate::{dry_run, Planned};
 use crate::run::executor::{Executor, LocalExecutor};
@@ -83,8 +83,9 @@ pub fn run(
     cpus: Option<usize>,
     force: &[String],
     no_wait: bool,
-    slurm_poll: f64,
+    slurm: &SlurmArgs,
 ) -> Result<ExitCode> {
+    let slurm_poll = slurm.slurm_poll;
     let pipeline = load(global, args)?;
     let forced = forced(&pipeline, force)?;
     if jobs == 0 {
@@ -95,6 +96,9 @@ pub fn run(
             "--slurm-poll must be a positive number of seconds, found {slurm_poll}"
         ))
         .into());
+    }
+    if slurm.slurm_array_limit == 0 {
+        return Err(Invalid("--slurm-array-limit must be at least 1".into()).into());
     }
     let cache = Cache::open(&global.cache, lock_mode(no_wait))?;
     let run_id = run_id();
@@ -109,6 +113,7 @@ pub fn run(
                 &cache,
                 &run_id,
                 Duration::from_secs_f64(slurm_poll),
+                slurm.slurm_array_limit,
             )?),
         );
     }

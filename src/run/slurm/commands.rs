@@ -2,11 +2,12 @@
 //! `-X -P`: its `--json` misreports exit codes on 22.05) then `scontrol show job` to learn a
 //! job's state, `scancel` to stop one, `scontrol ping` to check the controller.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
 /// Why a Slurm command did not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SlurmError {
     /// A tool is not on PATH.
     #[error("the Slurm executor needs `{0}` on PATH, and it is not there: install the Slurm client tools (Debian: slurm-client), or run with --executor local")]
@@ -25,6 +26,46 @@ pub enum SlurmError {
         /// Its error output or what was wrong with its output.
         message: String,
     },
+}
+
+/// A job, or one task of a job array (`123_4`), as Slurm's tools name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId {
+    /// The job's id (an array's, for an array task).
+    pub job: u64,
+    /// The task's index in its array.
+    pub task: Option<u32>,
+}
+
+impl JobId {
+    /// A job that is not part of an array.
+    pub fn single(job: u64) -> Self {
+        JobId { job, task: None }
+    }
+}
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.task {
+            Some(task) => write!(f, "{}_{task}", self.job),
+            None => write!(f, "{}", self.job),
+        }
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+
+    /// `123` or `123_4`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text.split_once('_') {
+            Some((job, task)) => JobId {
+                job: job.parse()?,
+                task: Some(task.parse()?),
+            },
+            None => JobId::single(text.parse()?),
+        })
+    }
 }
 
 /// The tools the executor runs.
@@ -51,7 +92,8 @@ pub fn check_available() -> Result<(), SlurmError> {
     }
 }
 
-/// Submits `script` with `options` (each a full `--name=value`) and returns the job id.
+/// Submits `script` with `options` (each a full `--name=value`) and returns the job id (an
+/// array's, with `--array`).
 pub fn sbatch(options: &[String], script: &Path) -> Result<u64, SlurmError> {
     let mut args: Vec<&str> = vec!["--parsable"];
     args.extend(options.iter().map(String::as_str));
@@ -100,7 +142,7 @@ pub enum JobState {
 }
 
 /// A job's state from `scontrol show job` (what is left when accounting is off).
-fn scontrol_state(id: u64) -> Result<JobState, SlurmError> {
+pub fn scontrol_state(id: JobId) -> Result<JobState, SlurmError> {
     let id_text = id.to_string();
     let out = run("scontrol", &["show", "job", "-o", &id_text])?;
     if out.status.success() {
@@ -119,46 +161,39 @@ fn scontrol_state(id: u64) -> Result<JobState, SlurmError> {
     Ok(JobState::Unknown)
 }
 
-/// The states of `ids`, with one `squeue` call for all of them, then one `sacct` call for
-/// those that left the queue, then `scontrol` for any left unknown (accounting off); a job no
-/// tool knows is [`JobState::Unknown`].
-pub fn states(ids: &[u64]) -> Result<std::collections::BTreeMap<u64, JobState>, SlurmError> {
-    let mut found = std::collections::BTreeMap::new();
+/// The states of `ids`, with one `squeue` call for all of them (`-r`: one line per array
+/// task), then one `sacct` call for those that left the queue; a job neither knows is
+/// [`JobState::Unknown`] (not accounted yet, or accounting is off: [`scontrol_state`]).
+pub fn states(ids: &[JobId]) -> Result<BTreeMap<JobId, JobState>, SlurmError> {
+    let mut found = BTreeMap::new();
     if ids.is_empty() {
         return Ok(found);
     }
-    let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let list = |ids: &mut dyn Iterator<Item = &JobId>| {
+        ids.map(JobId::to_string).collect::<Vec<_>>().join(",")
+    };
     // squeue exits non-zero when it knows none of the ids; that is not an error here.
-    let out = run("squeue", &["-h", "-j", &list, "-o", "%i %T"])?;
+    let out = run(
+        "squeue",
+        &["-h", "-r", "-j", &list(&mut ids.iter()), "-o", "%i %T"],
+    )?;
     for (id, state) in parse_pairs(&String::from_utf8_lossy(&out.stdout), ' ') {
         let state = classify(&state, "");
         if matches!(state, JobState::Active(_)) && ids.contains(&id) {
             found.insert(id, state);
         }
     }
-    let left: Vec<String> = ids
-        .iter()
-        .filter(|id| !found.contains_key(id))
-        .map(u64::to_string)
-        .collect();
+    let left = list(&mut ids.iter().filter(|id| !found.contains_key(id)));
     if !left.is_empty() {
         let out = run(
             "sacct",
-            &[
-                "-X",
-                "-P",
-                "-n",
-                "-j",
-                &left.join(","),
-                "-o",
-                "JobID,State,ExitCode",
-            ],
+            &["-X", "-P", "-n", "-j", &left, "-o", "JobID,State,ExitCode"],
         )?;
         if out.status.success() {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let fields: Vec<&str> = line.split('|').collect();
                 if let [id, state, exit] = fields[..] {
-                    if let Ok(id) = id.parse::<u64>() {
+                    if let Ok(id) = id.parse::<JobId>() {
                         found.entry(id).or_insert_with(|| classify(state, exit));
                     }
                 }
@@ -166,15 +201,13 @@ pub fn states(ids: &[u64]) -> Result<std::collections::BTreeMap<u64, JobState>, 
         }
     }
     for &id in ids {
-        if let std::collections::btree_map::Entry::Vacant(slot) = found.entry(id) {
-            slot.insert(scontrol_state(id)?);
-        }
+        found.entry(id).or_insert(JobState::Unknown);
     }
     Ok(found)
 }
 
 /// `id<sep>rest` lines as `(id, rest)`, skipping lines that do not start with a job id.
-fn parse_pairs(text: &str, sep: char) -> Vec<(u64, String)> {
+fn parse_pairs(text: &str, sep: char) -> Vec<(JobId, String)> {
     text.lines()
         .filter_map(|line| {
             let (id, rest) = line.trim().split_once(sep)?;
@@ -196,8 +229,8 @@ pub fn classify(state: &str, exit_code: &str) -> JobState {
     }
 }
 
-/// Asks Slurm to stop a job (SIGTERM to the stage, then SIGKILL after KillWait).
-pub fn scancel(id: u64) -> Result<(), SlurmError> {
+/// Asks Slurm to stop a job or array task (SIGTERM to the stage, then SIGKILL after KillWait).
+pub fn scancel(id: JobId) -> Result<(), SlurmError> {
     let out = run("scancel", &[&id.to_string()])?;
     if out.status.success() {
         Ok(())
@@ -246,14 +279,34 @@ mod tests {
 
     #[test]
     fn one_squeue_listing_gives_every_job_its_state() {
-        let listing = "101 RUNNING\n102 PENDING\nsqueue: error: something\n 103 COMPLETING \n";
+        let listing =
+            "101 RUNNING\n102 PENDING\nsqueue: error: something\n 103 COMPLETING \n389_12 PENDING\n";
         assert_eq!(
             parse_pairs(listing, ' '),
             [
-                (101, "RUNNING".to_owned()),
-                (102, "PENDING".to_owned()),
-                (103, "COMPLETING".to_owned())
+                (JobId::single(101), "RUNNING".to_owned()),
+                (JobId::single(102), "PENDING".to_owned()),
+                (JobId::single(103), "COMPLETING".to_owned()),
+                (
+                    JobId {
+                        job: 389,
+                        task: Some(12)
+                    },
+                    "PENDING".to_owned()
+                )
             ]
+        );
+    }
+
+    #[test]
+    fn array_task_ids_read_and_print_as_slurm_writes_them() {
+        for text in ["389_12", "7", "389_0"] {
+            assert_eq!(text.parse::<JobId>().unwrap().to_string(), text);
+        }
+        assert!("389_".parse::<JobId>().is_err());
+        assert!(
+            "389_[1-4]".parse::<JobId>().is_err(),
+            "a range is not one task"
         );
     }
 

@@ -1,9 +1,13 @@
 //! The Slurm executor: each stage attempt becomes a batch job that runs
 //! `electra-pipe exec-stage <staging>/task.json` on a node (see [`super::staged`]).
 //!
-//! - The job is submitted with `sbatch --parsable`, named after the stage, with the cache key
-//!   in its comment and the stage's `resources` as sbatch options.
-//! - Its id is recorded in the sled index before the orchestrator waits on it. An orchestrator
+//! - Matrix cells of one stage whose inputs are ready together (and whose `resources` agree)
+//!   are submitted as one job array named after the stage ([`arrays`]): one `sbatch
+//!   --parsable --array=0-(n-1)%limit`, each cell a task (`123_4`) that runs from its own
+//!   staging directory. A stage submitted alone is a plain
+//!   job, named after the stage, with the cache key in its comment. The stage's `resources`
+//!   are sbatch options.
+//! - Its id (job, or array task) is recorded in the sled index before the orchestrator waits on it. An orchestrator
 //!   killed while jobs run reattaches to them on its next `run` (same cache key) instead of
 //!   submitting them again, and imports their results when they finish.
 //! - It is watched with `squeue`, one call per poll for every job of the run ([`poller`]), and
@@ -17,10 +21,12 @@
 //! stage's cache key, and so its job, depends on the digests of its inputs, which exist only
 //! once the inputs are imported.
 
+pub mod arrays;
 pub mod commands;
 pub mod poller;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use electra_pipe_api::{Metrics, Params, StageContext, StageError};
@@ -31,7 +37,8 @@ use super::staged::{self, StagedResult, StagedTask, RESULT_FILE, TASK_FILE};
 use crate::cache::store::remove_any;
 use crate::cache::{staging_dir, Cache, Index, JobRecord};
 use crate::spec::Instance;
-use commands::{JobState, SlurmError};
+use arrays::{Batcher, Member};
+use commands::{JobId, JobState, SlurmError};
 use poller::{Outcome, Poller};
 
 /// Submits stage attempts as Slurm jobs.
@@ -41,13 +48,29 @@ pub struct SlurmExecutor {
     program: PathBuf,
     run_id: String,
     poller: Poller,
+    batcher: Batcher,
+    /// Most tasks of one array running at once (`--array=...%limit`).
+    array_limit: usize,
+    /// Array scripts written by this run.
+    arrays_written: AtomicUsize,
 }
+
+/// How long a batch stays open for stages that become ready together.
+const ARRAY_WINDOW: Duration = Duration::from_millis(300);
+/// Where array scripts and Slurm's own per-task output go, under `staging/`.
+const ARRAYS: &str = "arrays";
 
 impl SlurmExecutor {
     /// An executor for `cache`, after checking that the Slurm tools are on PATH and the
-    /// controller answers, polling Slurm at most every `poll`. Jobs run `program` (this
-    /// binary; the nodes must see it at the same path).
-    pub fn new(cache: &Cache, run_id: &str, poll: Duration) -> Result<SlurmExecutor, SlurmError> {
+    /// controller answers, polling Slurm at most every `poll`, running at most `array_limit`
+    /// tasks of one array at once. Jobs run `program` (this binary; the nodes must see it at
+    /// the same path).
+    pub fn new(
+        cache: &Cache,
+        run_id: &str,
+        poll: Duration,
+        array_limit: usize,
+    ) -> Result<SlurmExecutor, SlurmError> {
         commands::check_available()?;
         let program = std::env::current_exe().map_err(|e| SlurmError::Failed {
             command: "finding the electra-pipe binary".into(),
@@ -59,10 +82,14 @@ impl SlurmExecutor {
             program,
             run_id: run_id.to_owned(),
             poller: Poller::new(poll),
+            batcher: Batcher::new(ARRAY_WINDOW),
+            array_limit: array_limit.max(1),
+            arrays_written: AtomicUsize::new(0),
         })
     }
 
-    /// Writes the task and batch script, submits them and records the job.
+    /// Writes the task, submits it (alone or in an array with the stages submitted at the same
+    /// time) and records the job.
     fn submit(
         &self,
         instance: &Instance,
@@ -70,7 +97,7 @@ impl SlurmExecutor {
         params: &Params,
         ctx: &StageContext<'_>,
         staging: &Path,
-    ) -> Result<u64, StageError> {
+    ) -> Result<JobId, StageError> {
         remove_any(staging)
             .and_then(|()| std::fs::create_dir_all(staging))
             .map_err(|e| StageError::io(format!("preparing {}", staging.display()), e))?;
@@ -89,20 +116,20 @@ impl SlurmExecutor {
         let task_path = staging.join(TASK_FILE);
         staged::write_json(&task_path, &task)
             .map_err(|e| StageError::io(format!("writing {}", task_path.display()), e))?;
-        let script = staging.join("job.sh");
-        let text = format!(
-            "#!/bin/sh\n# electra-pipe stage {} (cache key {key})\nexec {} exec-stage {}\n",
-            instance.name,
-            shell_quote(&self.program.to_string_lossy()),
-            shell_quote(&task_path.to_string_lossy())
-        );
-        std::fs::write(&script, text)
-            .map_err(|e| StageError::io(format!("writing {}", script.display()), e))?;
-        let options = sbatch_options(instance, key, staging);
-        let id =
-            commands::sbatch(&options, &script).map_err(|e| StageError::Failed(e.to_string()))?;
+        let member = Member {
+            stage: instance.name.clone(),
+            key: key.to_owned(),
+            staging: staging.to_owned(),
+        };
+        let id = self
+            .batcher
+            .submit(&array_group(instance), member, &|members| {
+                self.submit_batch(instance, members)
+            })
+            .map_err(|e| StageError::Failed(e.to_string()))?;
         let record = JobRecord {
-            job_id: id,
+            job_id: id.job,
+            array_task: id.task,
             stage: instance.name.clone(),
             submitted: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             run_id: self.run_id.clone(),
@@ -116,9 +143,74 @@ impl SlurmExecutor {
         Ok(id)
     }
 
+    /// Submits a batch (stages with `instance`'s resources): one member as a plain job, more
+    /// as a job array whose task `i` runs member `i` in its staging directory.
+    fn submit_batch(&self, instance: &Instance, members: &[Member]) -> Result<u64, SlurmError> {
+        let program = shell_quote(&self.program.to_string_lossy());
+        let written = |path: &Path, text: String| {
+            std::fs::write(path, text).map_err(|e| SlurmError::Failed {
+                command: format!("writing {}", path.display()),
+                message: e.to_string(),
+            })
+        };
+        if let [one] = members {
+            let script = one.staging.join("job.sh");
+            let task = shell_quote(&one.staging.join(TASK_FILE).to_string_lossy());
+            written(
+                &script,
+                format!(
+                    "#!/bin/sh\n# electra-pipe stage {} (cache key {})\nexec {program} exec-stage {task}\n",
+                    one.stage, one.key
+                ),
+            )?;
+            let mut options = vec![
+                format!("--job-name={}", one.stage),
+                format!("--comment=electra-pipe:{}", one.key),
+                format!("--output={}", one.staging.join("job.out").display()),
+                format!("--error={}", one.staging.join("job.err").display()),
+                format!("--chdir={}", one.staging.display()),
+            ];
+            options.extend(resource_options(instance));
+            return commands::sbatch(&options, &script);
+        }
+        let dir = arrays_dir(&self.cache_root);
+        std::fs::create_dir_all(&dir).map_err(|e| SlurmError::Failed {
+            command: format!("creating {}", dir.display()),
+            message: e.to_string(),
+        })?;
+        let n = self.arrays_written.fetch_add(1, Ordering::SeqCst);
+        let script = dir.join(format!("{}-{n}.sh", self.run_id));
+        let mut text = format!(
+            "#!/bin/sh\n# electra-pipe: {} stages as one job array; task i runs stage i from its staging directory\ncase \"$SLURM_ARRAY_TASK_ID\" in\n",
+            members.len()
+        );
+        for (i, member) in members.iter().enumerate() {
+            text.push_str(&format!(
+                "{i}) dir={} ;; # {} (cache key {})\n",
+                shell_quote(&member.staging.to_string_lossy()),
+                member.stage,
+                member.key
+            ));
+        }
+        text.push_str(&format!(
+            "*) echo \"electra-pipe: no stage for array task $SLURM_ARRAY_TASK_ID\" >&2; exit 2 ;;\nesac\ncd \"$dir\" || exit 2\nexec {program} exec-stage \"$dir/{TASK_FILE}\" >>\"$dir/job.out\" 2>>\"$dir/job.err\"\n"
+        ));
+        written(&script, text)?;
+        let mut options = vec![
+            format!("--job-name={}", instance.stage),
+            format!("--comment=electra-pipe:array of {} stages", members.len()),
+            format!("--output={}", dir.join("%A_%a.out").display()),
+            format!("--error={}", dir.join("%A_%a.err").display()),
+            format!("--chdir={}", dir.display()),
+            format!("--array=0-{}%{}", members.len() - 1, self.array_limit),
+        ];
+        options.extend(resource_options(instance));
+        commands::sbatch(&options, &script)
+    }
+
     /// Waits until the job ends (the shared [`Poller`] watches every job of the run) or the run
     /// is cancelled (then cancels the job).
-    fn wait(&self, id: u64, key: &str, ctx: &StageContext<'_>) -> Result<JobState, StageError> {
+    fn wait(&self, id: JobId, key: &str, ctx: &StageContext<'_>) -> Result<JobState, StageError> {
         let outcome = self
             .poller
             .wait(id, &|| ctx.cancel.is_cancelled())
@@ -142,13 +234,23 @@ impl SlurmExecutor {
     fn collect(
         &self,
         instance: &Instance,
-        id: u64,
+        id: JobId,
         state: &JobState,
         staging: &Path,
         ctx: &StageContext<'_>,
     ) -> Result<Metrics, StageError> {
         let result = staged::read_json::<StagedResult>(&staging.join(RESULT_FILE));
-        let stderr = || tail("stderr", &staging.join("job.err"), 5);
+        let stderr = || {
+            // An array task's own stderr, then what Slurm wrote for it (a cancellation).
+            let slurm = id
+                .task
+                .map(|task| arrays_dir(&self.cache_root).join(format!("{}_{task}.err", id.job)));
+            let mut text = tail("stderr", &staging.join("job.err"), 5);
+            if let Some(path) = slurm {
+                text.push_str(&tail("Slurm", &path, 2));
+            }
+            text
+        };
         match (state, result) {
             (
                 JobState::Completed | JobState::Unknown,
@@ -232,11 +334,20 @@ impl Executor for SlurmExecutor {
                     &ctx.log_path,
                     &format!(
                         "== reattached to Slurm job {} (submitted {} by run {})\n",
-                        job.job_id, job.submitted, job.run_id
+                        JobId {
+                            job: job.job_id,
+                            task: job.array_task
+                        },
+                        job.submitted,
+                        job.run_id
                     ),
                 );
-                tracing::info!(stage = %instance.name, job = job.job_id, "reattached to Slurm job");
-                job.job_id
+                let id = JobId {
+                    job: job.job_id,
+                    task: job.array_task,
+                };
+                tracing::info!(stage = %instance.name, job = %id, "reattached to Slurm job");
+                id
             }
             None => {
                 let id = self.submit(instance, key, params, ctx, &staging)?;
@@ -256,17 +367,10 @@ impl Executor for SlurmExecutor {
     }
 }
 
-/// The sbatch options for one stage: name, key, log files, then its resources.
-fn sbatch_options(instance: &Instance, key: &str, staging: &Path) -> Vec<String> {
+/// A stage's `resources` as sbatch options: what the stages of one array must share.
+fn resource_options(instance: &Instance) -> Vec<String> {
     let r = &instance.resources;
-    let mut options = vec![
-        format!("--job-name={}", instance.name),
-        format!("--comment=electra-pipe:{key}"),
-        format!("--cpus-per-task={}", r.cpus),
-        format!("--output={}", staging.join("job.out").display()),
-        format!("--error={}", staging.join("job.err").display()),
-        format!("--chdir={}", staging.display()),
-    ];
+    let mut options = vec![format!("--cpus-per-task={}", r.cpus)];
     let optional = [
         ("--mem", r.memory.clone()),
         ("--gpus", r.gpus.map(|g| g.to_string())),
@@ -281,6 +385,19 @@ fn sbatch_options(instance: &Instance, key: &str, staging: &Path) -> Vec<String>
     }
     options.extend(r.sbatch_args.iter().cloned());
     options
+}
+
+/// What the stages of one array share: the stage (its matrix cells become the array's tasks,
+/// named after it) and the resources.
+fn array_group(instance: &Instance) -> Vec<String> {
+    let mut group = vec![instance.stage.clone()];
+    group.extend(resource_options(instance));
+    group
+}
+
+/// Where array scripts and Slurm's own output of array tasks go.
+fn arrays_dir(cache_root: &Path) -> PathBuf {
+    cache_root.join("staging").join(ARRAYS)
 }
 
 fn describe(state: &JobState) -> String {
