@@ -262,6 +262,48 @@ stages:
     );
 }
 
+#[test]
+fn gc_forgets_the_jobs_of_keys_no_pipeline_uses_and_a_run_counts_its_jobs() {
+    slurm();
+    let tag = unique_tag();
+    let ws = Workspace::new();
+    let name = format!("slow_{tag}");
+    let file = ws.write(
+        "slow.yaml",
+        &format!(
+            "pipeline: gc-{tag}\nstages:\n  {name}:\n    kind: command\n    params: {{cmd: sleep 2 && echo done > out.txt, outputs: [out.txt]}}\n"
+        ),
+    );
+    let mut child = spawn_on_slurm(&ws, &file);
+    wait_for_queue(&name, &mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Another pipeline does not use the job's key: gc forgets the job (and its staging).
+    let other = ws.write(
+        "other.yaml",
+        "pipeline: other\nstages:\n  a:\n    kind: command\n    params: {cmd: echo > a.txt, outputs: [a.txt]}\n",
+    );
+    let out = ws.run(&["cache", "gc", other.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 cluster job records"),
+        "{}",
+        text(&out)
+    );
+    // So the next run submits a job of its own instead of reattaching, and says how it ended.
+    let out = ws.run(&["run", file.to_str().unwrap(), "--executor", "slurm"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("Slurm: 1 sbatch call(s); jobs ended: 1 COMPLETED"),
+        "{}",
+        text(&out)
+    );
+    let show = text(&ws.run(&["show", &name]));
+    assert!(!show.contains("reattached"), "{show}");
+}
+
 /// Starts `run --executor slurm` on `file` in the background.
 fn spawn_on_slurm(ws: &Workspace, file: &Path) -> std::process::Child {
     ws.command(&["run", file.to_str().unwrap(), "--executor", "slurm"])

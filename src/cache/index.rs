@@ -244,6 +244,18 @@ impl Index {
         Ok(())
     }
 
+    /// Every recorded cluster job, by cache key.
+    pub fn jobs(&self) -> Result<Vec<(String, JobRecord)>, CacheError> {
+        let mut out = Vec::new();
+        for item in self.jobs.iter() {
+            let (key, value) = item?;
+            if let Some(job) = decode(&value) {
+                out.push((String::from_utf8_lossy(&key).into_owned(), job));
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes a record (its objects are left to `cache gc`).
     pub fn remove_record(&self, key: &str) -> Result<(), CacheError> {
         self.records.remove(key)?;

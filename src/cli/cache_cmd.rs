@@ -11,6 +11,7 @@ use super::{exit, CacheCommand, Global, PipelineArgs};
 use crate::cache::store::{remove_any, short};
 use crate::cache::{Cache, LockMode, ObjectKind, Record};
 use crate::evaluate::dry_run;
+use crate::run::slurm::ARRAYS;
 
 /// Runs a `cache` subcommand.
 pub fn dispatch(global: &Global, command: CacheCommand) -> Result<ExitCode> {
@@ -233,13 +234,36 @@ fn gc(
             cache.store.remove(digest)?
         };
     }
+    // Cluster jobs of keys no pipeline uses are forgotten (not cancelled), with their staging.
+    let (kept_jobs, dropped_jobs): (Vec<_>, Vec<_>) = cache
+        .index
+        .jobs()?
+        .into_iter()
+        .partition(|(key, _)| keep.contains(key));
+    let array_files_kept = |name: &str| {
+        kept_jobs.iter().any(|(_, job)| {
+            name.starts_with(&format!("{}_", job.job_id)) || name.starts_with(&job.run_id)
+        })
+    };
     let mut stale_dirs = 0;
-    for area in ["work", "checkpoints", "outputs"] {
+    for area in ["work", "checkpoints", "outputs", "staging"] {
         for entry in std::fs::read_dir(cache.root().join(area))?.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if area == "staging" && name == ARRAYS {
+                for file in std::fs::read_dir(entry.path())?.filter_map(Result::ok) {
+                    let file_name = file.file_name().to_string_lossy().into_owned();
+                    if !array_files_kept(&file_name) {
+                        freed += dir_size(&file.path());
+                        if !dry {
+                            remove_any(&file.path())?;
+                        }
+                    }
+                }
+                continue;
+            }
             let stale = match area {
                 "work" => true,
-                "checkpoints" => !keep.contains(&name),
+                "checkpoints" | "staging" => !keep.contains(&name),
                 _ => !live.contains(&name),
             };
             if stale {
@@ -272,12 +296,16 @@ fn gc(
             cache.index.remove_record(&r.key)?;
         }
         cache.index.retain_latest(&|key| keep.contains(key))?;
+        for (key, _) in &dropped_jobs {
+            cache.index.forget_job(key)?;
+        }
         remove_any(&cache.root().join("quarantine"))?;
     }
     println!(
-        "{verb} {} results, {} objects, {stale_dirs} work/checkpoint/output dirs and {logs} logs ({}); kept {} results",
+        "{verb} {} results, {} objects, {stale_dirs} work/checkpoint/output/staging dirs, {} cluster job records and {logs} logs ({}); kept {} results",
         dropped.len(),
         dead.len(),
+        dropped_jobs.len(),
         human_bytes(freed),
         kept.len()
     );

@@ -165,6 +165,9 @@ pub fn run(
     observer.finish(ok, summary.interrupted);
     let elapsed = human_seconds(started.elapsed().as_secs_f64());
     let total = pipeline.instances.len();
+    for line in executors.values().filter_map(|e| e.report()) {
+        eprintln!("{line}");
+    }
     if summary.interrupted {
         eprintln!(
             "interrupted after {elapsed}: {} ran, {} cached, {} not finished (nothing unfinished was recorded; run again to resume)",

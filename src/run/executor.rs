@@ -21,6 +21,10 @@ pub trait Executor: Send + Sync {
         params: &Params,
         ctx: &StageContext<'_>,
     ) -> Result<Metrics, StageError>;
+    /// A line for the run's summary (what it submitted, how it ended), if it has one.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Runs stages in-process; their `tracing` events go to the stage's log file.

@@ -25,8 +25,10 @@ pub mod arrays;
 pub mod commands;
 pub mod poller;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use electra_pipe_api::{Metrics, Params, StageContext, StageError};
@@ -53,12 +55,16 @@ pub struct SlurmExecutor {
     array_limit: usize,
     /// Array scripts written by this run.
     arrays_written: AtomicUsize,
+    /// `sbatch` calls made by this run.
+    submissions: AtomicUsize,
+    /// Jobs this run saw end, by final state (COMPLETED, FAILED, TIMEOUT, ...).
+    ended: Mutex<BTreeMap<String, usize>>,
 }
 
 /// How long a batch stays open for stages that become ready together.
 const ARRAY_WINDOW: Duration = Duration::from_millis(300);
 /// Where array scripts and Slurm's own per-task output go, under `staging/`.
-const ARRAYS: &str = "arrays";
+pub const ARRAYS: &str = "arrays";
 
 impl SlurmExecutor {
     /// An executor for `cache`, after checking that the Slurm tools are on PATH and the
@@ -85,6 +91,8 @@ impl SlurmExecutor {
             batcher: Batcher::new(ARRAY_WINDOW),
             array_limit: array_limit.max(1),
             arrays_written: AtomicUsize::new(0),
+            submissions: AtomicUsize::new(0),
+            ended: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -146,6 +154,7 @@ impl SlurmExecutor {
     /// Submits a batch (stages with `instance`'s resources): one member as a plain job, more
     /// as a job array whose task `i` runs member `i` in its staging directory.
     fn submit_batch(&self, instance: &Instance, members: &[Member]) -> Result<u64, SlurmError> {
+        self.submissions.fetch_add(1, Ordering::SeqCst);
         let program = shell_quote(&self.program.to_string_lossy());
         let written = |path: &Path, text: String| {
             std::fs::write(path, text).map_err(|e| SlurmError::Failed {
@@ -316,6 +325,23 @@ impl Executor for SlurmExecutor {
         "slurm"
     }
 
+    fn report(&self) -> Option<String> {
+        let ended = self.ended.lock().expect("job counts lock");
+        let submissions = self.submissions.load(Ordering::SeqCst);
+        if ended.is_empty() && submissions == 0 {
+            return None;
+        }
+        let states: Vec<String> = ended.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        Some(format!(
+            "Slurm: {submissions} sbatch call(s); jobs ended: {}",
+            if states.is_empty() {
+                "none".to_owned()
+            } else {
+                states.join(", ")
+            }
+        ))
+    }
+
     fn execute(
         &self,
         instance: &Instance,
@@ -356,6 +382,18 @@ impl Executor for SlurmExecutor {
             }
         };
         let state = self.wait(id, key, ctx)?;
+        let name = describe(&state);
+        let name = name
+            .split_whitespace()
+            .next()
+            .unwrap_or("unknown")
+            .to_owned();
+        *self
+            .ended
+            .lock()
+            .expect("job counts lock")
+            .entry(name)
+            .or_default() += 1;
         let outcome = self.collect(instance, id, &state, &staging, ctx);
         self.index
             .forget_job(key)
