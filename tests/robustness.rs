@@ -180,6 +180,57 @@ fn kill_9_mid_stage_then_rerun_resumes_from_the_checkpoint() {
 }
 
 #[test]
+fn show_plan_and_cache_ls_read_the_cache_while_a_run_holds_it() {
+    let ws = Workspace::new();
+    let pipeline = ws.write("slow.yaml", SLOW);
+    let mut child = spawn_run(&ws, &pipeline, &[]);
+    wait_running(&ws, "slow");
+    // The run publishes its index within a few seconds of `first` finishing.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let out = ws.run(&["cache", "ls"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        if listed.lines().any(|l| l.ends_with(" first")) {
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("the cache is in use"),
+                "{}",
+                text(&out)
+            );
+            break listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never listed `first`: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!listed.lines().any(|l| l.ends_with(" slow")), "{listed}");
+    let show = ws.run(&["show", "first"]);
+    assert!(show.status.success(), "{}", text(&show));
+    assert!(text(&show).contains("first"), "{}", text(&show));
+    let plan = ws.run(&["plan", pipeline.to_str().unwrap(), "--no-wait"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        plan.contains("cached") && plan.contains("will run"),
+        "{plan}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run went on meanwhile"
+    );
+    // SAFETY: sending SIGINT to the child we spawned.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    child.wait().unwrap();
+    assert!(
+        !ws.cache().join("index-snapshot.jsonl").exists(),
+        "the snapshot goes with the run"
+    );
+}
+
+#[test]
 fn ctrl_c_stops_running_stages_and_records_nothing_half_done() {
     let ws = Workspace::new();
     let pipeline = ws.write("slow.yaml", SLOW);

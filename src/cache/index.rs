@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::TransactionError;
@@ -89,6 +91,8 @@ pub struct JobRecord {
 #[derive(Clone)]
 pub struct Index {
     db: sled::Db,
+    /// Bumped by every change, so a snapshot is written only when something changed.
+    changes: Arc<AtomicU64>,
     records: sled::Tree,
     latest: sled::Tree,
     failures: sled::Tree,
@@ -113,8 +117,12 @@ fn instance_key(pipeline: &str, stage: &str) -> String {
 impl Index {
     /// Opens (or creates) the index in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Index, CacheError> {
-        let db = sled::Config::new().path(dir).open()?;
+        Self::from_db(sled::Config::new().path(dir).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Index, CacheError> {
         Ok(Index {
+            changes: Arc::new(AtomicU64::new(0)),
             records: db.open_tree("records")?,
             latest: db.open_tree("latest")?,
             failures: db.open_tree("failures")?,
@@ -122,6 +130,33 @@ impl Index {
             stats: db.open_tree("stats")?,
             db,
         })
+    }
+
+    /// Flushes a change to disk and counts it.
+    fn flushed(&self) -> Result<(), CacheError> {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// How many changes this handle (and its clones) made: a snapshot is due when it moves.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
+    /// The trees a snapshot carries, by name (everything but the data-file stat cache).
+    pub(super) fn snapshot_trees(&self) -> [(&'static str, &sled::Tree); 4] {
+        [
+            ("records", &self.records),
+            ("latest", &self.latest),
+            ("failures", &self.failures),
+            ("jobs", &self.jobs),
+        ]
+    }
+
+    /// An index in a temporary database (deleted when dropped), for a snapshot to fill.
+    pub(super) fn temporary() -> Result<Index, CacheError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
     }
 
     /// The record for `key`, if committed.
@@ -162,7 +197,7 @@ impl Index {
                     CacheError::Index(sled::Error::Unsupported("aborted".into()))
                 }
             })?;
-        self.db.flush()?;
+        self.flushed()?;
         Ok(())
     }
 
@@ -213,7 +248,7 @@ impl Index {
     ) -> Result<(), CacheError> {
         self.failures
             .insert(instance_key(pipeline, stage), encode(failure))?;
-        self.db.flush()?;
+        self.flushed()?;
         Ok(())
     }
 
@@ -228,7 +263,7 @@ impl Index {
     /// Records the cluster job running `key`, durably (before anyone waits on it).
     pub fn record_job(&self, key: &str, job: &JobRecord) -> Result<(), CacheError> {
         self.jobs.insert(key, encode(job))?;
-        self.db.flush()?;
+        self.flushed()?;
         Ok(())
     }
 
@@ -240,7 +275,7 @@ impl Index {
     /// Forgets the job of `key` once its result is imported, or it failed or was cancelled.
     pub fn forget_job(&self, key: &str) -> Result<(), CacheError> {
         self.jobs.remove(key)?;
-        self.db.flush()?;
+        self.flushed()?;
         Ok(())
     }
 
@@ -259,7 +294,7 @@ impl Index {
     /// Deletes a record (its objects are left to `cache gc`).
     pub fn remove_record(&self, key: &str) -> Result<(), CacheError> {
         self.records.remove(key)?;
-        self.db.flush()?;
+        self.flushed()?;
         Ok(())
     }
 
@@ -271,7 +306,7 @@ impl Index {
                 self.latest.remove(k)?;
             }
         }
-        self.db.flush()?;
+        self.flushed()?;
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub mod digest;
 pub mod index;
 pub mod key;
 pub mod lock;
+pub mod snapshot;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -88,7 +89,8 @@ pub struct Cache {
     pub store: Store,
     /// Data-input digests.
     pub digester: digest::DataDigester,
-    _lock: lock::CacheLock,
+    /// The lock, unless this is a read-only view of a running run's snapshot.
+    _lock: Option<lock::CacheLock>,
 }
 
 const DIRS: &[&str] = &[
@@ -125,6 +127,8 @@ impl Cache {
         }
         // A stage's processes that outlived a run killed with -9 stop before anything else.
         reap_orphans(&root.join("work"));
+        // A snapshot left by a run that died is stale: readers must not take it for ours.
+        let _ = std::fs::remove_file(root.join(snapshot::FILE));
         // Whatever is in tmp/ belongs to a process that died: we hold the lock.
         let tmp = root.join("tmp");
         store::remove_any(&tmp)
@@ -136,8 +140,47 @@ impl Cache {
             store: Store::new(&root),
             index,
             root,
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Opens the cache at `root` to read it (`show`, `plan`, `cache ls`): as [`Cache::open`]
+    /// does, or, while a run holds it and publishes a [`snapshot`], a read-only view of that
+    /// snapshot; then also says, for the user, whose state it is and how old.
+    pub fn open_to_read(
+        root: &Path,
+        mode: LockMode,
+    ) -> Result<(Cache, Option<String>), CacheError> {
+        let snapshot = crate::spec::absolute(root).join(snapshot::FILE);
+        match Cache::open(root, LockMode::NoWait) {
+            Err(CacheError::Busy { holder, .. }) if snapshot.exists() => {
+                let index = snapshot::read(&snapshot)?;
+                let age = std::fs::metadata(&snapshot)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .map_or_else(String::new, |d| {
+                        format!(" as of {:.0} s ago", d.as_secs_f64())
+                    });
+                let root = crate::spec::absolute(root);
+                let note =
+                    format!("the cache is in use ({holder}); showing the state it publishes{age}");
+                Ok((
+                    Cache {
+                        digester: digest::DataDigester::new(index.stats.clone()),
+                        store: Store::new(&root),
+                        index,
+                        root,
+                        _lock: None,
+                    },
+                    Some(note),
+                ))
+            }
+            Err(CacheError::Busy { .. }) if mode == LockMode::Wait => {
+                Ok((Cache::open(root, mode)?, None))
+            }
+            other => other.map(|cache| (cache, None)),
+        }
     }
 
     /// Enters `record` (run under `material`) into the index, the one way a result is stored:

@@ -15,6 +15,13 @@ use crate::run::slurm::ARRAYS;
 
 /// Runs a `cache` subcommand.
 pub fn dispatch(global: &Global, command: CacheCommand) -> Result<ExitCode> {
+    if matches!(command, CacheCommand::Ls) {
+        let (cache, note) = Cache::open_to_read(&global.cache, LockMode::Wait)?;
+        if let Some(note) = note {
+            eprintln!("note: {note}");
+        }
+        return ls(&cache);
+    }
     let cache = Cache::open(&global.cache, LockMode::Wait)?;
     match command {
         CacheCommand::Ls => ls(&cache),

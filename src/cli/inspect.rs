@@ -264,7 +264,10 @@ pub fn show(
     pipeline: Option<&str>,
     log_lines: usize,
 ) -> Result<ExitCode> {
-    let cache = Cache::open(&global.cache, LockMode::Wait)?;
+    let (cache, note) = Cache::open_to_read(&global.cache, LockMode::Wait)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
     let matches: Vec<_> = cache
         .index
         .all_latest()?

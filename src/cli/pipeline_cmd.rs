@@ -10,7 +10,7 @@ use anyhow::Result;
 use electra_pipe_api::CancelToken;
 
 use super::{exit, Global, Invalid, PipelineArgs, SlurmArgs};
-use crate::cache::{Cache, LockMode};
+use crate::cache::{snapshot, Cache, LockMode};
 use crate::evaluate::{dry_run, Planned};
 use crate::run::executor::{Executor, LocalExecutor};
 use crate::run::journal::Event;
@@ -101,6 +101,8 @@ pub fn run(
         return Err(Invalid("--slurm-array-limit must be at least 1".into()).into());
     }
     let cache = Cache::open(&global.cache, lock_mode(no_wait))?;
+    // `show`, `plan` and `cache ls` read this while the run holds the cache.
+    let _snapshot = snapshot::Publisher::start(cache.index.clone(), cache.root());
     let run_id = run_id();
     let mut executors: HashMap<String, Arc<dyn Executor>> = HashMap::new();
     let local: Arc<dyn Executor> = Arc::new(LocalExecutor);
@@ -212,7 +214,10 @@ pub fn plan(
 ) -> Result<ExitCode> {
     let pipeline = load(global, args)?;
     let forced = forced(&pipeline, force)?;
-    let cache = Cache::open(&global.cache, lock_mode(no_wait))?;
+    let (cache, note) = Cache::open_to_read(&global.cache, lock_mode(no_wait))?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
     let planned = dry_run(&pipeline, &cache, &forced)?;
     let (mut cached, mut runs, mut blocked) = (0, 0, 0);
     let width = pipeline
