@@ -1,8 +1,10 @@
 //! Orchestrator overhead on a generated pipeline: one `command` stage with an N-cell matrix
-//! (default 10,000; set BENCH_CELLS) of trivial shell commands. Prints a Markdown table:
-//! plan time, first run, fully cached rerun, and — as the reference — the same N shell
-//! commands spawned directly at the same parallelism, so the difference is what
-//! electra-pipe adds per stage (hashing, storing, sled commits, journal, scheduling).
+//! of trivial shell commands, for N = 10,000 and 100,000 (set BENCH_CELLS, e.g. `1000` or
+//! `10000,100000`). Prints a Markdown table: plan time, first run, fully cached rerun, and — as
+//! the reference — the same N shell commands spawned directly at the same parallelism, so the
+//! difference is what electra-pipe adds per stage (hashing, storing, sled commits, journal,
+//! scheduling); the peak memory of each command; and, per row, how the cost per stage changes
+//! from the smallest N to the largest (1.00 = linear in the stage count).
 //!
 //! Run with `cargo bench --bench orchestrator`.
 
@@ -16,21 +18,42 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_electra-pipe"))
 }
 
-fn electra_pipe(dir: &Path, args: &[&str]) -> Duration {
+/// One measured command: its wall time and peak resident memory.
+#[derive(Clone, Copy)]
+struct Measured {
+    wall: Duration,
+    peak_kib: i64,
+}
+
+// The child is reaped by wait4, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn electra_pipe(dir: &Path, args: &[&str]) -> Measured {
     let start = Instant::now();
-    let out = Command::new(binary())
+    let log = dir.join("last-command.log");
+    let child = Command::new(binary())
         .current_dir(dir)
         .args(["--cache", "cache", "--data", "data", "-q"])
         .args(args)
-        .output()
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("last-command.err")).unwrap())
+        .spawn()
         .expect("the binary runs");
-    let took = start.elapsed();
+    // wait4 rather than Child::wait: it also gives the child's peak memory.
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, once; `child` is not waited on again.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
     assert!(
-        out.status.success(),
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        std::fs::read_to_string(dir.join("last-command.err")).unwrap_or_default()
     );
-    took
+    Measured {
+        wall,
+        peak_kib: usage.ru_maxrss,
+    }
 }
 
 /// The reference: the same commands, spawned directly by `JOBS` threads, each in its own
@@ -60,11 +83,18 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
-fn main() {
-    let cells: usize = std::env::var("BENCH_CELLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+/// Every measurement of one size.
+struct Row {
+    cells: usize,
+    validate: Measured,
+    plan: Measured,
+    first: Measured,
+    reference: Duration,
+    cached: Measured,
+    cached_plan: Measured,
+}
+
+fn measure(cells: usize) -> Row {
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     let values: Vec<String> = (0..cells).map(|i| i.to_string()).collect();
@@ -73,47 +103,80 @@ fn main() {
         values.join(", ")
     );
     std::fs::write(dir.path().join("bench.yaml"), pipeline).unwrap();
-
-    let validate = electra_pipe(dir.path(), &["validate", "bench.yaml"]);
-    let plan = electra_pipe(dir.path(), &["plan", "bench.yaml"]);
     let jobs = JOBS.to_string();
-    let first = electra_pipe(dir.path(), &["run", "bench.yaml", "-j", &jobs]);
-    let cached = electra_pipe(dir.path(), &["run", "bench.yaml", "-j", &jobs]);
-    let cached_plan = electra_pipe(dir.path(), &["plan", "bench.yaml"]);
-    let reference = direct_spawn(dir.path(), cells);
-    let per_stage = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3 / cells as f64);
-    let overhead = first.saturating_sub(reference);
+    Row {
+        cells,
+        validate: electra_pipe(dir.path(), &["validate", "bench.yaml"]),
+        plan: electra_pipe(dir.path(), &["plan", "bench.yaml"]),
+        first: electra_pipe(dir.path(), &["run", "bench.yaml", "-j", &jobs]),
+        cached: electra_pipe(dir.path(), &["run", "bench.yaml", "-j", &jobs]),
+        cached_plan: electra_pipe(dir.path(), &["plan", "bench.yaml"]),
+        reference: direct_spawn(dir.path(), cells),
+    }
+}
 
-    println!(
-        "electra-pipe orchestrator benchmark: {cells} trivial `command` stages, {JOBS} jobs\n"
-    );
-    println!("| measurement | wall time | per stage |");
-    println!("|---|---:|---:|");
-    println!(
-        "| validate (parse + expand + check) | {} | {} |",
-        ms(validate),
-        per_stage(validate)
-    );
-    println!("| plan, empty cache | {} | {} |", ms(plan), per_stage(plan));
-    println!("| first run | {} | {} |", ms(first), per_stage(first));
-    println!(
-        "| reference: same commands spawned directly | {} | {} |",
-        ms(reference),
-        per_stage(reference)
-    );
-    println!(
-        "| **overhead of electra-pipe** (first run − reference) | {} | **{}** |",
-        ms(overhead),
-        per_stage(overhead)
-    );
-    println!(
-        "| fully cached rerun (verifies every output) | {} | {} |",
-        ms(cached),
-        per_stage(cached)
-    );
-    println!(
-        "| plan, everything cached | {} | {} |",
-        ms(cached_plan),
-        per_stage(cached_plan)
-    );
+fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_CELLS")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("BENCH_CELLS: numbers separated by commas")
+        })
+        .collect();
+    let rows: Vec<Row> = sizes.iter().map(|&n| measure(n)).collect();
+    println!("electra-pipe orchestrator benchmark: trivial `command` stages, {JOBS} jobs\n");
+    let mut header = "| measurement |".to_owned();
+    let mut rule = "|---|".to_owned();
+    for row in &rows {
+        header.push_str(&format!(" {} stages | per stage |", row.cells));
+        rule.push_str("---:|---:|");
+    }
+    if rows.len() > 1 {
+        header.push_str(" per-stage ratio, largest / smallest |");
+        rule.push_str("---:|");
+    }
+    println!("{header}\n{rule}");
+    type Pick = fn(&Row) -> Duration;
+    let lines: [(&str, Pick); 7] = [
+        ("validate (parse + expand + check)", |r| r.validate.wall),
+        ("plan, empty cache", |r| r.plan.wall),
+        ("first run", |r| r.first.wall),
+        ("reference: same commands spawned directly", |r| r.reference),
+        (
+            "**overhead of electra-pipe** (first run − reference)",
+            |r| r.first.wall.saturating_sub(r.reference),
+        ),
+        ("fully cached rerun (verifies every output)", |r| {
+            r.cached.wall
+        }),
+        ("plan, everything cached", |r| r.cached_plan.wall),
+    ];
+    for (label, pick) in lines {
+        let per = |r: &Row| pick(r).as_secs_f64() * 1e3 / r.cells as f64;
+        let mut line = format!("| {label} |");
+        for row in &rows {
+            line.push_str(&format!(" {} | {:.3} ms |", ms(pick(row)), per(row)));
+        }
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            if rows.len() > 1 {
+                line.push_str(&format!(" {:.2} |", per(last) / per(first)));
+            }
+        }
+        println!("{line}");
+    }
+    let mut memory = "| peak memory: plan / first run / cached rerun |".to_owned();
+    for row in &rows {
+        memory.push_str(&format!(
+            " {} / {} / {} MiB | |",
+            row.plan.peak_kib / 1024,
+            row.first.peak_kib / 1024,
+            row.cached.peak_kib / 1024
+        ));
+    }
+    if rows.len() > 1 {
+        memory.push_str(" |");
+    }
+    println!("{memory}");
 }
