@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::cache::{Cache, CacheError, KeyMaterial, ObjectRef};
-use crate::spec::{Instance, Pipeline};
+use crate::spec::{Instance, Pipeline, RefSlot};
 
 /// The error for a data input that does not exist: where it was looked for and the three
 /// ways to provide it.
@@ -37,6 +37,27 @@ fn output_token(object: &ObjectRef, subpath: Option<&str>) -> String {
     }
 }
 
+/// `instance`'s params with each reference slot replaced by `fill(output, slot)` (the output's
+/// digest in key material, its path in the store for a run), or by `missing` when the output
+/// does not exist (yet).
+pub fn with_references(
+    instance: &Instance,
+    outputs_of: &dyn Fn(usize) -> Option<BTreeMap<String, ObjectRef>>,
+    fill: &dyn Fn(&ObjectRef, &RefSlot) -> String,
+) -> Value {
+    let mut params = instance.params.clone();
+    for slot in &instance.refs {
+        let outputs = outputs_of(slot.target).unwrap_or_default();
+        let text = outputs
+            .get(&slot.output)
+            .map_or_else(|| "missing".to_owned(), |object| fill(object, slot));
+        if let Some(v) = params.pointer_mut(&slot.pointer) {
+            *v = Value::String(text);
+        }
+    }
+    params
+}
+
 /// Computes an instance's key material from its dependencies' outputs. Returns
 /// `Ok(Err(path))` when a data input is missing.
 pub fn key_material(
@@ -46,17 +67,9 @@ pub fn key_material(
     cache: &Cache,
 ) -> Result<Result<KeyMaterial, String>, CacheError> {
     let data_dir = pipeline.data_dir.to_string_lossy();
-    let mut params = instance.params.clone();
-    for slot in &instance.refs {
-        let outputs = outputs_of(slot.target).unwrap_or_default();
-        let token = outputs.get(&slot.output).map_or_else(
-            || "missing".to_owned(),
-            |o| output_token(o, slot.subpath.as_deref()),
-        );
-        if let Some(v) = params.pointer_mut(&slot.pointer) {
-            *v = Value::String(token);
-        }
-    }
+    let mut params = with_references(instance, outputs_of, &|object, slot| {
+        output_token(object, slot.subpath.as_deref())
+    });
     portable(&mut params, &data_dir);
     let mut inputs = BTreeMap::new();
     for path in &instance.data_inputs {

@@ -15,7 +15,7 @@ mod key;
 mod reasons;
 
 pub use dry_run::{dry_run, DryRun, Planned};
-pub use key::{key_material, missing_input};
+pub use key::{key_material, missing_input, with_references};
 pub use reasons::{abbreviate, Reason};
 
 /// The outcome of evaluating one instance.

@@ -17,7 +17,7 @@ use super::frontier::Frontier;
 use super::observer::{Observer, StageProgress};
 use crate::cache::store::remove_any;
 use crate::cache::{Cache, CacheError, Failure, KeyMaterial, ObjectRef, Record};
-use crate::evaluate::{abbreviate, evaluate, Check, Reason, Verdict};
+use crate::evaluate::{abbreviate, evaluate, with_references, Check, Reason, Verdict};
 use crate::spec::Pipeline;
 
 /// How to run.
@@ -55,8 +55,8 @@ struct Task {
     key: String,
     material: KeyMaterial,
     why: String,
-    /// Reference slots and the paths they resolve to.
-    inputs: Vec<(String, PathBuf)>,
+    /// Its params, each reference slot the path of the output it names.
+    params: Value,
 }
 
 /// What a finished instance gives its dependents: its outputs by name.
@@ -154,7 +154,7 @@ pub fn run(
                             .map(Reason::to_string)
                             .collect::<Vec<_>>()
                             .join("; ");
-                        let inputs = resolve_inputs(pipeline, cache, i, &frontier);
+                        let params = run_params(pipeline, cache, i, &frontier);
                         tasks.insert(
                             i,
                             Task {
@@ -162,7 +162,7 @@ pub fn run(
                                 key: eval.key,
                                 material: eval.material,
                                 why,
-                                inputs,
+                                params,
                             },
                         );
                     }
@@ -244,25 +244,22 @@ fn block(
     }
 }
 
-/// The paths that an instance's reference slots stand for.
-fn resolve_inputs(
+/// An instance's params for running it: each reference slot is the path of the output it
+/// names, in the store.
+fn run_params(
     pipeline: &Pipeline,
     cache: &Cache,
     i: usize,
     frontier: &Frontier<'_, Outputs>,
-) -> Vec<(String, PathBuf)> {
-    pipeline.instances[i]
-        .refs
-        .iter()
-        .filter_map(|slot| {
-            let object = frontier.outputs(slot.target)?.get(&slot.output)?;
-            let mut path = cache.store.output_path(object, &slot.output);
-            if let Some(sub) = &slot.subpath {
-                path = path.join(sub);
-            }
-            Some((slot.pointer.clone(), path))
-        })
-        .collect()
+) -> Value {
+    let outputs_of = |d: usize| frontier.outputs(d).cloned();
+    with_references(&pipeline.instances[i], &outputs_of, &|object, slot| {
+        let mut path = cache.store.output_path(object, &slot.output);
+        if let Some(sub) = &slot.subpath {
+            path = path.join(sub);
+        }
+        path.to_string_lossy().into_owned()
+    })
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -277,12 +274,7 @@ fn attempt(shared: &Shared<'_>, task: &Task) -> Outcome {
     if let Some(dir) = log.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let mut params = instance.params.clone();
-    for (pointer, path) in &task.inputs {
-        if let Some(v) = params.pointer_mut(pointer) {
-            *v = Value::String(path.to_string_lossy().into_owned());
-        }
-    }
+    let params = &task.params;
     let Some(executor) = shared.executors.get(&instance.executor) else {
         return Outcome::Failed(
             format!("executor `{}` is not available", instance.executor),
@@ -310,7 +302,7 @@ fn attempt(shared: &Shared<'_>, task: &Task) -> Outcome {
                 task.why
             ),
         );
-        match run_once(shared, task, executor.as_ref(), &params, &log) {
+        match run_once(shared, task, executor.as_ref(), params, &log) {
             Ok((outputs, metrics)) => {
                 let duration = clock.elapsed().as_secs_f64();
                 let record = Record {
