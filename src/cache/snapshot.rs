@@ -46,10 +46,9 @@ pub fn write(index: &Index, path: &Path) -> Result<(), CacheError> {
             out.write_all(b"\n").map_err(io)?;
         }
     }
-    out.into_inner()
-        .map_err(|e| io(e.into_error()))?
-        .sync_data()
-        .map_err(io)?;
+    // Not fsynced: readers need it whole (the rename), not durable; a crash leaves a stale
+    // file, which the next process to hold the cache removes.
+    out.into_inner().map_err(|e| io(e.into_error()))?;
     std::fs::rename(&temp, path)
         .map_err(|e| CacheError::io(format!("publishing {}", path.display()), e))
 }
