@@ -9,6 +9,8 @@ examples="${1:-640}" presets="${2:-tiny,small}" threads="${BENCH_CPUS:-2}"
 
 if [ ! -x .bench-venv/bin/python ]; then
     python3 -m venv .bench-venv
+fi
+if ! .bench-venv/bin/python -c 'import torch, transformers' 2>/dev/null; then
     .bench-venv/bin/pip install --quiet torch transformers
 fi
 echo "== electra-pipe"

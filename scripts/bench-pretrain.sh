@@ -9,6 +9,8 @@ batch="${1:-32}" steps="${2:-3}" presets="${3:-tiny,small}" threads="${BENCH_CPU
 
 if [ ! -x .bench-venv/bin/python ]; then
     python3 -m venv .bench-venv
+fi
+if ! .bench-venv/bin/python -c 'import torch, transformers' 2>/dev/null; then
     .bench-venv/bin/pip install --quiet torch transformers
 fi
 echo "== electra-pipe"
