@@ -13,6 +13,8 @@
 //!   shifted row; backward `dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))` with
 //!   `dx̂ = dy ⊙ γ`, and γ's and β's gradients summed over rows in a fixed order;
 //! - [`gelu`]: the exact GELU and its derivative with a vectorisable erf (within 6e-7);
+//! - [`dropout`]: the drawn mask and the `1/(1 − p)` scale in one pass each way (bit for bit
+//!   what `mask_fill` then a scalar product give);
 //! - [`cross_entropy`]: forward the row maximum, its index (for the accuracy) and the
 //!   log-sum-exp in two passes; backward `dx = (softmax(x) − onehot(t)) · dl / n` in one.
 //!
@@ -25,7 +27,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{self, log_softmax, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bytes, DType, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Bool, Bytes, DType, Int, Tensor, TensorData, TensorPrimitive};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
@@ -61,6 +63,26 @@ fn into_tape<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Ta
 /// `primitive` as a tensor of `B`, which the caller has checked is the tape.
 fn from_tape<B: Backend, const D: usize>(primitive: FloatTensor<Tape>) -> Tensor<B, D> {
     same_type(Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(
+        primitive,
+    )))
+}
+
+/// Whether `tensor` is an f32 tensor of the flex backend itself (no autodiff): what
+/// [`into_flex`] takes.
+pub(crate) fn is_flex_f32<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
+    TypeId::of::<B>() == TypeId::of::<Flex>() && tensor.dtype() == DType::F32
+}
+
+/// The flex primitive of `tensor`, which the caller has checked with [`is_flex_f32`].
+pub(crate) fn into_flex<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FlexTensor {
+    same_type::<_, Tensor<Flex, D>>(tensor)
+        .into_primitive()
+        .tensor()
+}
+
+/// `primitive` as a tensor of `B`, which the caller has checked is the flex backend.
+pub(crate) fn from_flex<B: Backend, const D: usize>(primitive: FlexTensor) -> Tensor<B, D> {
+    same_type(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(
         primitive,
     )))
 }
@@ -286,6 +308,65 @@ fn gelu_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
         .stateful()
     {
         OpsKind::Tracked(prep) => prep.finish(input, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// Dropout with a mask already drawn: 0 where `drop` is true, `x · scale` elsewhere; the
+/// gradient passes through the same mask and scale. `drop` is in `x`'s row-major order.
+pub fn dropout<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    drop: Vec<bool>,
+    scale: f32,
+) -> Tensor<B, D> {
+    if !on_tape(&x) {
+        return composed_dropout(x, drop, scale);
+    }
+    from_tape(dropout_on_tape(into_tape(x), drop, scale))
+}
+
+/// [`dropout`] by burn's operations, for every other backend.
+fn composed_dropout<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    drop: Vec<bool>,
+    scale: f32,
+) -> Tensor<B, D> {
+    let mask = Tensor::<B, D, Bool>::from_data(TensorData::new(drop, x.dims()), &x.device());
+    x.mask_fill(mask, 0.0) * scale
+}
+
+/// The backward step of [`dropout`]: it keeps the mask and the scale.
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = (Vec<bool>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (drop, scale) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
+            let dy = dy.to_contiguous();
+            masked(&dy, &drop, scale)
+        });
+    }
+}
+
+/// `x · scale` where `drop` is false, 0 where it is true, as a new contiguous tensor.
+fn masked(x: &FlexTensor, drop: &[bool], scale: f32) -> FlexTensor {
+    let values = x.as_slice::<f32>().expect("made contiguous");
+    assert_eq!(values.len(), drop.len(), "a dropout mask per element");
+    let y = elementwise(values, |i, x| if drop[i] { 0.0 } else { x * scale });
+    contiguous(y, x.layout().shape().clone())
+}
+
+fn dropout_on_tape(x: FloatTensor<Tape>, drop: Vec<bool>, scale: f32) -> FloatTensor<Tape> {
+    let y = masked(&x.primitive.to_contiguous(), &drop, scale);
+    match DropoutBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((drop, scale), y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
@@ -719,6 +800,26 @@ mod tests {
         assert!(
             dx.iter().any(|&g| g.abs() > 1e-3),
             "a gradient that is not all zero"
+        );
+    }
+
+    #[test]
+    fn the_fused_dropout_is_bit_for_bit_the_composed_one_and_so_is_its_gradient() {
+        let shape = [5, 17, 33];
+        let drop: Vec<bool> = (0..5 * 17 * 33).map(|i| (i * 7919) % 10 == 3).collect();
+        let scale = (1.0 / (1.0 - 0.1)) as f32;
+        let [(y, dx), (y_ref, dx_ref)] = both(
+            shape,
+            |x| dropout(x, drop.clone(), scale),
+            |x| composed_dropout(x, drop.clone(), scale),
+        );
+        assert_eq!(y, y_ref);
+        assert_eq!(dx, dx_ref);
+        let zeros = y.iter().filter(|&&v| v == 0.0).count();
+        assert_eq!(
+            zeros,
+            drop.iter().filter(|&&d| d).count(),
+            "dropped exactly the mask"
         );
     }
 

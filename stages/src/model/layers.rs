@@ -4,11 +4,11 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::fused::layer_norm;
+use super::fused::{dropout, layer_norm};
 
 /// Standard deviation of the initial weights (BERT's `initializer_range`).
 pub const INIT_STD: f64 = 0.02;
@@ -128,20 +128,16 @@ impl Dropout<'_> {
         if *p <= 0.0 {
             return x;
         }
-        let dims = x.dims();
-        let count: usize = dims.iter().product();
+        let count: usize = x.dims().iter().product();
         // Four 16-bit draws per 64-bit word: drop where the draw falls under p · 2^16.
         let threshold = (*p * 65536.0).round() as u64;
-        let mut drop = Vec::with_capacity(count);
-        while drop.len() < count {
+        let mut drop = vec![false; count];
+        for four in drop.chunks_mut(4) {
             let word: u64 = rng.random();
-            for k in 0..4 {
-                if drop.len() < count {
-                    drop.push(((word >> (16 * k)) & 0xffff) < threshold);
-                }
+            for (k, drop) in four.iter_mut().enumerate() {
+                *drop = ((word >> (16 * k)) & 0xffff) < threshold;
             }
         }
-        let mask = Tensor::<B, D, Bool>::from_data(TensorData::new(drop, dims), &x.device());
-        x.mask_fill(mask, 0.0) * (1.0 / (1.0 - *p))
+        dropout(x, drop, (1.0 / (1.0 - *p)) as f32)
     }
 }

@@ -11,12 +11,18 @@
 //!   as the official code, or from the end of warm-up: [`Decay`]).
 //!
 //! The state (two moments per parameter) is kept in parameter-visiting order, so it can be
-//! saved and restored exactly.
+//! saved and restored exactly. On the flex CPU backend each parameter's update is one parallel
+//! pass over its values, gradient and moments, in place ([`update_in_place`]); every other
+//! backend composes it from tensor operations. Both round each operation to f32 in the same
+//! order, so they agree bit for bit (tested).
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::model::fused::{from_flex, into_flex, is_flex_f32};
 
 /// The optimiser's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -237,35 +243,147 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         let Some(grad) = tensor.grad(self.grads) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let s = &self.optimizer.settings;
-        let shape = grad.shape();
-        let numel = shape.num_elements();
-        let g = grad.reshape([numel]) * self.scale;
         if self.optimizer.moments.len() <= index {
             self.optimizer.moments.resize_with(index + 1, || None);
         }
-        let (m, v) = match self.optimizer.moments[index].take() {
-            Some(moments) => moments,
-            None => (g.zeros_like(), g.zeros_like()),
-        };
-        let m = m * s.beta1 + g.clone() * (1.0 - s.beta1);
-        let v = v * s.beta2 + g.powi_scalar(2) * (1.0 - s.beta2);
-        let value = tensor.inner().reshape([numel]);
-        let mut step = if s.bias_correction {
-            let t = self.optimizer.updates as i32;
-            let (first, second) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
-            (m.clone() / first) / ((v.clone() / second).sqrt() + s.epsilon)
+        let constants = self.constants::<D>();
+        let moments = self.optimizer.moments[index].take();
+        let value = tensor.inner();
+        let (updated, moments) = if is_flex_f32(&grad) {
+            update_on_flex(value, grad, moments, &constants)
         } else {
-            m.clone() / (v.clone().sqrt() + s.epsilon)
+            update_composed(value, grad, moments, &constants)
         };
-        if D >= 2 {
-            step = step + value.clone() * s.weight_decay;
-        }
-        let lr = self.lr * (self.lr_factor)(&self.path.join("."));
-        let updated = (value - step * lr).reshape(shape);
-        self.optimizer.moments[index] = Some((m, v));
+        self.optimizer.moments[index] = Some(moments);
         Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
     }
+}
+
+impl<B: AutodiffBackend> Update<'_, B> {
+    /// The scalars of the current parameter's update, each rounded to f32 as burn's scalar
+    /// operations round their f64 argument.
+    fn constants<const D: usize>(&self) -> Constants {
+        let s = &self.optimizer.settings;
+        let correction = s.bias_correction.then(|| {
+            let t = self.optimizer.updates as i32;
+            (
+                (1.0 - s.beta1.powi(t)) as f32,
+                (1.0 - s.beta2.powi(t)) as f32,
+            )
+        });
+        Constants {
+            scale: self.scale as f32,
+            beta1: s.beta1 as f32,
+            one_minus_beta1: (1.0 - s.beta1) as f32,
+            beta2: s.beta2 as f32,
+            one_minus_beta2: (1.0 - s.beta2) as f32,
+            correction,
+            epsilon: s.epsilon as f32,
+            decay: (D >= 2).then_some(s.weight_decay as f32),
+            lr: (self.lr * (self.lr_factor)(&self.path.join("."))) as f32,
+        }
+    }
+}
+
+/// One parameter's update, as f32 scalars.
+#[derive(Debug, Clone, Copy)]
+struct Constants {
+    /// The clipping factor applied to the gradient.
+    scale: f32,
+    beta1: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    /// `1 − β₁ᵗ` and `1 − β₂ᵗ` where the moments are bias-corrected.
+    correction: Option<(f32, f32)>,
+    epsilon: f32,
+    /// The decoupled weight decay, on matrices only.
+    decay: Option<f32>,
+    /// This parameter's learning rate.
+    lr: f32,
+}
+
+/// The updated value and moments of one parameter, by burn's tensor operations (any backend).
+fn update_composed<B: Backend, const D: usize>(
+    value: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<(Tensor<B, 1>, Tensor<B, 1>)>,
+    c: &Constants,
+) -> (Tensor<B, D>, (Tensor<B, 1>, Tensor<B, 1>)) {
+    let shape = grad.shape();
+    let numel = shape.num_elements();
+    let g = grad.reshape([numel]) * c.scale;
+    let (m, v) = moments.unwrap_or_else(|| (g.zeros_like(), g.zeros_like()));
+    let m = m * c.beta1 + g.clone() * c.one_minus_beta1;
+    let v = v * c.beta2 + g.powi_scalar(2) * c.one_minus_beta2;
+    let value = value.reshape([numel]);
+    let mut step = match c.correction {
+        Some((first, second)) => (m.clone() / first) / ((v.clone() / second).sqrt() + c.epsilon),
+        None => m.clone() / (v.clone().sqrt() + c.epsilon),
+    };
+    if let Some(decay) = c.decay {
+        step = step + value.clone() * decay;
+    }
+    ((value - step * c.lr).reshape(shape), (m, v))
+}
+
+/// [`update_composed`] on the flex backend: one pass, in place where the buffers are not
+/// shared (the moments always are not after the first update).
+fn update_on_flex<B: Backend, const D: usize>(
+    value: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<(Tensor<B, 1>, Tensor<B, 1>)>,
+    c: &Constants,
+) -> (Tensor<B, D>, (Tensor<B, 1>, Tensor<B, 1>)) {
+    let (numel, device) = (grad.shape().num_elements(), grad.device());
+    let grad = into_flex(grad).to_contiguous();
+    let mut value = into_flex(value).to_contiguous();
+    let (mut m, mut v) = match moments {
+        Some((m, v)) => (into_flex(m).to_contiguous(), into_flex(v).to_contiguous()),
+        None => {
+            let zeros = || into_flex(Tensor::<B, 1>::zeros([numel], &device));
+            (zeros(), zeros())
+        }
+    };
+    update_in_place(
+        value.storage_mut::<f32>(),
+        m.storage_mut::<f32>(),
+        v.storage_mut::<f32>(),
+        grad.as_slice::<f32>().expect("made contiguous"),
+        c,
+    );
+    (from_flex(value), (from_flex(m), from_flex(v)))
+}
+
+/// AdamW's update of `value` and its moments `m`, `v` for gradient `grad`, element by
+/// element in parallel chunks, each operation rounded to f32 in [`update_composed`]'s order.
+fn update_in_place(value: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32], c: &Constants) {
+    const CHUNK: usize = 16_384;
+    assert!(
+        value.len() == grad.len() && m.len() == grad.len() && v.len() == grad.len(),
+        "a value, a gradient and two moments of {} elements",
+        grad.len()
+    );
+    value
+        .par_chunks_mut(CHUNK)
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .zip(grad.par_chunks(CHUNK))
+        .for_each(|(((value, m), v), grad)| {
+            for (((x, m), v), &g) in value.iter_mut().zip(m).zip(v).zip(grad) {
+                let g = g * c.scale;
+                *m = *m * c.beta1 + g * c.one_minus_beta1;
+                *v = *v * c.beta2 + g * g * c.one_minus_beta2;
+                let mut step = match c.correction {
+                    Some((first, second)) => (*m / first) / ((*v / second).sqrt() + c.epsilon),
+                    None => *m / (v.sqrt() + c.epsilon),
+                };
+                if let Some(decay) = c.decay {
+                    step += *x * decay;
+                }
+                *x -= step * c.lr;
+            }
+        });
 }
 
 #[cfg(test)]
@@ -324,6 +442,47 @@ mod tests {
         };
         let (dense, _) = AdamW::new(settings).step(dense, &grads, 1e-3);
         -dense.bias.val().into_scalar() / 1e-3
+    }
+
+    #[test]
+    fn the_in_place_update_is_bit_for_bit_the_composed_one() {
+        use burn::tensor::Distribution;
+        type Inner = burn::backend::Flex;
+        let device = Default::default();
+        for (correction, decay) in [(None, Some(0.01f32)), (Some((0.19f32, 0.002f32)), None)] {
+            let c = Constants {
+                scale: 0.7,
+                beta1: 0.9,
+                one_minus_beta1: (1.0f64 - 0.9) as f32,
+                beta2: 0.999,
+                one_minus_beta2: (1.0f64 - 0.999) as f32,
+                correction,
+                epsilon: 1e-6,
+                decay,
+                lr: 3e-4,
+            };
+            let start =
+                Tensor::<Inner, 2>::random([37, 41], Distribution::Normal(0.0, 0.02), &device);
+            let (mut fused, mut composed) = ((start.clone(), None), (start, None));
+            for _ in 0..3 {
+                let grad =
+                    Tensor::<Inner, 2>::random([37, 41], Distribution::Normal(0.0, 1.0), &device);
+                let (value, moments) = update_on_flex(fused.0, grad.clone(), fused.1, &c);
+                fused = (value, Some(moments));
+                let (value, moments) = update_composed(composed.0, grad, composed.1, &c);
+                composed = (value, Some(moments));
+            }
+            let bits = |t: Tensor<Inner, 2>| -> Vec<u32> {
+                t.into_data().iter::<f32>().map(f32::to_bits).collect()
+            };
+            let moment_bits = |t: Tensor<Inner, 1>| -> Vec<u32> {
+                t.into_data().iter::<f32>().map(f32::to_bits).collect()
+            };
+            let ((fm, fv), (cm, cv)) = (fused.1.unwrap(), composed.1.unwrap());
+            assert_eq!(moment_bits(fm), moment_bits(cm));
+            assert_eq!(moment_bits(fv), moment_bits(cv));
+            assert_eq!(bits(fused.0), bits(composed.0));
+        }
     }
 
     #[test]
