@@ -196,7 +196,7 @@ fn gc(
             },
         )?;
         keep.extend(
-            dry_run(&pipeline, cache, &HashSet::new())?
+            dry_run(pipeline, cache, &HashSet::new())?
                 .into_iter()
                 .filter_map(|d| d.key),
         );

@@ -19,8 +19,10 @@ use crate::run::scheduler::{self, RunOptions};
 use crate::run::slurm::SlurmExecutor;
 use crate::spec::{self, diag::closest, LoadOptions, Pipeline};
 
-/// Loads and checks the pipeline named on the command line.
-pub fn load(global: &Global, args: &PipelineArgs) -> Result<Pipeline> {
+/// Loads and checks the pipeline named on the command line. It lives as long as the process
+/// (each command loads one): freeing 100,000 expanded instances at exit took 14% of a
+/// `validate`.
+pub fn load(global: &Global, args: &PipelineArgs) -> Result<&'static Pipeline> {
     let mut overrides = args.set.clone();
     if let Some(backend) = &args.backend {
         overrides.push(("backend".to_owned(), backend.clone()));
@@ -30,11 +32,8 @@ pub fn load(global: &Global, args: &PipelineArgs) -> Result<Pipeline> {
         overrides,
         executor: args.executor.clone(),
     };
-    Ok(spec::load(
-        &args.pipeline,
-        &options,
-        &electra_stages::registry(),
-    )?)
+    let pipeline = spec::load(&args.pipeline, &options, &electra_stages::registry())?;
+    Ok(Box::leak(Box::new(pipeline)))
 }
 
 /// Instance indices for `--force` names (a stage or one instance); unknown names are invalid.
@@ -87,7 +86,7 @@ pub fn run(
 ) -> Result<ExitCode> {
     let slurm_poll = slurm.slurm_poll;
     let pipeline = load(global, args)?;
-    let forced = forced(&pipeline, force)?;
+    let forced = forced(pipeline, force)?;
     if jobs == 0 {
         return Err(Invalid("--jobs must be at least 1".into()).into());
     }
@@ -162,7 +161,7 @@ pub fn run(
         run_id,
     };
     let started = Instant::now();
-    let summary = scheduler::run(&pipeline, &cache, &executors, &options, &observer, &cancel)?;
+    let summary = scheduler::run(pipeline, &cache, &executors, &options, &observer, &cancel)?;
     let ok = summary.failed.is_empty() && !summary.interrupted;
     observer.finish(ok, summary.interrupted);
     let elapsed = human_seconds(started.elapsed().as_secs_f64());
@@ -213,12 +212,12 @@ pub fn plan(
     no_wait: bool,
 ) -> Result<ExitCode> {
     let pipeline = load(global, args)?;
-    let forced = forced(&pipeline, force)?;
+    let forced = forced(pipeline, force)?;
     let (cache, note) = Cache::open_to_read(&global.cache, lock_mode(no_wait))?;
     if let Some(note) = note {
         eprintln!("note: {note}");
     }
-    let planned = dry_run(&pipeline, &cache, &forced)?;
+    let planned = dry_run(pipeline, &cache, &forced)?;
     let (mut cached, mut runs, mut blocked) = (0, 0, 0);
     let width = pipeline
         .instances

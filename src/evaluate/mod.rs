@@ -3,8 +3,9 @@
 //! reads the cache and never changes it. [`key`] computes key material, [`reasons`] says why
 //! an instance runs, [`dry_run`] is `plan`'s walk over the whole DAG.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
+use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::cache::{Cache, CacheError, KeyMaterial, ObjectRef, Problem, Record};
@@ -113,6 +114,23 @@ pub fn evaluate(
         verdict: Verdict::Run(reasons),
         unusable: None,
     })
+}
+
+/// [`evaluate`] for a wave of instances whose dependencies all have outputs (none depending on
+/// another), in parallel; the evaluations in `indices`' order. Keys are hashed and blobs
+/// verified on every core, which is most of a cached rerun's time.
+pub fn evaluate_wave(
+    pipeline: &Pipeline,
+    indices: &[usize],
+    outputs_of: &(dyn Fn(usize) -> Option<BTreeMap<String, ObjectRef>> + Sync),
+    cache: &Cache,
+    forced: &HashSet<usize>,
+    check: Check,
+) -> Vec<Result<Evaluation, CacheError>> {
+    indices
+        .par_iter()
+        .map(|&i| evaluate(pipeline, i, outputs_of, cache, forced.contains(&i), check))
+        .collect()
 }
 
 fn check_outputs(cache: &Cache, record: &Record, check: Check) -> Result<(), Problem> {

@@ -77,6 +77,13 @@ impl<'a, T> Frontier<'a, T> {
         self.to_evaluate.pop_front()
     }
 
+    /// Every instance whose dependencies are all finished, in the order
+    /// [`next_to_evaluate`](Self::next_to_evaluate) gives them: a wave that can be evaluated
+    /// together, since none depends on another.
+    pub fn take_to_evaluate(&mut self) -> Vec<usize> {
+        self.to_evaluate.drain(..).collect()
+    }
+
     /// What finished instance `i` gives its dependents; `None` until it finishes.
     pub fn outputs(&self, i: usize) -> Option<&T> {
         match &self.state[i] {
@@ -214,6 +221,25 @@ mod tests {
         f.finish(3, 13);
         assert_eq!(f.not_finished(), 0);
         assert!(f.is_drained());
+    }
+
+    #[test]
+    fn a_wave_is_everything_evaluable_now_in_order_and_nothing_twice() {
+        // 0 → 2, 1 → 2, 2 → 3, 2 → 4; the order puts 1 before 0.
+        let dependents = vec![vec![2], vec![2], vec![3, 4], vec![], vec![]];
+        let mut f: Frontier<'_, u32> = Frontier::new(&[1, 0, 2, 4, 3], &dependents);
+        assert_eq!(f.take_to_evaluate(), [1, 0]);
+        assert_eq!(f.take_to_evaluate(), Vec::<usize>::new(), "taken once");
+        f.finish(1, 11);
+        assert_eq!(f.take_to_evaluate(), Vec::<usize>::new(), "2 waits on 0");
+        f.finish(0, 10);
+        assert_eq!(f.take_to_evaluate(), [2]);
+        f.finish(2, 12);
+        assert_eq!(
+            f.take_to_evaluate(),
+            [3, 4],
+            "released in dependents' order"
+        );
     }
 
     #[test]

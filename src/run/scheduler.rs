@@ -17,7 +17,7 @@ use super::frontier::Frontier;
 use super::observer::{Observer, StageProgress};
 use crate::cache::store::remove_any;
 use crate::cache::{Cache, CacheError, Failure, KeyMaterial, ObjectRef, Record};
-use crate::evaluate::{abbreviate, evaluate, with_references, Check, Reason, Verdict};
+use crate::evaluate::{abbreviate, evaluate_wave, with_references, Check, Reason, Verdict};
 use crate::spec::Pipeline;
 
 /// How to run.
@@ -105,68 +105,81 @@ pub fn run(
     std::thread::scope(|scope| -> Result<(), CacheError> {
         loop {
             let stopping = cancel.is_cancelled();
-            while let (false, Some(i)) = (stopping, frontier.next_to_evaluate()) {
+            let mut wave = if stopping {
+                Vec::new()
+            } else {
+                frontier.take_to_evaluate()
+            };
+            while !wave.is_empty() {
                 let outputs_of = |d: usize| frontier.outputs(d).cloned();
-                let eval = evaluate(
+                let evaluations = evaluate_wave(
                     pipeline,
-                    i,
+                    &wave,
                     &outputs_of,
                     cache,
-                    options.forced.contains(&i),
+                    &options.forced,
                     Check::Verify,
-                )?;
-                let instance = &pipeline.instances[i];
-                if let Some((record, problem)) = &eval.unusable {
-                    cache.discard(record, problem)?;
-                }
-                match eval.verdict {
-                    Verdict::Cached(record) => {
-                        if cache
-                            .index
-                            .latest(&pipeline.name, &instance.name)?
-                            .is_none_or(|l| l.key != eval.key)
-                        {
-                            cache.index.set_latest(
-                                &pipeline.name,
-                                &instance.name,
-                                &eval.key,
-                                &eval.material,
-                            )?;
+                );
+                let mut discarded = HashSet::new();
+                for (i, eval) in std::mem::take(&mut wave).into_iter().zip(evaluations) {
+                    let eval = eval?;
+                    let instance = &pipeline.instances[i];
+                    if let Some((record, problem)) = &eval.unusable {
+                        // Twins in one wave find the same unusable record.
+                        if discarded.insert(record.key.clone()) {
+                            cache.discard(record, problem)?;
                         }
-                        summary.cached += 1;
-                        observer.cached(&instance.name);
-                        frontier.finish(i, record.outputs);
                     }
-                    Verdict::MissingInput(path) => {
-                        let error = crate::evaluate::missing_input(&path, &pipeline.data_dir);
-                        observer.failed(&instance.name, &error, 0.0, &PathBuf::from("-"));
-                        summary
-                            .failed
-                            .push((instance.name.clone(), error, PathBuf::from("-")));
-                        block(pipeline, &mut frontier, i, observer, &mut summary);
-                    }
-                    Verdict::Run(reasons) => {
-                        if !frontier.enqueue(i, &eval.key) {
-                            continue;
+                    match eval.verdict {
+                        Verdict::Cached(record) => {
+                            if cache
+                                .index
+                                .latest(&pipeline.name, &instance.name)?
+                                .is_none_or(|l| l.key != eval.key)
+                            {
+                                cache.index.set_latest(
+                                    &pipeline.name,
+                                    &instance.name,
+                                    &eval.key,
+                                    &eval.material,
+                                )?;
+                            }
+                            summary.cached += 1;
+                            observer.cached(&instance.name);
+                            frontier.finish(i, record.outputs);
                         }
-                        let why = reasons
-                            .iter()
-                            .map(Reason::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; ");
-                        let params = run_params(pipeline, cache, i, &frontier);
-                        tasks.insert(
-                            i,
-                            Task {
-                                index: i,
-                                key: eval.key,
-                                material: eval.material,
-                                why,
-                                params,
-                            },
-                        );
+                        Verdict::MissingInput(path) => {
+                            let error = crate::evaluate::missing_input(&path, &pipeline.data_dir);
+                            observer.failed(&instance.name, &error, 0.0, &PathBuf::from("-"));
+                            summary
+                                .failed
+                                .push((instance.name.clone(), error, PathBuf::from("-")));
+                            block(pipeline, &mut frontier, i, observer, &mut summary);
+                        }
+                        Verdict::Run(reasons) => {
+                            if !frontier.enqueue(i, &eval.key) {
+                                continue;
+                            }
+                            let why = reasons
+                                .iter()
+                                .map(Reason::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ");
+                            let params = run_params(pipeline, cache, i, &frontier);
+                            tasks.insert(
+                                i,
+                                Task {
+                                    index: i,
+                                    key: eval.key,
+                                    material: eval.material,
+                                    why,
+                                    params,
+                                },
+                            );
+                        }
                     }
                 }
+                wave = frontier.take_to_evaluate();
             }
             while let (false, Some(i)) = (stopping, frontier.peek_ready()) {
                 let cpus = local_cpus(&pipeline.instances[i], options.cpus);
