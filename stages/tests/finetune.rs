@@ -179,6 +179,10 @@ fn sst2_beats_the_majority_class_and_the_same_seed_predicts_the_same() {
         accuracy > majority + 0.05,
         "accuracy {accuracy} vs majority {majority}"
     );
+    let gflops = first.metrics()["matmul_gflops_per_second"]
+        .as_f64()
+        .unwrap();
+    assert!(gflops > 0.0 && gflops.is_finite(), "{gflops} GFLOP/s");
     let dev = read(first.out().join("predictions/dev.tsv"));
     assert_eq!(dev.lines().count(), 873);
     assert!(dev.starts_with("index\tlabel\tprediction\n"));

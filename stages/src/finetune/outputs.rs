@@ -144,6 +144,10 @@ pub fn write_outputs(
             "examples_per_second".to_owned(),
             json!(finetuned.examples_per_second),
         ),
+        (
+            "matmul_gflops_per_second".to_owned(),
+            json!(finetuned.matmul_gflops_per_second),
+        ),
     ]);
     for (split, values) in &dev_metrics {
         for (name, value) in values {

@@ -30,6 +30,7 @@ use crate::model::heads::HeadShape;
 use crate::model::layers::{Dropout, Init};
 use crate::model::safetensors::NamedTensor;
 use crate::model::weights::{load_named, named_tensors};
+use crate::pretrain::flops::encoder_matmul_train_flops_per_token;
 use crate::pretrain_data::Cursor;
 use crate::training::checkpoint::{self, TrainingState};
 use crate::training::optimizer::{AdamW, AdamWSettings, Schedule};
@@ -122,6 +123,10 @@ pub struct Finetuned {
     pub resumed_from: u64,
     /// Training examples per second over the steps this process ran.
     pub examples_per_second: f64,
+    /// The encoder's matrix products per second over those steps, in GFLOP/s: the work
+    /// actually done on each batch's padded positions (see
+    /// [`encoder_matmul_train_flops_per_token`]).
+    pub matmul_gflops_per_second: f64,
     /// The fine-tuned weights (`embeddings.*`, `encoder.*`, `head.*`), kept when the head is
     /// transformers' (to export).
     pub weights: Option<BTreeMap<String, NamedTensor>>,
@@ -168,6 +173,7 @@ pub fn finetune<B: AutodiffBackend>(
     let total = settings.schedule.total;
     let started = Instant::now();
     let (mut seen, mut epoch_loss, mut epoch_steps) = (0usize, 0.0, 0u32);
+    let mut matmul_flops = 0.0;
     let mut order: Option<(u64, Vec<usize>)> = None;
     for step in first..total {
         if ctx.cancel.is_cancelled() {
@@ -208,6 +214,9 @@ pub fn finetune<B: AutodiffBackend>(
         });
         model = updated;
         seen += batch.len();
+        let padded = batch.iter().map(|f| f.input_ids.len()).max().unwrap_or(1);
+        matmul_flops +=
+            (batch.len() * padded) as f64 * encoder_matmul_train_flops_per_token(&config, padded);
         epoch_loss += loss_value;
         epoch_steps += 1;
         log.write(&TrainStep {
@@ -232,7 +241,9 @@ pub fn finetune<B: AutodiffBackend>(
             save_checkpoint(ctx, settings, &model, &optimizer, done, per_epoch)?;
         }
     }
-    let examples_per_second = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let seconds = started.elapsed().as_secs_f64().max(1e-9);
+    let examples_per_second = seen as f64 / seconds;
+    let matmul_gflops_per_second = matmul_flops / seconds / 1e9;
     let model = model.valid();
     let predictions = evals
         .iter()
@@ -247,6 +258,7 @@ pub fn finetune<B: AutodiffBackend>(
         last_epoch_loss: epoch_loss / f64::from(epoch_steps),
         resumed_from: first,
         examples_per_second,
+        matmul_gflops_per_second,
         weights,
     })
 }

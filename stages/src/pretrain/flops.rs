@@ -151,18 +151,23 @@ pub fn forward_flops(encoder: &EncoderConfig, seq_len: usize, head: Head) -> f64
 /// three for the forward pass and the backward pass's input and weight gradients. No one-hot
 /// embeddings and no elementwise work.
 pub fn matmul_train_flops_per_token(encoder: &EncoderConfig, seq_len: usize, head: Head) -> f64 {
-    let Shape {
-        h, l, s, v, e, i, ..
-    } = Shape::new(encoder, seq_len);
-    let projection = if e != h { 2.0 * e * h } else { 0.0 };
-    let block = 2.0 * 4.0 * h * h + 2.0 * 2.0 * h * s + 2.0 * 2.0 * h * i;
+    let Shape { h, v, e, .. } = Shape::new(encoder, seq_len);
     let mlm = |fraction: f64| fraction * (2.0 * h * e + 2.0 * e * v);
     let head = match head {
         Head::MaskedLm(fraction) => mlm(fraction),
         Head::Binary => 2.0 * h * h + 2.0 * h,
         Head::AllTokensWithCopy => mlm(1.0) + 2.0 * h,
     };
-    3.0 * (projection + l * block + head)
+    encoder_matmul_train_flops_per_token(encoder, seq_len) + 3.0 * head
+}
+
+/// [`matmul_train_flops_per_token`] of the encoder alone, without a head: what a fine-tuning
+/// step does per (padded) position, its classifier working on one position per sequence.
+pub fn encoder_matmul_train_flops_per_token(encoder: &EncoderConfig, seq_len: usize) -> f64 {
+    let Shape { h, l, s, e, i, .. } = Shape::new(encoder, seq_len);
+    let projection = if e != h { 2.0 * e * h } else { 0.0 };
+    let block = 2.0 * 4.0 * h * h + 2.0 * 2.0 * h * s + 2.0 * 2.0 * h * i;
+    3.0 * (projection + l * block)
 }
 
 /// Train FLOPs step by step: the same every step, or, for two-stage training, another count
@@ -388,6 +393,25 @@ mod tests {
         // count's 3 × forward FLOPs per token.
         let official = 3.0 * bert_forward_flops(&small, 128, 0.15) / 128.0;
         assert!(counted < official, "{counted} against {official}");
+    }
+
+    #[test]
+    fn the_encoder_count_leaves_the_head_out_and_follows_the_sequence_length() {
+        // Small at 25 tokens (a padded SST-2 batch): the attention products shrink with s.
+        let small = Preset::Small.encoder(VOCAB);
+        let block = 8.0 * 256.0 * 256.0 + 4.0 * 256.0 * 25.0 + 4.0 * 256.0 * 1024.0;
+        let expected = 3.0 * (2.0 * 128.0 * 256.0 + 12.0 * block);
+        within(
+            encoder_matmul_train_flops_per_token(&small, 25),
+            expected,
+            1e-12,
+        );
+        let with_head = matmul_train_flops_per_token(&small, 25, Head::Binary);
+        within(
+            with_head - expected,
+            3.0 * (2.0 * 256.0 * 256.0 + 2.0 * 256.0),
+            1e-9,
+        );
     }
 
     #[test]
