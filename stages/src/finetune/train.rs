@@ -193,8 +193,10 @@ pub fn finetune<B: AutodiffBackend>(
         let mut rng = stream(settings.seed, Stream::Step(step));
         let mut encoder_rng = ChaCha8Rng::seed_from_u64(rng.random());
         let mut head_rng = ChaCha8Rng::seed_from_u64(rng.random());
+        let input = pad(&batch, device);
+        let padded = input.ids.dims()[1];
         let outputs = model.forward(
-            &pad(&batch, device),
+            &input,
             &mut Dropout::Train {
                 p: settings.dropout,
                 rng: &mut encoder_rng,
@@ -214,7 +216,6 @@ pub fn finetune<B: AutodiffBackend>(
         });
         model = updated;
         seen += batch.len();
-        let padded = batch.iter().map(|f| f.input_ids.len()).max().unwrap_or(1);
         matmul_flops +=
             (batch.len() * padded) as f64 * encoder_matmul_train_flops_per_token(&config, padded);
         epoch_loss += loss_value;

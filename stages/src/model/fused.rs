@@ -48,43 +48,54 @@ fn same_type<X: Any, T: Any>(value: X) -> T {
         .expect("the caller checked the types are the same")
 }
 
-/// Whether `B` is the flex training backend and `tensor` is f32 (what the kernels handle).
-fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
-    TypeId::of::<B>() == TypeId::of::<Tape>() && tensor.dtype() == DType::F32
+/// Whether `tensor` is an f32 tensor of backend `Of` (what the kernels handle).
+fn is_f32_of<Of: Backend, B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
+    TypeId::of::<B>() == TypeId::of::<Of>() && tensor.dtype() == DType::F32
 }
 
-/// The tape's primitive of `tensor`, whose backend the caller has checked ([`on_tape`]).
-fn into_tape<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Tape> {
-    same_type::<_, Tensor<Tape, D>>(tensor)
+/// The primitive of `tensor`, whose backend the caller has checked is `Of` ([`is_f32_of`]).
+fn primitive_of<Of: Backend, B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Of> {
+    same_type::<_, Tensor<Of, D>>(tensor)
         .into_primitive()
         .tensor()
 }
 
-/// `primitive` as a tensor of `B`, which the caller has checked is the tape.
-fn from_tape<B: Backend, const D: usize>(primitive: FloatTensor<Tape>) -> Tensor<B, D> {
-    same_type(Tensor::<Tape, D>::from_primitive(TensorPrimitive::Float(
+/// `primitive` of backend `Of` as a tensor of `B`, which the caller has checked is `Of`.
+fn tensor_of<Of: Backend, B: Backend, const D: usize>(primitive: FloatTensor<Of>) -> Tensor<B, D> {
+    same_type(Tensor::<Of, D>::from_primitive(TensorPrimitive::Float(
         primitive,
     )))
+}
+
+/// Whether `B` is the flex training backend and `tensor` is f32 (what the kernels handle).
+fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
+    is_f32_of::<Tape, B, D>(tensor)
+}
+
+/// The tape's primitive of `tensor`, whose backend the caller has checked ([`on_tape`]).
+fn into_tape<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Tape> {
+    primitive_of::<Tape, B, D>(tensor)
+}
+
+/// `primitive` as a tensor of `B`, which the caller has checked is the tape.
+fn from_tape<B: Backend, const D: usize>(primitive: FloatTensor<Tape>) -> Tensor<B, D> {
+    tensor_of::<Tape, B, D>(primitive)
 }
 
 /// Whether `tensor` is an f32 tensor of the flex backend itself (no autodiff): what
 /// [`into_flex`] takes.
 pub(crate) fn is_flex_f32<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
-    TypeId::of::<B>() == TypeId::of::<Flex>() && tensor.dtype() == DType::F32
+    is_f32_of::<Flex, B, D>(tensor)
 }
 
 /// The flex primitive of `tensor`, which the caller has checked with [`is_flex_f32`].
 pub(crate) fn into_flex<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FlexTensor {
-    same_type::<_, Tensor<Flex, D>>(tensor)
-        .into_primitive()
-        .tensor()
+    primitive_of::<Flex, B, D>(tensor)
 }
 
 /// `primitive` as a tensor of `B`, which the caller has checked is the flex backend.
 pub(crate) fn from_flex<B: Backend, const D: usize>(primitive: FlexTensor) -> Tensor<B, D> {
-    same_type(Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(
-        primitive,
-    )))
+    tensor_of::<Flex, B, D>(primitive)
 }
 
 /// e^x in f32 to within 2 ulp of the exact value, written so that loops over slices
