@@ -1,7 +1,8 @@
 //! Fine-tuning examples per second (forward, backward, AdamW with layer-wise decay) of the
 //! `finetune` stage itself on SST-2 at the `tiny` and `small` presets, on the `flex` CPU
-//! backend, batch 32 padded to each batch's longest sentence. GFLOP/s counts the encoder's
-//! matrix products on the padded positions a step actually computes
+//! backend, batch 32 with its sentences packed side by side into rows as long as the longest
+//! (the stage's own batches). GFLOP/s counts the encoder's matrix products on the positions a
+//! step actually computes, the rows' leftover padding included
 //! (`pretrain::flops::encoder_matmul_train_flops_per_token`), not the official count.
 //!
 //! ```text

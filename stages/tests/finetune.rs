@@ -9,14 +9,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use burn::backend::Flex;
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::Tensor;
 use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
-use electra_stages::finetune::batches::pad;
+use electra_stages::finetune::batches::{pack, pad};
 use electra_stages::finetune::model::Classifier;
 use electra_stages::finetune::Finetune;
 use electra_stages::glue::{read_features, Feature, GlueTask};
-use electra_stages::model::layers::Dropout;
+use electra_stages::model::export::ExportedEncoder;
+use electra_stages::model::heads::{HeadShape, Pooling};
+use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::model::safetensors::{self, NamedTensor};
 use electra_stages::model::transformers;
 use electra_stages::pretrain::Pretrain;
@@ -753,4 +756,70 @@ fn transformers_head_exports_a_sequence_classifier_that_predicts_as_the_stage_di
     ));
     pooler.metrics();
     assert!(!pooler.out().join("hf").exists());
+}
+
+/// Packing a batch's sentences side by side (how fine-tuning trains) computes the same
+/// function as padding each to the longest: the same outputs and the same gradients, for a
+/// pretrained encoder on real single sentences (SST-2) and sentence pairs (MRPC), under each
+/// pooling. A sequence that saw its neighbour in the row, or a position counted from the row's
+/// start instead of its own, would move the outputs far beyond rounding.
+#[test]
+fn packed_batches_give_the_padded_outputs_and_gradients() {
+    type Tape = Autodiff<Flex>;
+    let device = Default::default();
+    let encoder = PathBuf::from(fixture().electra.output("model.safetensors"));
+    let exported = ExportedEncoder::read(&encoder).unwrap();
+    for (task, pooling) in [("sst2", Pooling::Cls), ("mrpc", Pooling::Mean)] {
+        let features =
+            read_features(&Path::new(&features(task)).join("train.jsonl")).unwrap();
+        let batch: Vec<&Feature> = features.iter().take(32).collect();
+        let lengths: Vec<usize> = batch.iter().map(|f| f.input_ids.len()).collect();
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);
+        let mut init = Init::<Tape> {
+            device: &device,
+            rng: &mut rng,
+        };
+        let head = HeadShape {
+            pooling,
+            ..HeadShape::default()
+        };
+        let model = Classifier::pretrained(&mut init, &exported, 2, head, &encoder).unwrap();
+        let packed = pack::<Tape>(&batch, &device);
+        let [rows, row_len] = packed.ids.dims();
+        assert_eq!(row_len, *lengths.iter().max().unwrap());
+        assert!(
+            rows < batch.len(),
+            "{task}: {rows} rows for {} sequences: nothing was packed",
+            batch.len()
+        );
+        let weights = Tensor::<Tape, 2>::from_floats([[0.7, -1.3]], &device);
+        let run = |input| {
+            let outputs = model.forward(&input, &mut Dropout::Off, &mut Dropout::Off);
+            let grads = (outputs.clone() * weights.clone()).sum().backward();
+            let grad = |t: Tensor<Tape, 2>| -> Vec<f32> {
+                t.grad(&grads).unwrap().into_data().to_vec().unwrap()
+            };
+            (
+                outputs.inner().into_data().to_vec::<f32>().unwrap(),
+                grad(model.embeddings.word.val()),
+                grad(model.embeddings.position.val()),
+            )
+        };
+        let (outputs, word, position) = run(packed);
+        let (outputs_ref, word_ref, position_ref) = run(pad::<Tape>(&batch, &device));
+        let close = |what: &str, a: &[f32], b: &[f32], tolerance: f32| {
+            assert_eq!(a.len(), b.len());
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{task} {what}: all zero");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= tolerance * scale,
+                    "{task} {what}[{i}]: packed {x}, padded {y}"
+                );
+            }
+        };
+        close("outputs", &outputs, &outputs_ref, 1e-5);
+        close("word embedding gradient", &word, &word_ref, 1e-4);
+        close("position embedding gradient", &position, &position_ref, 1e-4);
+    }
 }

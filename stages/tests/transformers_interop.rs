@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use electra_stages::finetune::model::Classifier;
-use electra_stages::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput};
+use electra_stages::model::encoder::{Backbone, Embeddings, Encoder, EncoderInput, Layout};
 use electra_stages::model::export::ExportedEncoder;
 use electra_stages::model::heads::{MaskedLmHead, ReplacedTokenHead};
 use electra_stages::model::layers::{Dropout, Init};
@@ -59,7 +59,7 @@ fn inputs(device: &burn::tensor::Device<B>) -> EncoderInput<B> {
     EncoderInput {
         ids: ints("input_ids"),
         segments: ints("token_type_ids"),
-        attention: Tensor::from_data(TensorData::new(mask, shape), device),
+        layout: Layout::Padded(Tensor::from_data(TensorData::new(mask, shape), device)),
     }
 }
 

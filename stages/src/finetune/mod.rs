@@ -263,7 +263,8 @@ impl StageKind for Finetune {
     fn version(&self) -> u32 {
         // v3: the head's layers (`head`, default the official pooler).
         // v4: with `head: dense_gelu`, the model as a transformers checkpoint (`hf/`).
-        4
+        // v5: training batches packed (the same function, other dropout draws and rounding).
+        5
     }
 
     fn summary(&self) -> &'static str {

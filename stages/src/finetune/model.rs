@@ -114,17 +114,16 @@ impl<B: Backend> Classifier<B> {
         }
     }
 
-    /// Outputs `[b, k]` for `batch`; `dropout` applies inside the encoder, `head_dropout` to
-    /// the `[CLS]` state.
+    /// Outputs `[b, k]` for the `b` sequences of `batch` (padded or packed), in their order;
+    /// `dropout` applies inside the encoder, `head_dropout` in the head.
     pub fn forward(
         &self,
         batch: &EncoderInput<B>,
         dropout: &mut Dropout<'_>,
         head_dropout: &mut Dropout<'_>,
     ) -> Tensor<B, 2> {
-        let hidden = self.backbone().forward(batch, dropout); // [b, s, h]
-        self.head
-            .forward(hidden, batch.attention.clone(), head_dropout)
+        let (hidden, attention) = self.backbone().sequences(batch, dropout); // [b, t, h]
+        self.head.forward(hidden, attention, head_dropout)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The fine-tuning loop: seeded epochs of padded batches → task loss → AdamW with layer-wise
+//! The fine-tuning loop: seeded epochs of packed batches → task loss → AdamW with layer-wise
 //! learning-rate decay, checkpointed at every epoch's end (and on cancellation) and resumed
 //! exactly; then predictions on the evaluation splits.
 //!
@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::batches::{epoch_order, pad, stream, Stream};
+use super::batches::{epoch_order, pack, pad, stream, Stream};
 use super::inputs::{class_of, score_of};
 use super::model::{layer_lr_factor, Classifier};
 use crate::error::{DataError, Result};
@@ -193,8 +193,8 @@ pub fn finetune<B: AutodiffBackend>(
         let mut rng = stream(settings.seed, Stream::Step(step));
         let mut encoder_rng = ChaCha8Rng::seed_from_u64(rng.random());
         let mut head_rng = ChaCha8Rng::seed_from_u64(rng.random());
-        let input = pad(&batch, device);
-        let padded = input.ids.dims()[1];
+        let input = pack(&batch, device);
+        let [rows, row_len] = input.ids.dims();
         let outputs = model.forward(
             &input,
             &mut Dropout::Train {
@@ -217,7 +217,7 @@ pub fn finetune<B: AutodiffBackend>(
         model = updated;
         seen += batch.len();
         matmul_flops +=
-            (batch.len() * padded) as f64 * encoder_matmul_train_flops_per_token(&config, padded);
+            (rows * row_len) as f64 * encoder_matmul_train_flops_per_token(&config, row_len);
         epoch_loss += loss_value;
         epoch_steps += 1;
         log.write(&TrainStep {

@@ -2,9 +2,10 @@
 //! (LayerNorm, dropout), a projection to the hidden size `h` when `e ≠ h`, then transformer
 //! blocks with GELU, post-LayerNorm as in the paper or pre-LayerNorm with a final LayerNorm
 //! ([`Norm`]); and the [`Backbone`] that wires embeddings, attention mask and blocks together
-//! for every head.
+//! for every head. Its input is a batch of rows ([`EncoderInput`]), one padded sequence per
+//! row or several sequences packed side by side ([`Layout`]).
 //!
-//! Shapes: `b` batch, `s` sequence, `e` embedding, `h` hidden, `n` heads, `d = h / n`.
+//! Shapes: `b` rows, `s` row length, `e` embedding, `h` hidden, `n` heads, `d = h / n`.
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
@@ -39,19 +40,26 @@ impl<B: Backend> Embeddings<B> {
         }
     }
 
-    /// `ids`, `segments`: `[b, s]` → `[b, s, e]`.
+    /// `ids`, `segments`: `[b, s]` → `[b, s, e]`. Each token's position is its column, or
+    /// `positions` `[b, s]` where given (packed rows, where every sequence starts at 0).
     pub fn forward(
         &self,
         ids: Tensor<B, 2, Int>,
         segments: Tensor<B, 2, Int>,
+        positions: Option<Tensor<B, 2, Int>>,
         dropout: &mut Dropout<'_>,
     ) -> Tensor<B, 3> {
         let [_, s] = ids.dims();
         let e = self.word.val().dims()[1];
         let words = embedding(self.word.val(), ids);
-        let positions = self.position.val().slice([0..s, 0..e]).unsqueeze::<3>();
         let segments = embedding(self.segment.val(), segments);
-        dropout.apply(self.norm.forward(words + positions + segments))
+        let summed = match positions {
+            Some(positions) => words + embedding(self.position.val(), positions) + segments,
+            None => {
+                words + self.position.val().slice([0..s, 0..e]).unsqueeze::<3>() + segments
+            }
+        };
+        dropout.apply(self.norm.forward(summed))
     }
 }
 
@@ -80,7 +88,7 @@ impl<B: Backend> SelfAttention<B> {
     }
 
     /// The sub-layer: `x` `[b, s, h]` → the dropped-out output projection of the attended
-    /// values; `mask_bias`: `[b, 1, 1, s]`, 0 on tokens and −10000 on padding.
+    /// values; `mask_bias`: [`Layout::mask_bias`].
     fn attend(
         &self,
         x: Tensor<B, 3>,
@@ -204,20 +212,55 @@ impl<B: Backend> Encoder<B> {
     }
 }
 
-/// The additive attention mask: `[b, 1, 1, s]`, 0 where `attention` is 1, −10000 on padding.
-fn mask_bias<B: Backend>(attention: Tensor<B, 2>) -> Tensor<B, 4> {
-    let [b, s] = attention.dims();
-    ((attention - 1.0) * 10000.0).reshape([b, 1, 1, s])
-}
+/// The bias of attention to a key no query may see: −10000, exactly 0 weight after softmax.
+pub const MASKED: f32 = -10000.0;
 
-/// One batch of token sequences on the device, as every backbone reads it.
+/// One batch of token rows on the device, as every backbone reads it.
 pub struct EncoderInput<B: Backend> {
     /// `[b, s]` token ids.
     pub ids: Tensor<B, 2, Int>,
     /// `[b, s]` segment ids.
     pub segments: Tensor<B, 2, Int>,
-    /// `[b, s]`: 1 on tokens, 0 on padding.
+    /// Where the sequences are in the rows.
+    pub layout: Layout<B>,
+}
+
+/// How a batch's sequences lie in its rows.
+pub enum Layout<B: Backend> {
+    /// One sequence per row from column 0, padded to the longest: `[b, s]`, 1 on tokens and
+    /// 0 on padding.
+    Padded(Tensor<B, 2>),
+    /// Several sequences side by side in a row, each attending only to itself.
+    Packed(Packing<B>),
+}
+
+/// Sequences packed into rows (what spares a fine-tuning batch of short sentences the work
+/// on padding), and the way back to one sequence per row.
+pub struct Packing<B: Backend> {
+    /// `[b, s]`: each token's position in its own sequence.
+    pub positions: Tensor<B, 2, Int>,
+    /// `[b, 1, s, s]`: 0 where query and key belong to the same sequence, [`MASKED`]
+    /// elsewhere.
+    pub mask_bias: Tensor<B, 4>,
+    /// `[m · t]`: for the `m` sequences, each padded to the longest `t`, the flat index
+    /// `row · s + column` of each token in the rows (padding points at any index).
+    pub unpack: Tensor<B, 1, Int>,
+    /// `[m, t]`: 1 on the unpacked sequences' tokens, 0 on their padding.
     pub attention: Tensor<B, 2>,
+}
+
+impl<B: Backend> Layout<B> {
+    /// The additive attention mask of the rows: `[b, 1, 1, s]` (0 on tokens, [`MASKED`] on
+    /// padding) or, packed, [`Packing::mask_bias`].
+    fn mask_bias(&self) -> Tensor<B, 4> {
+        match self {
+            Layout::Padded(attention) => {
+                let [b, s] = attention.dims();
+                ((attention.clone() - 1.0) * -MASKED).reshape([b, 1, 1, s])
+            }
+            Layout::Packed(packing) => packing.mask_bias.clone(),
+        }
+    }
 }
 
 /// The network every head reads: embeddings → attention mask → transformer blocks, giving the
@@ -233,12 +276,39 @@ pub struct Backbone<'a, B: Backend> {
 }
 
 impl<B: Backend> Backbone<'_, B> {
-    /// `input` → final hidden states `[b, s, h]`.
+    /// `input` → final hidden states `[b, s, h]`, in the input's rows.
     pub fn forward(&self, input: &EncoderInput<B>, dropout: &mut Dropout<'_>) -> Tensor<B, 3> {
-        let embedded = self
-            .embeddings
-            .forward(input.ids.clone(), input.segments.clone(), dropout);
+        let positions = match &input.layout {
+            Layout::Padded(_) => None,
+            Layout::Packed(packing) => Some(packing.positions.clone()),
+        };
+        let embedded =
+            self.embeddings
+                .forward(input.ids.clone(), input.segments.clone(), positions, dropout);
         self.encoder
-            .forward(embedded, mask_bias(input.attention.clone()), dropout)
+            .forward(embedded, input.layout.mask_bias(), dropout)
+    }
+
+    /// `input` → final hidden states one sequence per row, `[m, t, h]`, with their
+    /// attention mask `[m, t]` (1 on tokens): what a head that reads whole sequences needs,
+    /// whichever the input's layout.
+    pub fn sequences(
+        &self,
+        input: &EncoderInput<B>,
+        dropout: &mut Dropout<'_>,
+    ) -> (Tensor<B, 3>, Tensor<B, 2>) {
+        let hidden = self.forward(input, dropout);
+        match &input.layout {
+            Layout::Padded(attention) => (hidden, attention.clone()),
+            Layout::Packed(packing) => {
+                let [b, s, h] = hidden.dims();
+                let [m, t] = packing.attention.dims();
+                let unpacked = hidden
+                    .reshape([b * s, h])
+                    .select(0, packing.unpack.clone())
+                    .reshape([m, t, h]);
+                (unpacked, packing.attention.clone())
+            }
+        }
     }
 }

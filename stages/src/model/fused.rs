@@ -128,7 +128,9 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// Attention probabilities: the softmax over the last dimension of `scores` `[b, n, s, s]` ×
-/// `scale` + `bias` `[b, 1, 1, s]` (the padding mask, a constant: no gradient flows to it).
+/// `scale` + `bias` (the attention mask, a constant: no gradient flows to it), either
+/// `[b, 1, 1, s]` (one row of key biases per example: padding) or `[b, 1, s, s]` (one row per
+/// query: sequences packed side by side in a row see only themselves).
 pub fn attention_softmax<B: Backend>(
     scores: Tensor<B, 4>,
     scale: f64,
@@ -176,14 +178,16 @@ fn attention_softmax_on_tape(
 ) -> FloatTensor<Tape> {
     let x = scores.primitive.to_contiguous();
     let shape = x.layout().shape().clone();
-    let (rows_per_example, width) = (shape[1] * shape[2], shape[3]);
+    let (queries, width) = (shape[2], shape[3]);
+    let rows_per_example = shape[1] * queries;
     let bias = bias.to_contiguous();
     let bias = bias.as_slice::<f32>().expect("made contiguous above");
-    assert_eq!(
-        bias.len(),
-        shape[0] * width,
-        "a padding bias of [b, 1, 1, s]"
+    let bias_rows = bias.len() / width;
+    assert!(
+        bias_rows == shape[0] || bias_rows == shape[0] * queries,
+        "an attention bias of [b, 1, 1, s] or [b, 1, s, s]"
     );
+    let per_query = bias_rows != shape[0];
     let x = x.as_slice::<f32>().expect("made contiguous above");
     let mut y = vec![0.0f32; x.len()];
     y.par_chunks_mut(ROWS_PER_TASK * width)
@@ -191,8 +195,14 @@ fn attention_softmax_on_tape(
         .enumerate()
         .for_each(|(task, (y, x))| {
             for (k, (y, x)) in y.chunks_mut(width).zip(x.chunks(width)).enumerate() {
-                let example = (task * ROWS_PER_TASK + k) / rows_per_example;
-                let bias = &bias[example * width..(example + 1) * width];
+                let row = task * ROWS_PER_TASK + k;
+                let example = row / rows_per_example;
+                let bias_row = if per_query {
+                    example * queries + row % queries
+                } else {
+                    example
+                };
+                let bias = &bias[bias_row * width..(bias_row + 1) * width];
                 let mut max = f32::NEG_INFINITY;
                 for ((y, &x), &b) in y.iter_mut().zip(x).zip(bias) {
                     *y = x * scale + b;
@@ -856,6 +866,37 @@ mod tests {
         );
         // Padding keys get no weight in the second example; the first example has none.
         assert!(y[(n * s) * s + 95] < 1e-30 && y[95] > 1e-30);
+    }
+
+    #[test]
+    fn the_attention_softmax_takes_one_bias_row_per_query() {
+        let device = Default::default();
+        // Two sequences packed in each row of 7: tokens 0..3 and 3..7 see only their own.
+        let (b, n, s) = (2, 3, 7);
+        let sequence = |i: usize| usize::from(i >= 3);
+        let bias: Vec<f32> = (0..b * s * s)
+            .map(|i| {
+                let (q, k) = ((i / s) % s, i % s);
+                if sequence(q) == sequence(k) {
+                    0.0
+                } else {
+                    -10000.0
+                }
+            })
+            .collect();
+        let bias = Tensor::<Inner, 4>::from_data(TensorData::new(bias, [b, 1, s, s]), &device);
+        let bias = Tensor::<Tape, 4>::from_inner(bias);
+        let [(y, dx), (y_ref, dx_ref)] = both(
+            [b, n, s, s],
+            |x| attention_softmax(x, 0.5, bias.clone()),
+            |x| composed_attention_softmax(x, 0.5, bias.clone()),
+        );
+        assert_close(&y, &y_ref, 1e-6);
+        assert_close(&dx, &dx_ref, 1e-5);
+        // Query 1 of the second example's last head: weight on keys 0..3 only, summing to 1.
+        let row = &y[((b * n - 1) * s + 1) * s..][..s];
+        assert!(row[..3].iter().all(|&p| p > 1e-30) && row[3..].iter().all(|&p| p == 0.0));
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
     }
 
     #[test]

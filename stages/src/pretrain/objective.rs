@@ -16,7 +16,7 @@ use super::prior::OutputPrior;
 use super::stats::{mean_pairwise_cosine, StepStats};
 use crate::error::Result;
 use crate::model::config::EncoderConfig;
-use crate::model::encoder::{Backbone, EncoderInput};
+use crate::model::encoder::{Backbone, EncoderInput, Layout};
 use crate::model::fused::exponentials;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::Dropout;
@@ -127,7 +127,7 @@ pub(super) fn input<B: Backend>(
     EncoderInput {
         ids: ints::<B, 2>(ids, [b, s], device),
         segments: ints::<B, 2>(&batch.segments, [b, s], device),
-        attention: floats::<B, 2>(batch.attention.clone(), [b, s], device),
+        layout: Layout::Padded(floats::<B, 2>(batch.attention.clone(), [b, s], device)),
     }
 }
 
