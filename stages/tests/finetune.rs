@@ -770,8 +770,7 @@ fn packed_batches_give_the_padded_outputs_and_gradients() {
     let encoder = PathBuf::from(fixture().electra.output("model.safetensors"));
     let exported = ExportedEncoder::read(&encoder).unwrap();
     for (task, pooling) in [("sst2", Pooling::Cls), ("mrpc", Pooling::Mean)] {
-        let features =
-            read_features(&Path::new(&features(task)).join("train.jsonl")).unwrap();
+        let features = read_features(&Path::new(&features(task)).join("train.jsonl")).unwrap();
         let batch: Vec<&Feature> = features.iter().take(32).collect();
         let lengths: Vec<usize> = batch.iter().map(|f| f.input_ids.len()).collect();
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(7);
@@ -820,6 +819,11 @@ fn packed_batches_give_the_padded_outputs_and_gradients() {
         };
         close("outputs", &outputs, &outputs_ref, 1e-5);
         close("word embedding gradient", &word, &word_ref, 1e-4);
-        close("position embedding gradient", &position, &position_ref, 1e-4);
+        close(
+            "position embedding gradient",
+            &position,
+            &position_ref,
+            1e-4,
+        );
     }
 }

@@ -78,7 +78,10 @@ pub fn pad<B: Backend>(features: &[&Feature], device: &B::Device) -> EncoderInpu
     EncoderInput {
         ids: Tensor::from_data(TensorData::new(ids, [b, s]), device),
         segments: Tensor::from_data(TensorData::new(segments, [b, s]), device),
-        layout: Layout::Padded(Tensor::from_data(TensorData::new(attention, [b, s]), device)),
+        layout: Layout::Padded(Tensor::from_data(
+            TensorData::new(attention, [b, s]),
+            device,
+        )),
     }
 }
 
@@ -188,7 +191,10 @@ mod tests {
                 *cell = Some(sequence);
             }
         }
-        assert_eq!(cells.iter().flatten().count(), lengths.iter().sum::<usize>());
+        assert_eq!(
+            cells.iter().flatten().count(),
+            lengths.iter().sum::<usize>()
+        );
         // Longest first: the two 9s fill the first two rows, in input order.
         assert_eq!((places[1], places[3]), ((0, 0), (1, 0)));
         assert_eq!(pack_rows(&lengths, 9), (places, rows), "deterministic");

@@ -55,9 +55,7 @@ impl<B: Backend> Embeddings<B> {
         let segments = embedding(self.segment.val(), segments);
         let summed = match positions {
             Some(positions) => words + embedding(self.position.val(), positions) + segments,
-            None => {
-                words + self.position.val().slice([0..s, 0..e]).unsqueeze::<3>() + segments
-            }
+            None => words + self.position.val().slice([0..s, 0..e]).unsqueeze::<3>() + segments,
         };
         dropout.apply(self.norm.forward(summed))
     }
@@ -282,9 +280,12 @@ impl<B: Backend> Backbone<'_, B> {
             Layout::Padded(_) => None,
             Layout::Packed(packing) => Some(packing.positions.clone()),
         };
-        let embedded =
-            self.embeddings
-                .forward(input.ids.clone(), input.segments.clone(), positions, dropout);
+        let embedded = self.embeddings.forward(
+            input.ids.clone(),
+            input.segments.clone(),
+            positions,
+            dropout,
+        );
         self.encoder
             .forward(embedded, input.layout.mask_bias(), dropout)
     }

@@ -18,8 +18,10 @@
 //! - [`cross_entropy`]: forward the row maximum, its index (for the accuracy) and the
 //!   log-sum-exp in two passes; backward `dx = (softmax(x) − onehot(t)) · dl / n` in one.
 //!
-//! Every other backend (and every dtype but f32) gets burn's composed operations, so results
-//! agree with them to rounding (tests below).
+//! Without autodiff (inference on `flex`: fine-tuning's evaluation) the softmax, LayerNorm
+//! and GELU run the same forward pass, so a prediction is the training graph's value bit for
+//! bit. Every other backend (and every dtype but f32) gets burn's composed operations, so
+//! results agree with them to rounding (tests below).
 
 use std::any::{Any, TypeId};
 
@@ -136,6 +138,10 @@ pub fn attention_softmax<B: Backend>(
     scale: f64,
     bias: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
+    if is_flex_f32(&scores) {
+        let (bias, scores) = (into_flex(bias), into_flex(scores));
+        return from_flex(attention_softmax_forward(&scores, scale as f32, bias));
+    }
     if !on_tape(&scores) {
         return composed_attention_softmax(scores, scale, bias);
     }
@@ -176,7 +182,20 @@ fn attention_softmax_on_tape(
     scale: f32,
     bias: FlexTensor,
 ) -> FloatTensor<Tape> {
-    let x = scores.primitive.to_contiguous();
+    let y = attention_softmax_forward(&scores.primitive, scale, bias);
+    match SoftmaxBackward
+        .prepare::<NoCheckpointing>([scores.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((y.clone(), scale), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// The values of [`attention_softmax`], as a new contiguous tensor.
+fn attention_softmax_forward(scores: &FlexTensor, scale: f32, bias: FlexTensor) -> FlexTensor {
+    let x = scores.to_contiguous();
     let shape = x.layout().shape().clone();
     let (queries, width) = (shape[2], shape[3]);
     let rows_per_example = shape[1] * queries;
@@ -217,15 +236,7 @@ fn attention_softmax_on_tape(
                 }
             }
         });
-    let y = contiguous(y, shape);
-    match SoftmaxBackward
-        .prepare::<NoCheckpointing>([scores.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((y.clone(), scale), y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    }
+    contiguous(y, shape)
 }
 
 /// `scale · y ⊙ (dy − Σ dy ⊙ y)` per row of the last dimension, written over `dy` (over a
@@ -289,6 +300,9 @@ fn erf(x: f32) -> f32 {
 
 /// The exact (erf) GELU, `x · Φ(x)`.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    if is_flex_f32(&x) {
+        return from_flex(gelu_forward(&into_flex(x).to_contiguous()));
+    }
     if !on_tape(&x) {
         return activation::gelu(x);
     }
@@ -319,10 +333,7 @@ impl Backward<Flex, 1> for GeluBackward {
 
 fn gelu_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
     let input = x.primitive.to_contiguous();
-    let y = elementwise(input.as_slice::<f32>().expect("made contiguous"), |_, x| {
-        0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-    });
-    let y = contiguous(y, input.layout().shape().clone());
+    let y = gelu_forward(&input);
     match GeluBackward
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
@@ -331,6 +342,14 @@ fn gelu_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
         OpsKind::Tracked(prep) => prep.finish(input, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
+}
+
+/// The values of [`gelu`] on the contiguous `input`, as a new tensor.
+fn gelu_forward(input: &FlexTensor) -> FlexTensor {
+    let y = elementwise(input.as_slice::<f32>().expect("made contiguous"), |_, x| {
+        0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    });
+    contiguous(y, input.layout().shape().clone())
 }
 
 /// Dropout with a mask already drawn: 0 where `drop` is true, `x · scale` elsewhere; the
@@ -415,6 +434,11 @@ pub fn layer_norm<B: Backend, const D: usize>(
     beta: Tensor<B, 1>,
     eps: f64,
 ) -> Tensor<B, D> {
+    if is_flex_f32(&x) {
+        let input = into_flex(x).to_contiguous();
+        let (gamma, beta) = (into_flex(gamma), into_flex(beta));
+        return from_flex(layer_norm_forward(&input, &gamma, &beta, eps as f32).0);
+    }
     if !on_tape(&x) {
         return composed_layer_norm(x, gamma, beta, eps);
     }
@@ -480,30 +504,8 @@ fn layer_norm_on_tape(
     eps: f32,
 ) -> FloatTensor<Tape> {
     let input = x.primitive.to_contiguous();
-    let shape = input.layout().shape().clone();
-    let width = shape[shape.num_dims() - 1];
-    let values = input.as_slice::<f32>().expect("made contiguous above");
     let gamma_values = gamma.primitive.to_contiguous();
-    let beta_values = beta.primitive.to_contiguous();
-    let (g, b) = (
-        gamma_values.as_slice::<f32>().expect("contiguous f32"),
-        beta_values.as_slice::<f32>().expect("contiguous f32"),
-    );
-    let mut y = vec![0.0f32; values.len()];
-    let stats: Vec<(f32, f32)> = y
-        .par_chunks_mut(width)
-        .zip(values.par_chunks(width))
-        .map(|(y, x)| {
-            let mean = x.iter().sum::<f32>() / width as f32;
-            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
-            let rstd = 1.0 / (var + eps).sqrt();
-            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(g).zip(b) {
-                *y = (x - mean) * rstd * g + b;
-            }
-            (mean, rstd)
-        })
-        .collect();
-    let y = contiguous(y, shape);
+    let (y, stats) = layer_norm_forward(&input, &gamma_values, &beta.primitive, eps);
     match LayerNormBackward
         .prepare::<NoCheckpointing>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
         .compute_bound()
@@ -521,6 +523,39 @@ fn layer_norm_on_tape(
         }
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
+}
+
+/// The values of [`layer_norm`] on the contiguous `input`, as a new tensor, with each row's
+/// mean and reciprocal standard deviation.
+fn layer_norm_forward(
+    input: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    eps: f32,
+) -> (FlexTensor, Vec<(f32, f32)>) {
+    let shape = input.layout().shape().clone();
+    let width = shape[shape.num_dims() - 1];
+    let values = input.as_slice::<f32>().expect("made contiguous above");
+    let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
+    let (g, b) = (
+        gamma.as_slice::<f32>().expect("contiguous f32"),
+        beta.as_slice::<f32>().expect("contiguous f32"),
+    );
+    let mut y = vec![0.0f32; values.len()];
+    let stats: Vec<(f32, f32)> = y
+        .par_chunks_mut(width)
+        .zip(values.par_chunks(width))
+        .map(|(y, x)| {
+            let mean = x.iter().sum::<f32>() / width as f32;
+            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+            let rstd = 1.0 / (var + eps).sqrt();
+            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(g).zip(b) {
+                *y = (x - mean) * rstd * g + b;
+            }
+            (mean, rstd)
+        })
+        .collect();
+    (contiguous(y, shape), stats)
 }
 
 /// The gradients of x, gamma and beta given `dy` (contiguous, x's shape).
@@ -994,6 +1029,37 @@ mod tests {
             "random logits give a loss well above 0: {}",
             loss[0]
         );
+    }
+
+    #[test]
+    fn inference_on_flex_takes_the_forward_kernels() {
+        let device = Default::default();
+        let x = Tensor::<Inner, 3>::random([3, 5, 40], Distribution::Normal(0.0, 2.0), &device);
+        let tape = Tensor::<Tape, 3>::from_inner(x.clone());
+        assert!(is_flex_f32(&x) && !is_flex_f32(&tape));
+        let gamma = Tensor::<Inner, 1>::random([40], Distribution::Normal(1.0, 0.1), &device);
+        let beta = Tensor::<Inner, 1>::random([40], Distribution::Normal(0.0, 0.1), &device);
+        let normed = layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-12);
+        let normed_on_tape = layer_norm(
+            tape.clone(),
+            Tensor::from_inner(gamma.clone()),
+            Tensor::from_inner(beta.clone()),
+            1e-12,
+        );
+        assert_eq!(values(normed.clone()), values(normed_on_tape.inner()));
+        let reference = composed_layer_norm(x.clone(), gamma, beta, 1e-12);
+        assert_close(&values(normed), &values(reference), 1e-5);
+        assert_eq!(values(gelu(x.clone())), values(gelu(tape).inner()));
+        assert_close(
+            &values(gelu(x.clone())),
+            &values(activation::gelu(x.clone())),
+            2e-6,
+        );
+        let scores = x.reshape([3, 1, 5, 40]).slice([0..3, 0..1, 0..5, 0..5]);
+        let bias = Tensor::<Inner, 4>::zeros([3, 1, 1, 5], &device);
+        let probs = attention_softmax(scores.clone(), 0.5, bias.clone());
+        let reference = composed_attention_softmax(scores, 0.5, bias);
+        assert_close(&values(probs), &values(reference), 1e-6);
     }
 
     #[test]
