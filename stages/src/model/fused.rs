@@ -37,6 +37,8 @@ use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
+use super::simd;
+
 /// The CPU training backend the kernels are for.
 type Tape = Autodiff<Flex>;
 
@@ -213,28 +215,32 @@ fn attention_softmax_forward(scores: &FlexTensor, scale: f32, bias: FlexTensor) 
         .zip(x.par_chunks(ROWS_PER_TASK * width))
         .enumerate()
         .for_each(|(task, (y, x))| {
-            for (k, (y, x)) in y.chunks_mut(width).zip(x.chunks(width)).enumerate() {
-                let row = task * ROWS_PER_TASK + k;
-                let example = row / rows_per_example;
-                let bias_row = if per_query {
-                    example * queries + row % queries
-                } else {
-                    example
-                };
-                let bias = &bias[bias_row * width..(bias_row + 1) * width];
-                let mut max = f32::NEG_INFINITY;
-                for ((y, &x), &b) in y.iter_mut().zip(x).zip(bias) {
-                    *y = x * scale + b;
-                    max = max.max(*y);
-                }
-                for y in y.iter_mut() {
-                    *y = exp(*y - max);
-                }
-                let inverse = 1.0 / y.iter().sum::<f32>();
-                for y in y.iter_mut() {
-                    *y *= inverse;
-                }
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (k, (y, x)) in y.chunks_mut(width).zip(x.chunks(width)).enumerate() {
+                        let row = task * ROWS_PER_TASK + k;
+                        let example = row / rows_per_example;
+                        let bias_row = if per_query {
+                            example * queries + row % queries
+                        } else {
+                            example
+                        };
+                        let bias = &bias[bias_row * width..(bias_row + 1) * width];
+                        for ((y, &x), &b) in y.iter_mut().zip(x).zip(bias) {
+                            *y = x * scale + b;
+                        }
+                        let max = simd::max(y);
+                        for y in y.iter_mut() {
+                            *y = exp(*y - max);
+                        }
+                        let inverse = 1.0 / simd::sum(y);
+                        for y in y.iter_mut() {
+                            *y *= inverse;
+                        }
+                    }
+                },
+            )
         });
     contiguous(y, shape)
 }
@@ -263,12 +269,17 @@ fn softmax_backward(y: &FlexTensor, scale: f32, mut dy: FlexTensor) -> FlexTenso
     dx.par_chunks_mut(ROWS_PER_TASK * width)
         .zip(y.par_chunks(ROWS_PER_TASK * width))
         .for_each(|(dx, y)| {
-            for (dx, y) in dx.chunks_mut(width).zip(y.chunks(width)) {
-                let dot: f32 = dx.iter().zip(y).map(|(g, y)| g * y).sum();
-                for (dx, &y) in dx.iter_mut().zip(y) {
-                    *dx = scale * y * (*dx - dot);
-                }
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (dx, y) in dx.chunks_mut(width).zip(y.chunks(width)) {
+                        let dot = simd::dot(dx, y);
+                        for (dx, &y) in dx.iter_mut().zip(y) {
+                            *dx = scale * y * (*dx - dot);
+                        }
+                    }
+                },
+            )
         });
     if copy.is_empty() {
         dy
@@ -321,11 +332,15 @@ impl Backward<Flex, 1> for GeluBackward {
         unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
             let dy = dy.to_contiguous();
             let dy = dy.as_slice::<f32>().expect("made contiguous");
-            let dx = elementwise(x.as_slice::<f32>().expect("kept contiguous"), |i, x| {
-                let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-                let pdf = exp(-0.5 * x * x) * 0.398_942_3; // e^(−x²/2) / √(2π)
-                dy[i] * (cdf + x * pdf)
-            });
+            let dx = elementwise(
+                x.as_slice::<f32>().expect("kept contiguous"),
+                #[inline(always)]
+                |i, x| {
+                    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                    let pdf = exp(-0.5 * x * x) * 0.398_942_3; // e^(−x²/2) / √(2π)
+                    dy[i] * (cdf + x * pdf)
+                },
+            );
             contiguous(dx, x.layout().shape().clone())
         });
     }
@@ -346,9 +361,11 @@ fn gelu_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
 
 /// The values of [`gelu`] on the contiguous `input`, as a new tensor.
 fn gelu_forward(input: &FlexTensor) -> FlexTensor {
-    let y = elementwise(input.as_slice::<f32>().expect("made contiguous"), |_, x| {
-        0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-    });
+    let y = elementwise(
+        input.as_slice::<f32>().expect("made contiguous"),
+        #[inline(always)]
+        |_, x| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+    );
     contiguous(y, input.layout().shape().clone())
 }
 
@@ -395,7 +412,11 @@ impl Backward<Flex, 1> for DropoutBackward {
 fn masked(x: &FlexTensor, drop: &[bool], scale: f32) -> FlexTensor {
     let values = x.as_slice::<f32>().expect("made contiguous");
     assert_eq!(values.len(), drop.len(), "a dropout mask per element");
-    let y = elementwise(values, |i, x| if drop[i] { 0.0 } else { x * scale });
+    let y = elementwise(
+        values,
+        #[inline(always)]
+        |i, x| if drop[i] { 0.0 } else { x * scale },
+    );
     contiguous(y, x.layout().shape().clone())
 }
 
@@ -419,9 +440,14 @@ fn elementwise(x: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
         .zip(x.par_chunks(CHUNK))
         .enumerate()
         .for_each(|(c, (out, x))| {
-            for (k, (out, &x)) in out.iter_mut().zip(x).enumerate() {
-                *out = f(c * CHUNK + k, x);
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (k, (out, &x)) in out.iter_mut().zip(x).enumerate() {
+                        *out = f(c * CHUNK + k, x);
+                    }
+                },
+            )
         });
     out
 }
@@ -546,13 +572,21 @@ fn layer_norm_forward(
         .par_chunks_mut(width)
         .zip(values.par_chunks(width))
         .map(|(y, x)| {
-            let mean = x.iter().sum::<f32>() / width as f32;
-            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
-            let rstd = 1.0 / (var + eps).sqrt();
-            for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(g).zip(b) {
-                *y = (x - mean) * rstd * g + b;
-            }
-            (mean, rstd)
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let mean = simd::sum(x) / width as f32;
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = x - mean;
+                    }
+                    let var = simd::dot(y, y) / width as f32;
+                    let rstd = 1.0 / (var + eps).sqrt();
+                    for ((y, &g), &b) in y.iter_mut().zip(g).zip(b) {
+                        *y = *y * rstd * g + b;
+                    }
+                    (mean, rstd)
+                },
+            )
         })
         .collect();
     (contiguous(y, shape), stats)
@@ -574,30 +608,33 @@ fn layer_norm_backward(state: &LayerNormState, dy: &FlexTensor) -> (Vec<f32>, Ve
         .zip(state.mean.par_chunks(ROWS_PER_TASK))
         .zip(state.rstd.par_chunks(ROWS_PER_TASK))
         .map(|((((dx, x), dy), mean), rstd)| {
-            let (mut dgamma, mut dbeta) = (vec![0.0f32; width], vec![0.0f32; width]);
-            let mut x_hat = vec![0.0f32; width];
-            for ((((dx, x), dy), &mean), &rstd) in dx
-                .chunks_mut(width)
-                .zip(x.chunks(width))
-                .zip(dy.chunks(width))
-                .zip(mean)
-                .zip(rstd)
-            {
-                let (mut sum, mut sum_x_hat) = (0.0f32, 0.0f32);
-                for j in 0..width {
-                    x_hat[j] = (x[j] - mean) * rstd;
-                    let d = dy[j] * g[j];
-                    sum += d;
-                    sum_x_hat += d * x_hat[j];
-                    dgamma[j] += dy[j] * x_hat[j];
-                    dbeta[j] += dy[j];
-                }
-                let (a, b) = (sum / width as f32, sum_x_hat / width as f32);
-                for j in 0..width {
-                    dx[j] = rstd * (dy[j] * g[j] - a - x_hat[j] * b);
-                }
-            }
-            (dgamma, dbeta)
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    let (mut dgamma, mut dbeta) = (vec![0.0f32; width], vec![0.0f32; width]);
+                    let (mut x_hat, mut d) = (vec![0.0f32; width], vec![0.0f32; width]);
+                    for ((((dx, x), dy), &mean), &rstd) in dx
+                        .chunks_mut(width)
+                        .zip(x.chunks(width))
+                        .zip(dy.chunks(width))
+                        .zip(mean)
+                        .zip(rstd)
+                    {
+                        for j in 0..width {
+                            x_hat[j] = (x[j] - mean) * rstd;
+                            d[j] = dy[j] * g[j];
+                            dgamma[j] += dy[j] * x_hat[j];
+                            dbeta[j] += dy[j];
+                        }
+                        let a = simd::sum(&d) / width as f32;
+                        let b = simd::dot(&d, &x_hat) / width as f32;
+                        for j in 0..width {
+                            dx[j] = rstd * (d[j] - a - x_hat[j] * b);
+                        }
+                    }
+                    (dgamma, dbeta)
+                },
+            )
         })
         .collect();
     let (mut dgamma, mut dbeta) = (vec![0.0f32; width], vec![0.0f32; width]);
@@ -676,24 +713,20 @@ pub(crate) struct RowExponentials {
 /// `weights` ← `exp((x − max) · scale)` for every `x` of `row` (softmax's unnormalised
 /// weights at temperature 1 / `scale`), in two sweeps: the maximum, then the weights.
 pub(crate) fn exponentials(row: &[f32], scale: f32, weights: &mut Vec<f32>) -> RowExponentials {
-    let (argmax, max) =
-        row.iter().enumerate().fold(
-            (0, f32::NEG_INFINITY),
-            |(i, m), (j, &x)| {
-                if x > m {
-                    (j, x)
-                } else {
-                    (i, m)
-                }
-            },
-        );
-    weights.clear();
-    weights.extend(row.iter().map(|&x| exp((x - max) * scale)));
-    RowExponentials {
-        argmax,
-        max,
-        total: weights.iter().sum(),
-    }
+    simd::dispatch(
+        #[inline(always)]
+        || {
+            let max = simd::max(row);
+            let argmax = row.iter().position(|&x| x == max).unwrap_or(0);
+            weights.clear();
+            weights.extend(row.iter().map(|&x| exp((x - max) * scale)));
+            RowExponentials {
+                argmax,
+                max,
+                total: simd::sum(weights),
+            }
+        },
+    )
 }
 
 /// The backward step of [`cross_entropy`]: it keeps the logits, each row's log-sum-exp and
@@ -760,9 +793,14 @@ fn cross_entropy_backward(
         .zip(x.par_chunks(width))
         .zip(log_sum_exp.par_iter().zip(targets.par_iter()))
         .for_each(|((dx, x), (&lse, &t))| {
-            for (dx, &x) in dx.iter_mut().zip(x) {
-                *dx = exp(x - lse) * scale;
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (dx, &x) in dx.iter_mut().zip(x) {
+                        *dx = exp(x - lse) * scale;
+                    }
+                },
+            );
             dx[t as usize] -= scale;
         });
     contiguous(dx, shape)

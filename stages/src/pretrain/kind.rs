@@ -32,7 +32,8 @@ impl StageKind for Pretrain {
 
     fn version(&self) -> u32 {
         // v5: transformers checkpoint directories (`hf/`, `hf-generator/`).
-        5
+        // v6: the fused kernels' row sums in 16 lanes (`model::simd`): other rounding.
+        6
     }
 
     fn summary(&self) -> &'static str {

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::fused::{from_flex, into_flex, is_flex_f32};
+use crate::model::simd;
 
 /// The optimiser's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -370,19 +371,26 @@ fn update_in_place(value: &mut [f32], m: &mut [f32], v: &mut [f32], grad: &[f32]
         .zip(v.par_chunks_mut(CHUNK))
         .zip(grad.par_chunks(CHUNK))
         .for_each(|(((value, m), v), grad)| {
-            for (((x, m), v), &g) in value.iter_mut().zip(m).zip(v).zip(grad) {
-                let g = g * c.scale;
-                *m = *m * c.beta1 + g * c.one_minus_beta1;
-                *v = *v * c.beta2 + g * g * c.one_minus_beta2;
-                let mut step = match c.correction {
-                    Some((first, second)) => (*m / first) / ((*v / second).sqrt() + c.epsilon),
-                    None => *m / (v.sqrt() + c.epsilon),
-                };
-                if let Some(decay) = c.decay {
-                    step += *x * decay;
-                }
-                *x -= step * c.lr;
-            }
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (((x, m), v), &g) in value.iter_mut().zip(m).zip(v).zip(grad) {
+                        let g = g * c.scale;
+                        *m = *m * c.beta1 + g * c.one_minus_beta1;
+                        *v = *v * c.beta2 + g * g * c.one_minus_beta2;
+                        let mut step = match c.correction {
+                            Some((first, second)) => {
+                                (*m / first) / ((*v / second).sqrt() + c.epsilon)
+                            }
+                            None => *m / (v.sqrt() + c.epsilon),
+                        };
+                        if let Some(decay) = c.decay {
+                            step += *x * decay;
+                        }
+                        *x -= step * c.lr;
+                    }
+                },
+            )
         });
 }
 
