@@ -917,6 +917,24 @@ mod tests {
         );
     }
 
+    /// The fused attention softmax of random scores of `shape` under `bias`, checked against
+    /// the composed one (values and gradients); its values.
+    fn softmax_against_composed(shape: [usize; 4], scale: f64, bias: Tensor<Inner, 4>) -> Vec<f32> {
+        let bias = Tensor::<Tape, 4>::from_inner(bias);
+        let [(y, dx), (y_ref, dx_ref)] = both(
+            shape,
+            |x| attention_softmax(x, scale, bias.clone()),
+            |x| composed_attention_softmax(x, scale, bias.clone()),
+        );
+        assert_close(&y, &y_ref, 1e-6);
+        assert_close(&dx, &dx_ref, 1e-5);
+        assert!(
+            dx.iter().any(|&g| g.abs() > 1e-3),
+            "a gradient that is not all zero"
+        );
+        y
+    }
+
     #[test]
     fn the_attention_softmax_matches_the_composed_one_and_its_gradient() {
         let device = Default::default();
@@ -925,18 +943,7 @@ mod tests {
         let mut padding = vec![0.0f32; b * s];
         padding[s + 90..2 * s].fill(-10000.0);
         let bias = Tensor::<Inner, 4>::from_data(TensorData::new(padding, [b, 1, 1, s]), &device);
-        let bias = Tensor::<Tape, 4>::from_inner(bias);
-        let [(y, dx), (y_ref, dx_ref)] = both(
-            [b, n, s, s],
-            |x| attention_softmax(x, 0.125, bias.clone()),
-            |x| composed_attention_softmax(x, 0.125, bias.clone()),
-        );
-        assert_close(&y, &y_ref, 1e-6);
-        assert_close(&dx, &dx_ref, 1e-5);
-        assert!(
-            dx.iter().any(|&g| g.abs() > 1e-3),
-            "a gradient that is not all zero"
-        );
+        let y = softmax_against_composed([b, n, s, s], 0.125, bias);
         // Padding keys get no weight in the second example; the first example has none.
         assert!(y[(n * s) * s + 95] < 1e-30 && y[95] > 1e-30);
     }
@@ -958,14 +965,7 @@ mod tests {
             })
             .collect();
         let bias = Tensor::<Inner, 4>::from_data(TensorData::new(bias, [b, 1, s, s]), &device);
-        let bias = Tensor::<Tape, 4>::from_inner(bias);
-        let [(y, dx), (y_ref, dx_ref)] = both(
-            [b, n, s, s],
-            |x| attention_softmax(x, 0.5, bias.clone()),
-            |x| composed_attention_softmax(x, 0.5, bias.clone()),
-        );
-        assert_close(&y, &y_ref, 1e-6);
-        assert_close(&dx, &dx_ref, 1e-5);
+        let y = softmax_against_composed([b, n, s, s], 0.5, bias);
         // Query 1 of the second example's last head: weight on keys 0..3 only, summing to 1.
         let row = &y[((b * n - 1) * s + 1) * s..][..s];
         assert!(row[..3].iter().all(|&p| p > 1e-30) && row[3..].iter().all(|&p| p == 0.0));
