@@ -124,7 +124,8 @@ pub struct Finetuned {
     /// Training examples per second over the steps this process ran.
     pub examples_per_second: f64,
     /// The encoder's matrix products per second over those steps, in GFLOP/s: the work
-    /// actually done on each batch's padded positions (see
+    /// actually done on the positions of each batch's packed rows, their leftover padding
+    /// included (see
     /// [`encoder_matmul_train_flops_per_token`]).
     pub matmul_gflops_per_second: f64,
     /// The fine-tuned weights (`embeddings.*`, `encoder.*`, `head.*`), kept when the head is
