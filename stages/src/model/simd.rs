@@ -165,18 +165,47 @@ mod tests {
         assert_eq!(max(&spike), 5.0, "NaN passed over");
     }
 
+    /// The three reductions' bits, inlined into whichever path calls it.
+    #[inline(always)]
+    fn reductions(x: &[f32], y: &[f32]) -> (u32, u32, u32) {
+        (sum(x).to_bits(), dot(x, y).to_bits(), max(x).to_bits())
+    }
+
     #[test]
     fn every_path_gives_the_same_bits() {
         let x = values(1029);
         let y: Vec<f32> = x.iter().map(|v| v.sin()).collect();
-        let run = || (sum(&x).to_bits(), dot(&x, &y).to_bits(), max(&x).to_bits());
-        let baseline = run();
-        assert_eq!(dispatch(run), baseline);
+        let baseline = reductions(&x, &y);
+        assert_eq!(
+            dispatch(
+                #[inline(always)]
+                || reductions(&x, &y)
+            ),
+            baseline
+        );
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            // SAFETY: checked just above.
-            assert_eq!(unsafe { with_avx2(run) }, baseline);
+            use std::arch::is_x86_feature_detected;
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: checked just above.
+                let avx512 = unsafe {
+                    with_avx512(
+                        #[inline(always)]
+                        || reductions(&x, &y),
+                    )
+                };
+                assert_eq!(avx512, baseline);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: checked just above.
+                let avx2 = unsafe {
+                    with_avx2(
+                        #[inline(always)]
+                        || reductions(&x, &y),
+                    )
+                };
+                assert_eq!(avx2, baseline);
+            }
         }
     }
 }
