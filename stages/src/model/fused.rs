@@ -247,45 +247,49 @@ fn attention_softmax_forward(scores: &FlexTensor, scale: f32, bias: FlexTensor) 
 
 /// `scale · y ⊙ (dy − Σ dy ⊙ y)` per row of the last dimension, written over `dy` (over a
 /// copy of it where it is shared or not contiguous).
-fn softmax_backward(y: &FlexTensor, scale: f32, mut dy: FlexTensor) -> FlexTensor {
-    let shape = y.layout().shape().clone();
-    let width = shape[shape.num_dims() - 1];
+fn softmax_backward(y: &FlexTensor, scale: f32, dy: FlexTensor) -> FlexTensor {
+    let width = y.layout().shape()[y.layout().shape().num_dims() - 1];
     let y = y
         .as_slice::<f32>()
         .expect("a softmax output is contiguous f32");
-    let whole = dy.layout().contiguous_offsets() == Some((0, y.len()));
-    let mut copy = Vec::new();
-    let dx: &mut [f32] = match dy.try_storage_mut::<f32>() {
-        Some(own) if whole => own,
-        _ => {
-            copy = dy
-                .to_contiguous()
-                .as_slice::<f32>()
-                .expect("contiguous")
-                .to_vec();
-            &mut copy
-        }
-    };
-    dx.par_chunks_mut(ROWS_PER_TASK * width)
-        .zip(y.par_chunks(ROWS_PER_TASK * width))
-        .for_each(|(dx, y)| {
-            simd::dispatch(
-                #[inline(always)]
-                || {
-                    for (dx, y) in dx.chunks_mut(width).zip(y.chunks(width)) {
-                        let dot = simd::dot(dx, y);
-                        for (dx, &y) in dx.iter_mut().zip(y) {
-                            *dx = scale * y * (*dx - dot);
+    in_place(dy, |dx| {
+        dx.par_chunks_mut(ROWS_PER_TASK * width)
+            .zip(y.par_chunks(ROWS_PER_TASK * width))
+            .for_each(|(dx, y)| {
+                simd::dispatch(
+                    #[inline(always)]
+                    || {
+                        for (dx, y) in dx.chunks_mut(width).zip(y.chunks(width)) {
+                            let dot = simd::dot(dx, y);
+                            for (dx, &y) in dx.iter_mut().zip(y) {
+                                *dx = scale * y * (*dx - dot);
+                            }
                         }
-                    }
-                },
-            )
-        });
-    if copy.is_empty() {
-        dy
-    } else {
-        contiguous(copy, shape)
+                    },
+                )
+            })
+    })
+}
+
+/// `tensor` after `update` has rewritten its values (in row-major order): in its own storage
+/// where the tensor holds that alone and is contiguous from its start (no allocation, no
+/// copy), otherwise in a contiguous copy.
+fn in_place(mut tensor: FlexTensor, update: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let shape = tensor.layout().shape().clone();
+    let len = shape.num_elements();
+    if tensor.layout().contiguous_offsets() == Some((0, len)) {
+        if let Some(values) = tensor.try_storage_mut::<f32>() {
+            update(&mut values[..len]);
+            return tensor;
+        }
     }
+    let mut copy = tensor
+        .to_contiguous()
+        .as_slice::<f32>()
+        .expect("made contiguous")
+        .to_vec();
+    update(&mut copy);
+    contiguous(copy, shape)
 }
 
 /// A contiguous f32 flex tensor of `shape` holding `values`.
@@ -330,18 +334,18 @@ impl Backward<Flex, 1> for GeluBackward {
     fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let x = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
-            let dy = dy.to_contiguous();
-            let dy = dy.as_slice::<f32>().expect("made contiguous");
-            let dx = elementwise(
-                x.as_slice::<f32>().expect("kept contiguous"),
-                #[inline(always)]
-                |i, x| {
-                    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-                    let pdf = exp(-0.5 * x * x) * 0.398_942_3; // e^(−x²/2) / √(2π)
-                    dy[i] * (cdf + x * pdf)
-                },
-            );
-            contiguous(dx, x.layout().shape().clone())
+            in_place(dy, |dy| {
+                zip_update(
+                    dy,
+                    x.as_slice::<f32>().expect("kept contiguous"),
+                    #[inline(always)]
+                    |dy, x| {
+                        let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                        let pdf = exp(-0.5 * x * x) * 0.398_942_3; // e^(−x²/2) / √(2π)
+                        dy * (cdf + x * pdf)
+                    },
+                )
+            })
         });
     }
 }
@@ -361,10 +365,10 @@ fn gelu_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
 
 /// The values of [`gelu`] on the contiguous `input`, as a new tensor.
 fn gelu_forward(input: &FlexTensor) -> FlexTensor {
-    let y = elementwise(
+    let y = map(
         input.as_slice::<f32>().expect("made contiguous"),
         #[inline(always)]
-        |_, x| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+        |x| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
     );
     contiguous(y, input.layout().shape().clone())
 }
@@ -401,27 +405,30 @@ impl Backward<Flex, 1> for DropoutBackward {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (drop, scale) = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
-            let dy = dy.to_contiguous();
-            masked(&dy, &drop, scale)
-        });
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| masked(dy, &drop, scale));
     }
 }
 
-/// `x · scale` where `drop` is false, 0 where it is true, as a new contiguous tensor.
-fn masked(x: &FlexTensor, drop: &[bool], scale: f32) -> FlexTensor {
-    let values = x.as_slice::<f32>().expect("made contiguous");
-    assert_eq!(values.len(), drop.len(), "a dropout mask per element");
-    let y = elementwise(
-        values,
-        #[inline(always)]
-        |i, x| if drop[i] { 0.0 } else { x * scale },
+/// `x · scale` where `drop` is false, 0 where it is true: in `x`'s storage where it may be
+/// written (see [`in_place`]).
+fn masked(x: FlexTensor, drop: &[bool], scale: f32) -> FlexTensor {
+    assert_eq!(
+        x.layout().shape().num_elements(),
+        drop.len(),
+        "a dropout mask per element"
     );
-    contiguous(y, x.layout().shape().clone())
+    in_place(x, |values| {
+        zip_update(
+            values,
+            drop,
+            #[inline(always)]
+            |x, drop| if drop { 0.0 } else { x * scale },
+        )
+    })
 }
 
 fn dropout_on_tape(x: FloatTensor<Tape>, drop: Vec<bool>, scale: f32) -> FloatTensor<Tape> {
-    let y = masked(&x.primitive.to_contiguous(), &drop, scale);
+    let y = masked(x.primitive, &drop, scale);
     match DropoutBackward
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
@@ -432,24 +439,51 @@ fn dropout_on_tape(x: FloatTensor<Tape>, drop: Vec<bool>, scale: f32) -> FloatTe
     }
 }
 
-/// `f(i, x[i])` for every element, in parallel chunks.
-fn elementwise(x: &[f32], f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
-    const CHUNK: usize = 16_384;
-    let mut out = vec![0.0f32; x.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(c, (out, x))| {
+/// Elements per parallel task of [`map`] and [`zip_update`].
+const ELEMENTS_PER_TASK: usize = 16_384;
+
+/// `f(x)` for every element of `x`, in parallel chunks, as a new vector.
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    out.spare_capacity_mut()
+        .par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(x.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(out, x)| {
             simd::dispatch(
                 #[inline(always)]
                 || {
-                    for (k, (out, &x)) in out.iter_mut().zip(x).enumerate() {
-                        *out = f(c * CHUNK + k, x);
+                    for (out, &x) in out.iter_mut().zip(x) {
+                        out.write(f(x));
                     }
                 },
             )
         });
+    // SAFETY: the chunks above cover the whole spare capacity, `x.len()` elements, and every
+    // one of them was written.
+    unsafe { out.set_len(x.len()) };
     out
+}
+
+/// `values[i] ← f(values[i], with[i])` for every element, in parallel chunks.
+fn zip_update<T: Copy + Sync>(values: &mut [f32], with: &[T], f: impl Fn(f32, T) -> f32 + Sync) {
+    assert_eq!(
+        values.len(),
+        with.len(),
+        "one element to pair with each value"
+    );
+    values
+        .par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(with.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(values, with)| {
+            simd::dispatch(
+                #[inline(always)]
+                || {
+                    for (value, &with) in values.iter_mut().zip(with) {
+                        *value = f(*value, with);
+                    }
+                },
+            )
+        });
 }
 
 /// LayerNorm over the last dimension of `x`: `(x − mean) / √(var + eps) · gamma + beta`, with
