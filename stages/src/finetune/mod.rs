@@ -264,7 +264,9 @@ impl StageKind for Finetune {
         // v3: the head's layers (`head`, default the official pooler).
         // v4: with `head: dense_gelu`, the model as a transformers checkpoint (`hf/`).
         // v5: training batches packed (the same function, other dropout draws and rounding).
-        5
+        // v6: the row kernels' sums in 16 lanes (`model::simd`) and the dense layers' bias
+        // added inside the product (`model::linear`): other rounding.
+        6
     }
 
     fn summary(&self) -> &'static str {

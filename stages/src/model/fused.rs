@@ -40,7 +40,7 @@ use rayon::prelude::*;
 use super::simd;
 
 /// The CPU training backend the kernels are for.
-type Tape = Autodiff<Flex>;
+pub(crate) type Tape = Autodiff<Flex>;
 
 /// Rows per parallel task: enough work per task at the attention's short rows.
 const ROWS_PER_TASK: usize = 64;
@@ -72,17 +72,17 @@ fn tensor_of<Of: Backend, B: Backend, const D: usize>(primitive: FloatTensor<Of>
 }
 
 /// Whether `B` is the flex training backend and `tensor` is f32 (what the kernels handle).
-fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
+pub(crate) fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
     is_f32_of::<Tape, B, D>(tensor)
 }
 
 /// The tape's primitive of `tensor`, whose backend the caller has checked ([`on_tape`]).
-fn into_tape<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Tape> {
+pub(crate) fn into_tape<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Tape> {
     primitive_of::<Tape, B, D>(tensor)
 }
 
 /// `primitive` as a tensor of `B`, which the caller has checked is the tape.
-fn from_tape<B: Backend, const D: usize>(primitive: FloatTensor<Tape>) -> Tensor<B, D> {
+pub(crate) fn from_tape<B: Backend, const D: usize>(primitive: FloatTensor<Tape>) -> Tensor<B, D> {
     tensor_of::<Tape, B, D>(primitive)
 }
 
@@ -293,7 +293,7 @@ fn in_place(mut tensor: FlexTensor, update: impl FnOnce(&mut [f32])) -> FlexTens
 }
 
 /// A contiguous f32 flex tensor of `shape` holding `values`.
-fn contiguous(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
+pub(crate) fn contiguous(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(shape),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fused::gelu;
 use super::layers::{Dense, Dropout, Init, LayerNorm};
+use super::linear::linear;
 
 /// Dense `h → e`, GELU, LayerNorm, then the tied word embeddings plus a bias: logits over the
 /// vocabulary, computed **only at the masked positions**.
@@ -51,7 +52,7 @@ impl<B: Backend> MaskedLmHead<B> {
         let [b, s, h] = hidden.dims();
         let picked = hidden.reshape([b * s, h]).select(0, positions); // [n, h]
         let x = self.norm.forward(gelu(self.dense.forward(picked))); // [n, e]
-        x.matmul(word.transpose()) + self.bias.val().unsqueeze() // [n, V]
+        linear(x, word.transpose(), self.bias.val()) // [n, V]
     }
 }
 

@@ -9,6 +9,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::fused::{dropout, layer_norm};
+use super::linear::linear;
 
 /// Standard deviation of the initial weights (BERT's `initializer_range`).
 pub const INIT_STD: f64 = 0.02;
@@ -76,7 +77,7 @@ impl<B: Backend> Dense<B> {
         let mut dims = x.dims();
         let rows = dims[..D - 1].iter().product();
         let [d_in, d_out] = self.weight.val().dims();
-        let y = x.reshape([rows, d_in]).matmul(self.weight.val()) + self.bias.val().unsqueeze();
+        let y = linear(x.reshape([rows, d_in]), self.weight.val(), self.bias.val());
         dims[D - 1] = d_out;
         y.reshape(dims)
     }

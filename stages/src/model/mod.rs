@@ -2,7 +2,8 @@
 //! module each for the sizes ([`config`]), the building blocks ([`layers`]), the encoder and
 //! the [`encoder::Backbone`] every head reads ([`encoder`]), the heads — masked LM,
 //! replaced-token detection, classification — ([`heads`]), the fused kernels of the CPU
-//! training backend ([`fused`]: softmax, LayerNorm, GELU, cross-entropy) with their vector
+//! training backend ([`fused`]: softmax, LayerNorm, GELU, cross-entropy; [`linear`]: the
+//! dense layers' `x · W + b`) with their vector
 //! reductions and CPU dispatch ([`simd`]), and the weights on
 //! disk: the safetensors format ([`safetensors`]), the one table of names weights have in
 //! checkpoints, in electra-pipe's exported files and in Hugging Face transformers
@@ -18,6 +19,7 @@ pub mod export;
 pub mod fused;
 pub mod heads;
 pub mod layers;
+pub mod linear;
 pub mod safetensors;
 pub mod simd;
 pub mod transformers;

@@ -33,7 +33,9 @@ impl StageKind for Pretrain {
     fn version(&self) -> u32 {
         // v5: transformers checkpoint directories (`hf/`, `hf-generator/`).
         // v6: the fused kernels' row sums in 16 lanes (`model::simd`): other rounding.
-        6
+        // v7: the dense layers' bias added inside the product (`model::linear`), the bias
+        // gradient's column sums: other rounding.
+        7
     }
 
     fn summary(&self) -> &'static str {
