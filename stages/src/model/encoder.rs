@@ -14,6 +14,7 @@ use burn::tensor::{Int, Tensor};
 
 use super::config::{EncoderConfig, Norm};
 use super::fused::{attention_softmax, gelu};
+use super::head_split::{merge_heads, split_heads};
 use super::layers::{Dense, Dropout, Init, LayerNorm};
 
 /// Token, position and segment embeddings; shared by ELECTRA's generator and discriminator.
@@ -93,19 +94,18 @@ impl<B: Backend> SelfAttention<B> {
         mask_bias: Tensor<B, 4>,
         dropout: &mut Dropout<'_>,
     ) -> Tensor<B, 3> {
-        let [b, s, h] = x.dims();
+        let [_, _, h] = x.dims();
         let (n, d) = (self.heads, h / self.heads);
-        let split = |t: Tensor<B, 3>| t.reshape([b, s, n, d]).swap_dims(1, 2); // [b, n, s, d]
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
+        let q = split_heads(self.query.forward(x.clone()), n); // [b, n, s, d]
+        let k = split_heads(self.key.forward(x.clone()), n);
+        let v = split_heads(self.value.forward(x), n);
         let scores = q.matmul(k.swap_dims(2, 3)); // [b, n, s, s]
         let probs = dropout.apply(attention_softmax(
             scores,
             1.0 / (d as f64).sqrt(),
             mask_bias,
         ));
-        let context = probs.matmul(v).swap_dims(1, 2).reshape([b, s, h]);
+        let context = merge_heads(probs.matmul(v)); // [b, s, h]
         dropout.apply(self.output.forward(context))
     }
 }

@@ -3,7 +3,7 @@
 //! the [`encoder::Backbone`] every head reads ([`encoder`]), the heads — masked LM,
 //! replaced-token detection, classification — ([`heads`]), the fused kernels of the CPU
 //! training backend ([`fused`]: softmax, LayerNorm, GELU, cross-entropy; [`linear`]: the
-//! dense layers' `x · W + b`) with their vector
+//! dense layers' `x · W + b`; [`head_split`]: attention's per-head layout) with their vector
 //! reductions and CPU dispatch ([`simd`]), and the weights on
 //! disk: the safetensors format ([`safetensors`]), the one table of names weights have in
 //! checkpoints, in electra-pipe's exported files and in Hugging Face transformers
@@ -17,6 +17,7 @@ pub mod config;
 pub mod encoder;
 pub mod export;
 pub mod fused;
+pub mod head_split;
 pub mod heads;
 pub mod layers;
 pub mod linear;

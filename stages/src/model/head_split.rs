@@ -1,0 +1,190 @@
+//! Moving attention's activations between the hidden layout `[b, s, h]` and the per-head
+//! layout `[b, n, s, d]` (`h = n · d`), without burn's generic strided copies.
+//!
+//! Composed from burn's operations, the split is a reshape and a swap of axes 1 and 2 — a free
+//! view forward, but its backward makes the swapped gradient contiguous one element at a time
+//! (burn-flex's strided iterator: ~5% of an ELECTRA-Small step); the merge is the same the
+//! other way round. On `flex` with autodiff each direction here is a view where a view
+//! suffices (the products take strided operands) and a copy of `d`-long runs where memory
+//! must be rearranged. Data only moves, so the values are bit for bit burn's.
+
+use burn::backend::Flex;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::{Shape, Tensor};
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use super::fused::{
+    contiguous, from_flex, from_tape, into_flex, into_tape, is_flex_f32, on_tape, Tape,
+};
+
+/// `[b, s, n·d]` → `[b, n, s, d]`: the hidden states as `heads` heads.
+pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [b, s, h] = x.dims();
+    let shape = [b, s, heads, h / heads];
+    if !on_tape(&x) {
+        return x.reshape(shape).swap_dims(1, 2);
+    }
+    from_tape(split_on_tape(into_tape(x), Shape::new(shape)))
+}
+
+/// `[b, n, s, d]` → `[b, s, n·d]`: the heads side by side again.
+pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, n, s, d] = x.dims();
+    if is_flex_f32(&x) {
+        let merged = swapped_copy(&into_flex(x));
+        return from_flex(Flex::float_reshape(merged, Shape::new([b, s, n * d])));
+    }
+    if !on_tape(&x) {
+        return x.swap_dims(1, 2).reshape([b, s, n * d]);
+    }
+    from_tape(merge_on_tape(into_tape(x)))
+}
+
+/// A contiguous copy of the 4-D `x` `[a, p, q, d]` with axes 1 and 2 swapped: `[a, q, p, d]`.
+/// Any strides; runs of `d` are copied whole where they are contiguous.
+fn swapped_copy(x: &FlexTensor) -> FlexTensor {
+    let layout = x.layout();
+    let [a, p, q, d] = dims4(x);
+    let strides = layout.strides();
+    if strides.iter().any(|&stride| stride < 0) {
+        return swapped_copy(&x.to_contiguous());
+    }
+    let [sa, sp, sq, sd] = [0, 1, 2, 3].map(|axis| strides[axis] as usize);
+    let (values, start) = (x.storage::<f32>(), layout.start_offset());
+    let mut out = vec![0.0f32; a * q * p * d];
+    if !out.is_empty() {
+        out.par_chunks_mut(q * p * d)
+            .enumerate()
+            .for_each(|(ai, out)| {
+                for (qi, out) in out.chunks_mut(p * d).enumerate() {
+                    for (pi, out) in out.chunks_mut(d).enumerate() {
+                        let first = start + ai * sa + pi * sp + qi * sq;
+                        if sd == 1 {
+                            out.copy_from_slice(&values[first..first + d]);
+                        } else {
+                            for (i, out) in out.iter_mut().enumerate() {
+                                *out = values[first + i * sd];
+                            }
+                        }
+                    }
+                }
+            });
+    }
+    contiguous(out, Shape::new([a, q, p, d]))
+}
+
+/// The backward step of [`split_heads`]: the gradient `[b, n, s, d]` copied back to
+/// `[b, s, n·d]`.
+#[derive(Debug)]
+struct SplitBackward;
+
+impl Backward<Flex, 1> for SplitBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
+            let [b, n, s, d] = dims4(&dy);
+            Flex::float_reshape(swapped_copy(&dy), Shape::new([b, s, n * d]))
+        });
+    }
+}
+
+fn split_on_tape(x: FloatTensor<Tape>, shape: Shape) -> FloatTensor<Tape> {
+    let y = Flex::float_swap_dims(Flex::float_reshape(x.primitive, shape), 1, 2);
+    SplitBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateless(y)
+}
+
+/// The backward step of [`merge_heads`]: the gradient `[b, s, n·d]` seen as `[b, n, s, d]`
+/// (a view: the products that made the heads take strided operands).
+#[derive(Debug)]
+struct MergeBackward;
+
+impl Backward<Flex, 1> for MergeBackward {
+    type State = [usize; 4];
+
+    fn backward(self, ops: Ops<[usize; 4], 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [b, n, s, d] = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
+            Flex::float_swap_dims(Flex::float_reshape(dy, Shape::new([b, s, n, d])), 1, 2)
+        });
+    }
+}
+
+fn merge_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
+    let [b, n, s, d] = dims4(&x.primitive);
+    let y = Flex::float_reshape(swapped_copy(&x.primitive), Shape::new([b, s, n * d]));
+    match MergeBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish([b, n, s, d], y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// The dimensions of a 4-D tensor.
+fn dims4(x: &FlexTensor) -> [usize; 4] {
+    x.layout().shape().dims::<4>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    fn values<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
+        t.into_data().iter::<f32>().collect()
+    }
+
+    /// The split heads, merged back, and the gradient of `Σ g ⊙ merge(f(split(x)))` where
+    /// `f` multiplies by a weight and swaps the last two axes twice (so the gradient reaching
+    /// the split is strided, as the key's is under attention), fused or composed.
+    fn run(
+        fused: bool,
+        x: &Tensor<Flex, 3>,
+        w: &Tensor<Flex, 4>,
+        g: &Tensor<Flex, 3>,
+    ) -> [Vec<f32>; 3] {
+        let x = Tensor::<Tape, 3>::from_inner(x.clone()).require_grad();
+        let heads = if fused {
+            split_heads(x.clone(), 4)
+        } else {
+            x.clone().reshape([2, 5, 4, 3]).swap_dims(1, 2)
+        };
+        let mixed = (heads.clone().swap_dims(2, 3) * Tensor::from_inner(w.clone())).swap_dims(2, 3);
+        let merged = if fused {
+            merge_heads(mixed)
+        } else {
+            mixed.swap_dims(1, 2).reshape([2, 5, 12])
+        };
+        let grads = (merged.clone() * Tensor::from_inner(g.clone()))
+            .sum()
+            .backward();
+        [
+            values(heads.inner()),
+            values(merged.inner()),
+            values(x.grad(&grads).expect("x takes part")),
+        ]
+    }
+
+    #[test]
+    fn split_and_merge_move_values_and_gradients_as_burns_views_do() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<Flex, 4>::random([2, 4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+        let g = Tensor::<Flex, 3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(run(true, &x, &w, &g), run(false, &x, &w, &g), "bit for bit");
+        let plain = values(merge_heads(split_heads(x.clone(), 4)));
+        assert_eq!(plain, values(x), "inference: merge undoes split");
+    }
+}
