@@ -445,7 +445,7 @@ const ELEMENTS_PER_TASK: usize = 16_384;
 /// `f(x)` for every element of `x`, in parallel chunks, as a new vector.
 fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len());
-    out.spare_capacity_mut()
+    out.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(ELEMENTS_PER_TASK)
         .zip(x.par_chunks(ELEMENTS_PER_TASK))
         .for_each(|(out, x)| {
@@ -458,8 +458,8 @@ fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
                 },
             )
         });
-    // SAFETY: the chunks above cover the whole spare capacity, `x.len()` elements, and every
-    // one of them was written.
+    // SAFETY: the chunks above cover the first `x.len()` elements of the spare capacity, and
+    // each of them was written once.
     unsafe { out.set_len(x.len()) };
     out
 }
