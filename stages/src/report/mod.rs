@@ -206,7 +206,8 @@ impl StageKind for Report {
     fn version(&self) -> u32 {
         // v3: differences with 95% bootstrap intervals, and a reading that says whether each
         // is resolved.
-        3
+        // v4: the reading names a pretrained encoder resolved below random initialisation.
+        4
     }
 
     fn summary(&self) -> &'static str {

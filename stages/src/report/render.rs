@@ -102,7 +102,8 @@ pub fn reading(rows: &[Row], pairs: &[Pair]) -> String {
 }
 
 /// Both pretrained rows against random initialisation of their size, and what it means when
-/// neither is resolved above it: pretraining has not given features that transfer yet.
+/// neither is resolved above it (pretraining has not given features that transfer yet) or one
+/// is resolved below it.
 fn against_random_init(rows: &[Row], electra: &Pair, bert: &Pair) -> String {
     let scratch = &rows[electra.b];
     let text = |pair: &Pair| {
@@ -127,6 +128,18 @@ fn against_random_init(rows: &[Row], electra: &Pair, bert: &Pair) -> String {
         (true, false) => " Only ELECTRA is resolved above it.",
         (false, true) => " Only BERT is resolved above it.",
     });
+    let below: Vec<&str> = [electra, bert]
+        .into_iter()
+        .filter(|pair| pair.comparison.glue.is_some_and(|d| d.high < 0.0))
+        .map(|pair| rows[pair.a].label.as_str())
+        .collect();
+    if !below.is_empty() {
+        let _ = write!(
+            line,
+            " Resolved below it: {} (its pretraining made a worse start than random weights).",
+            below.join(" and ")
+        );
+    }
     line
 }
 
@@ -611,6 +624,10 @@ mod tests {
         );
         assert!(text.contains("Neither is resolved above it"), "{text}");
         assert!(
+            text.contains(" Resolved below it: E (its pretraining"),
+            "{text}"
+        );
+        assert!(
             text.contains("not the spread between separately pretrained encoders"),
             "{text}"
         );
@@ -636,5 +653,6 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Both are resolved above it"), "{text}");
+        assert!(!text.contains("Resolved below it"), "{text}");
     }
 }
