@@ -35,15 +35,25 @@ pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
 
 /// `[b, n, s, d]` → `[b, s, n·d]`: the heads side by side again.
 pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
-    let [b, n, s, d] = x.dims();
     if is_flex_f32(&x) {
-        let merged = swapped_copy(&into_flex(x));
-        return from_flex(Flex::float_reshape(merged, Shape::new([b, s, n * d])));
+        return from_flex(merged(&into_flex(x)));
     }
+    let [b, n, s, d] = x.dims();
     if !on_tape(&x) {
         return x.swap_dims(1, 2).reshape([b, s, n * d]);
     }
     from_tape(merge_on_tape(into_tape(x)))
+}
+
+/// `x` `[b, s, n·d]` seen as `[b, n, s, d]` (`shape` is `[b, s, n, d]`): a view, no copy.
+fn split_view(x: FlexTensor, shape: Shape) -> FlexTensor {
+    Flex::float_swap_dims(Flex::float_reshape(x, shape), 1, 2)
+}
+
+/// `x` `[b, n, s, d]` as a contiguous `[b, s, n·d]`: the heads side by side, copied.
+fn merged(x: &FlexTensor) -> FlexTensor {
+    let [b, n, s, d] = dims4(x);
+    Flex::float_reshape(swapped_copy(x), Shape::new([b, s, n * d]))
 }
 
 /// A contiguous copy of the 4-D `x` `[a, p, q, d]` with axes 1 and 2 swapped: `[a, q, p, d]`.
@@ -88,15 +98,12 @@ impl Backward<Flex, 1> for SplitBackward {
     type State = ();
 
     fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
-            let [b, n, s, d] = dims4(&dy);
-            Flex::float_reshape(swapped_copy(&dy), Shape::new([b, s, n * d]))
-        });
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| merged(&dy));
     }
 }
 
 fn split_on_tape(x: FloatTensor<Tape>, shape: Shape) -> FloatTensor<Tape> {
-    let y = Flex::float_swap_dims(Flex::float_reshape(x.primitive, shape), 1, 2);
+    let y = split_view(x.primitive, shape);
     SplitBackward
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
@@ -114,20 +121,20 @@ impl Backward<Flex, 1> for MergeBackward {
     fn backward(self, ops: Ops<[usize; 4], 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [b, n, s, d] = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
-            Flex::float_swap_dims(Flex::float_reshape(dy, Shape::new([b, s, n, d])), 1, 2)
+            split_view(dy, Shape::new([b, s, n, d]))
         });
     }
 }
 
 fn merge_on_tape(x: FloatTensor<Tape>) -> FloatTensor<Tape> {
-    let [b, n, s, d] = dims4(&x.primitive);
-    let y = Flex::float_reshape(swapped_copy(&x.primitive), Shape::new([b, s, n * d]));
+    let dims = dims4(&x.primitive);
+    let y = merged(&x.primitive);
     match MergeBackward
         .prepare::<NoCheckpointing>([x.node.clone()])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => prep.finish([b, n, s, d], y),
+        OpsKind::Tracked(prep) => prep.finish(dims, y),
         OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
