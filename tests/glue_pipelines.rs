@@ -67,10 +67,18 @@ fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
 
     // The rerun runs only what had not finished, and the checkpointed stage resumes.
     let ran = ws.run_ok(&file, &[]);
-    let all = 1 + 1 + 1 + 2 + 5 + 20 + 10 + 10 + 1;
+    // Two pretraining runs of each objective; every run fine-tuned (and ELECTRA's halfway
+    // snapshots) on 5 tasks × 2 seeds.
+    let all = 1 + 1 + 1 + 4 + 5 + 40 + 20 + 10 + 1;
     assert_eq!(ran.len() + finished_before.len(), all, "{ran:?}");
     assert!(finished_before.iter().all(|name| !ran.contains(name)));
-    let resumed = ["electra", "bert"].iter().any(|stage| {
+    let pretraining = [
+        "electra[pretrain_seed=1]",
+        "electra[pretrain_seed=2]",
+        "bert[pretrain_seed=1]",
+        "bert[pretrain_seed=2]",
+    ];
+    let resumed = pretraining.iter().any(|stage| {
         text(&ws.run(&["show", stage])).contains(&format!("resumed_from = {killed_at}"))
     });
     assert!(
@@ -83,11 +91,19 @@ fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
     let header = csv_fields(lines.next().unwrap());
     let column = |name: &str| header.iter().position(|h| h == name).unwrap();
     let rows: Vec<Vec<String>> = lines.map(csv_fields).collect();
-    assert_eq!(rows.len(), 40, "4 rows of models × 5 tasks × 2 seeds");
+    assert_eq!(
+        rows.len(),
+        70,
+        "3 pretrained rows × 2 pretraining runs × 5 tasks × 2 seeds, random init × 5 × 2"
+    );
     let mut scores: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    let mut runs: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for row in &rows {
         let score: f64 = row[column("score")].parse().unwrap();
         assert!((-1.0..=1.0).contains(&score), "{row:?}");
+        runs.entry(row[column("model")].to_owned())
+            .or_default()
+            .insert(row[column("pretraining_seed")].to_owned());
         scores
             .entry((
                 row[column("model")].to_owned(),
@@ -105,6 +121,11 @@ fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
     ] {
         assert!(models.contains(&model), "{model} in {models:?}");
     }
+    // Each pretrained row pools both pretraining runs; random init has none.
+    let pooled = |seeds: &[&str]| seeds.iter().map(|s| s.to_string()).collect();
+    assert_eq!(runs["ELECTRA-Tiny"], pooled(&["1", "2"]));
+    assert_eq!(runs["BERT-Tiny"], pooled(&["1", "2"]));
+    assert_eq!(runs["no pretraining (tiny, random init)"], pooled(&[""]));
 
     let report = std::fs::read_to_string(ws.output_path("report", "report.md")).unwrap();
     for published in ["ELECTRA-Small (published) †", "BERT-Small (published) †"] {
@@ -135,6 +156,12 @@ fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
     );
     assert!(report.contains("## Reading"), "{report}");
     assert!(
+        report.contains("ELECTRA-Tiny pools 2 pretraining runs (pretraining seeds 1, 2)")
+            && report.contains("hierarchical bootstrap")
+            && report.contains("| ELECTRA-Tiny, pretraining seed 2 |"),
+        "{report}"
+    );
+    assert!(
         report.contains("rerun") || report.contains("Rerun"),
         "{report}"
     );
@@ -164,7 +191,11 @@ fn the_small_and_paper_pipelines_plan() {
     let out = ws.run(&["plan", pipeline("glue_small.yaml").to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let plan = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(plan.contains("86 stages"), "{plan}");
+    assert!(plan.contains("88 stages"), "{plan}");
+    assert!(
+        plan.contains("will run  bert[pretrain_seed=2]"),
+        "two pretraining runs per objective: {plan}"
+    );
     assert!(plan.contains(" 0 blocked"), "{plan}");
 
     // The paper's pipeline is for a GPU build; planned here on the CPU backend, its tasks

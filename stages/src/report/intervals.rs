@@ -1,15 +1,18 @@
 //! How sure a difference between two rows is: a **paired bootstrap over dev examples and
-//! fine-tuning seeds**. Each replicate draws, per task, the dev examples with replacement (the
-//! same draw for both rows: they are scored on the same examples) and the fine-tuning seeds
-//! with replacement (the same draw for both when they ran the same seeds, since a seed fixes
-//! the training subset and order for every encoder alike); each row's task score is then the
-//! median over the drawn seeds of the task's metric on the drawn examples, as in the table. The
-//! 95% interval is the 2.5th–97.5th percentile of A − B over the replicates; the GLUE
-//! difference is the mean of the per-task differences over the GLUE tasks both rows have.
+//! fine-tuning seeds**, hierarchical where a row pools several pretraining runs. Each
+//! replicate draws, per task, the dev examples with replacement (the same draw for both rows:
+//! they are scored on the same examples); for a row that pools several pretraining runs, as
+//! many runs with replacement; then for each drawn run its fine-tuning seeds with replacement
+//! (the same draw for both rows' runs when they ran the same seeds, since a seed fixes the
+//! training subset and order for every encoder alike). Each row's task score is then the
+//! median over every drawn (run, seed) of the task's metric on the drawn examples, as in the
+//! table. The 95% interval is the 2.5th–97.5th percentile of A − B over the replicates; the
+//! GLUE difference is the mean of the per-task differences over the GLUE tasks both rows have.
 //!
-//! What it covers: the noise of fine-tuning (seeds) and of the finite dev sets. Not the noise
-//! of pretraining itself (another pretraining seed gives another encoder), unless the rows
-//! hold several pretraining seeds.
+//! What it covers: the noise of fine-tuning (seeds) and of the finite dev sets, and, where rows
+//! pool several pretraining runs, the spread between separately pretrained encoders (with few
+//! runs per row, coarsely: a bootstrap over k runs sees (k − 1)/k of their variance). With one
+//! pretraining run per row it says nothing about that spread.
 
 use std::collections::BTreeMap;
 
@@ -59,20 +62,43 @@ pub struct Comparison {
     pub tasks: BTreeMap<String, Difference>,
     /// Over the GLUE tasks both rows have (WNLI excluded).
     pub glue: Option<Difference>,
+    /// How many pretraining runs row A and row B pool (1 for random initialisation, as for
+    /// one run): the bootstrap resamples the runs of a row with more than one.
+    pub pretraining_runs: (usize, usize),
 }
 
-/// One row's runs of one task, in seed order.
-type Runs<'a> = Vec<&'a FinetuneSummary>;
+/// One row's runs of one task: per pretraining run (by its encoder's digest), the fine-tuning
+/// runs in seed order.
+type Runs<'a> = Vec<Vec<&'a FinetuneSummary>>;
 
 fn by_task(results: &[FinetuneSummary]) -> BTreeMap<&str, Runs<'_>> {
-    let mut tasks: BTreeMap<&str, Runs<'_>> = BTreeMap::new();
+    let mut tasks: BTreeMap<&str, BTreeMap<Option<&str>, Vec<&FinetuneSummary>>> = BTreeMap::new();
     for r in results {
-        tasks.entry(r.task.as_str()).or_default().push(r);
-    }
-    for runs in tasks.values_mut() {
-        runs.sort_by_key(|r| r.seed);
+        tasks
+            .entry(r.task.as_str())
+            .or_default()
+            .entry(r.encoder.digest.as_deref())
+            .or_default()
+            .push(r);
     }
     tasks
+        .into_iter()
+        .map(|(task, by_run)| {
+            let runs = by_run
+                .into_values()
+                .map(|mut seeds| {
+                    seeds.sort_by_key(|r| r.seed);
+                    seeds
+                })
+                .collect();
+            (task, runs)
+        })
+        .collect()
+}
+
+/// The most pretraining runs any task of `results` has.
+fn pretraining_runs(results: &[FinetuneSummary]) -> usize {
+    by_task(results).values().map(Vec::len).max().unwrap_or(1)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -116,9 +142,9 @@ fn metric(task: &Task, gold: &[f64], predicted: &[f64], rows: &[usize]) -> f64 {
 
 /// Whether `a` and `b` were scored on the same dev examples.
 fn same_examples(a: &Runs<'_>, b: &Runs<'_>) -> bool {
-    let gold = &a[0].scored_examples.gold;
+    let gold = &a[0][0].scored_examples.gold;
     !gold.is_empty()
-        && a.iter().chain(b.iter()).all(|r| {
+        && a.iter().chain(b.iter()).flatten().all(|r| {
             r.scored_examples.gold == *gold && r.scored_examples.predicted.len() == gold.len()
         })
 }
@@ -130,6 +156,64 @@ fn interval(mut replicates: Vec<f64>) -> (f64, f64) {
     (at(0.025), at(0.975))
 }
 
+/// `n` indices below `n` drawn with replacement.
+fn draw(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    (0..n).map(|_| rng.random_range(0..n)).collect()
+}
+
+/// A row's pretraining runs drawn with replacement; a row of one run draws nothing, so a
+/// comparison of single runs is the plain paired bootstrap, replicate for replicate.
+fn draw_runs(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    if n == 1 {
+        vec![0]
+    } else {
+        draw(n, rng)
+    }
+}
+
+/// One bootstrap replicate of A − B on one task: the dev examples, each row's pretraining
+/// runs, and each drawn run's seeds (paired slot by slot when every run has the same seeds).
+fn replicate(task: &Task, a: &Runs<'_>, b: &Runs<'_>, rng: &mut ChaCha8Rng) -> f64 {
+    let n = a[0][0].scored_examples.gold.len();
+    let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+    let seeds = |run: &Vec<&FinetuneSummary>| run.iter().map(|r| r.seed).collect::<Vec<u64>>();
+    let first = seeds(&a[0]);
+    let paired = a.iter().chain(b.iter()).all(|run| seeds(run) == first);
+    let (runs_a, runs_b) = (draw_runs(a.len(), rng), draw_runs(b.len(), rng));
+    let mut seeds_a = Vec::with_capacity(runs_a.len());
+    let mut seeds_b = Vec::with_capacity(runs_b.len());
+    for slot in 0..runs_a.len().max(runs_b.len()) {
+        let drawn_a = runs_a.get(slot).map(|&r| draw(a[r].len(), rng));
+        if let Some(&r) = runs_b.get(slot) {
+            seeds_b.push(match (&drawn_a, paired) {
+                (Some(same), true) => same.clone(),
+                _ => draw(b[r].len(), rng),
+            });
+        }
+        seeds_a.extend(drawn_a);
+    }
+    let score = |runs: &Runs<'_>, drawn: &[usize], seeds: &[Vec<usize>]| {
+        let mut values: Vec<f64> = drawn
+            .iter()
+            .zip(seeds)
+            .flat_map(|(&run, seeds)| {
+                let run = &runs[run];
+                seeds.iter().map(|&s| {
+                    let r = run[s];
+                    metric(
+                        task,
+                        &r.scored_examples.gold,
+                        &r.scored_examples.predicted,
+                        &rows,
+                    )
+                })
+            })
+            .collect();
+        median(&mut values)
+    };
+    score(a, &runs_a, &seeds_a) - score(b, &runs_b, &seeds_b)
+}
+
 /// A − B with 95% intervals from `replicates` paired bootstrap replicates drawn from `seed`.
 /// Tasks whose runs were not scored on the same dev examples are left out.
 pub fn compare(
@@ -138,6 +222,7 @@ pub fn compare(
     replicates: usize,
     seed: u64,
 ) -> Comparison {
+    let pretraining_runs = (pretraining_runs(a), pretraining_runs(b));
     let (a, b) = (by_task(a), by_task(b));
     let tasks: Vec<(&Task, &Runs<'_>, &Runs<'_>)> = a
         .iter()
@@ -151,41 +236,18 @@ pub fn compare(
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(replicates); tasks.len()];
     for _ in 0..replicates {
         for ((task, runs_a, runs_b), out) in tasks.iter().zip(&mut draws) {
-            let n = runs_a[0].scored_examples.gold.len();
-            let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-            let paired = runs_a
-                .iter()
-                .map(|r| r.seed)
-                .eq(runs_b.iter().map(|r| r.seed));
-            let seeds_a: Vec<usize> = (0..runs_a.len())
-                .map(|_| rng.random_range(0..runs_a.len()))
-                .collect();
-            let seeds_b: Vec<usize> = if paired {
-                seeds_a.clone()
-            } else {
-                (0..runs_b.len())
-                    .map(|_| rng.random_range(0..runs_b.len()))
-                    .collect()
-            };
-            let score = |runs: &Runs<'_>, drawn: &[usize]| {
-                let per_seed: Vec<f64> = runs
-                    .iter()
-                    .map(|r| {
-                        metric(
-                            task,
-                            &r.scored_examples.gold,
-                            &r.scored_examples.predicted,
-                            &rows,
-                        )
-                    })
-                    .collect();
-                median(&mut drawn.iter().map(|&s| per_seed[s]).collect::<Vec<_>>())
-            };
-            out.push(score(runs_a, &seeds_a) - score(runs_b, &seeds_b));
+            out.push(replicate(task, runs_a, runs_b, &mut rng));
         }
     }
-    let observed =
-        |runs: &Runs<'_>| median(&mut runs.iter().map(|r| r.score * 100.0).collect::<Vec<_>>());
+    let observed = |runs: &Runs<'_>| {
+        median(
+            &mut runs
+                .iter()
+                .flatten()
+                .map(|r| r.score * 100.0)
+                .collect::<Vec<_>>(),
+        )
+    };
     let mut differences = BTreeMap::new();
     let mut glue_estimate = Vec::new();
     let mut glue_draws = vec![0.0; replicates];
@@ -221,6 +283,7 @@ pub fn compare(
     Comparison {
         tasks: differences,
         glue,
+        pretraining_runs,
     }
 }
 
@@ -375,6 +438,39 @@ mod tests {
             .collect();
         let d = compare(&chance, &other, 500, 0).tasks["sst2"];
         assert!(!d.resolved() && d.low < 0.0 && d.high > 0.0, "{d:?}");
+    }
+
+    #[test]
+    fn pooled_pretraining_runs_are_resampled_and_widen_the_interval() {
+        // Two pretraining runs of A that disagree (60% and 70% right on every seed) against
+        // one run of B (65%): the seeds of a run agree, so only resampling the runs can show
+        // the spread between them.
+        let gold: Vec<u32> = (0..400).map(|i| i % 2).collect();
+        let right = |share: f64| -> Vec<u32> {
+            let n = (share * gold.len() as f64).round() as usize;
+            gold.iter()
+                .enumerate()
+                .map(|(i, &g)| if i < n { g } else { 1 - g })
+                .collect()
+        };
+        let runs = |share: f64, digest: Option<&str>| -> Vec<FinetuneSummary> {
+            (1..=3)
+                .map(|seed| test_summary("sst2", seed, &gold, &right(share), digest))
+                .collect()
+        };
+        let pooled: Vec<FinetuneSummary> = runs(0.60, Some("run-1"))
+            .into_iter()
+            .chain(runs(0.70, Some("run-2")))
+            .collect();
+        let baseline = runs(0.65, None);
+        let comparison = compare(&pooled, &baseline, 1000, 0);
+        assert_eq!(comparison.pretraining_runs, (2, 1));
+        let d = comparison.tasks["sst2"];
+        assert!(d.estimate.abs() < 1e-9, "the median over both runs: {d:?}");
+        assert!(
+            d.low < -3.0 && d.high > 3.0 && !d.resolved(),
+            "a run drawn twice moves the median by ±5: {d:?}"
+        );
     }
 
     #[test]

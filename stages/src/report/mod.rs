@@ -8,7 +8,8 @@
 //!   params:
 //!     title: ELECTRA vs. compute-matched BERT
 //!     pipeline: pipelines/glue_small.yaml        # named in the rerun instructions
-//!     models:                                    # one row each (plus one per snapshot)
+//!     models:                                    # one row each (plus one per snapshot);
+//!                                                # runs alike but in `seed` share a row
 //!       - {name: ELECTRA-Small, config: "@electra/config.json", metrics: "@electra/metrics.jsonl"}
 //!       - {name: BERT-Small, config: "@bert/config.json", metrics: "@bert/metrics.jsonl"}
 //!     finetune: ["@finetune[*]/metrics.json", "@scratch[*]/metrics.json"]
@@ -207,7 +208,9 @@ impl StageKind for Report {
         // v3: differences with 95% bootstrap intervals, and a reading that says whether each
         // is resolved.
         // v4: the reading names a pretrained encoder resolved below random initialisation.
-        4
+        // v5: runs alike in all but their pretraining seed are pooled in one row, and the
+        // intervals resample them (hierarchical bootstrap); results.csv has pretraining_seed.
+        5
     }
 
     fn summary(&self) -> &'static str {
@@ -314,7 +317,7 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         pretraining: &pretraining,
         generator_plot: generator_plot.is_some(),
     };
-    let notes = render::notes(&groups);
+    let notes = render::notes(&models, &groups);
     let pairs = intervals::pairs(&rows, &models, &groups);
     let plots_dir = ctx.out_dir.join(PLOTS_DIR);
     std::fs::create_dir_all(&plots_dir)

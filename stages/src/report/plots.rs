@@ -60,6 +60,7 @@ pub fn glue_vs_flops(models: &[Model], rows: &[Row]) -> Result<String> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = models
         .iter()
         .enumerate()
+        .filter(|&(i, _)| super::results::row_model(models, i) == i)
         .map(|(i, m)| {
             let points = rows
                 .iter()
@@ -252,12 +253,12 @@ fn draw_panel(
         .x_label_formatter(&|x| format!("{x:.1e}"))
         .draw()
         .map_err(plot_error)?;
-    for (i, model, curve) in curves {
+    for (i, _, curve) in curves {
         let c = colour(i);
         chart
             .draw_series(LineSeries::new(curve, c.stroke_width(2)))
             .map_err(plot_error)?
-            .label(model.name.as_str())
+            .label(super::results::run_label(models, i))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
     }
     for (i, height) in references {

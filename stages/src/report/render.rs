@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::intervals::{Difference, Pair};
-use super::results::{Model, Origin};
+use super::results::{row_model, runs_of, Model, Origin};
 use super::table::{
     markdown, pretraining_cells, pretraining_markdown, task_columns, PretrainingEnd, Row, RowKind,
     PRETRAINING_COLUMNS, TASK_ORDER,
@@ -96,9 +96,41 @@ pub fn reading(rows: &[Row], pairs: &[Pair]) -> String {
         }
     }
     if !out.is_empty() {
-        out.push_str("- The intervals are a paired bootstrap over dev examples and fine-tuning seeds (1000 replicates): they cover fine-tuning noise and the finite dev sets, not the spread between separately pretrained encoders (one pretraining run per objective).\n");
+        let _ = writeln!(out, "- {}", what_intervals_cover(rows, pairs));
     }
     out
+}
+
+/// The fewest pretraining runs behind a pretrained row of the comparisons (`None` without
+/// any).
+fn fewest_pretraining_runs(rows: &[Row], pairs: &[Pair]) -> Option<usize> {
+    let pretrained =
+        |row: usize| matches!(rows[row].kind, RowKind::Ours(Origin::Pretrained { .. }));
+    pairs
+        .iter()
+        .flat_map(|p| {
+            let (a, b) = p.comparison.pretraining_runs;
+            [(p.a, a), (p.b, b)]
+        })
+        .filter(|&(row, _)| pretrained(row))
+        .map(|(_, runs)| runs)
+        .min()
+}
+
+/// How the intervals were drawn, for the differences' headers.
+fn interval_method(rows: &[Row], pairs: &[Pair]) -> &'static str {
+    match fewest_pretraining_runs(rows, pairs) {
+        Some(2..) => "a bootstrap over pretraining runs, fine-tuning seeds and dev examples, paired where the rows share seeds and examples",
+        _ => "paired bootstrap over dev examples and fine-tuning seeds",
+    }
+}
+
+/// What the intervals cover, and what not, for the reading.
+fn what_intervals_cover(rows: &[Row], pairs: &[Pair]) -> String {
+    match fewest_pretraining_runs(rows, pairs) {
+        Some(runs @ 2..) => format!("The intervals are a hierarchical bootstrap (1000 replicates) over the pretraining runs pooled in each row (at least {runs} per model), their fine-tuning seeds and the dev examples: they cover the spread between separately pretrained encoders as well as fine-tuning noise and the finite dev sets. With so few pretraining runs that spread is estimated coarsely (a bootstrap over k runs sees (k − 1)/k of their variance)."),
+        _ => "The intervals are a paired bootstrap over dev examples and fine-tuning seeds (1000 replicates): they cover fine-tuning noise and the finite dev sets, not the spread between separately pretrained encoders (one pretraining run per model).".to_owned(),
+    }
 }
 
 /// Both pretrained rows against random initialisation of their size, and what it means when
@@ -252,14 +284,14 @@ pub fn report_markdown(
     notes: &[String],
 ) -> String {
     let mut out = format!("# {}\n\n", context.title);
-    out.push_str("GLUE dev scores (×100): each task's median over fine-tuning seeds, with the min–max over seeds in parentheses; the GLUE average is the mean of the medians over the GLUE tasks present (WNLI is never averaged; a task without results is *missing*, never 0). Metrics: MCC for CoLA, Spearman for STS-B, accuracy elsewhere. † marks figures published in the paper (Clark et al. 2020), not runs of this pipeline.\n\n");
+    out.push_str("GLUE dev scores (×100): each task's median over fine-tuning seeds (over every pretraining run and seed for a row that pools several pretraining runs), with the min–max in parentheses; the GLUE average is the mean of the medians over the GLUE tasks present (WNLI is never averaged; a task without results is *missing*, never 0). Metrics: MCC for CoLA, Spearman for STS-B, accuracy elsewhere. † marks figures published in the paper (Clark et al. 2020), not runs of this pipeline.\n\n");
     out.push_str(&markdown(rows));
     if !context.pretraining.is_empty() {
         out.push_str("\n## Pretraining\n\nWhere each run ended (mean over its last 5% of steps): the masked-LM loss against the corpus's unigram entropy (a model that ignores context reaches the entropy; learning from context goes below it), the discriminator's ROC-AUC on replaced tokens (0.5 is chance), and the collapse of the final hidden states (mean pairwise cosine across tokens; 1 when every token has the same state).\n\n");
         out.push_str(&pretraining_markdown(context.pretraining));
     }
     if !pairs.is_empty() {
-        out.push_str("\n## Differences\n\nA − B per task and on the GLUE average (×100), with 95% intervals (paired bootstrap over dev examples and fine-tuning seeds); in bold where the interval excludes 0.\n\n");
+        let _ = write!(out, "\n## Differences\n\nA − B per task and on the GLUE average (×100), with 95% intervals ({}); in bold where the interval excludes 0.\n\n", interval_method(rows, pairs));
         out.push_str(&differences_markdown(rows, pairs));
     }
     out.push_str("\n## Reading\n\n");
@@ -313,13 +345,26 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// `results.csv`: one row per (model, checkpoint, task, seed).
+/// The pretraining seed of the run whose weights (final or a snapshot) `result` fine-tuned;
+/// `None` for random initialisation.
+fn pretraining_seed(models: &[Model], result: &FinetuneSummary) -> Option<u64> {
+    let digest = result.encoder.digest.as_deref()?;
+    models
+        .iter()
+        .find(|m| {
+            m.summary.model_digest == digest
+                || m.summary.snapshots.iter().any(|s| s.digest == digest)
+        })
+        .map(|m| m.summary.seed)
+}
+
+/// `results.csv`: one row per (model, pretraining run, checkpoint, task, seed).
 pub fn results_csv(
     models: &[Model],
     rows: &[Row],
     groups: &BTreeMap<Origin, Vec<FinetuneSummary>>,
 ) -> String {
-    let mut out = String::from("model,objective,size,checkpoint_step,checkpoint_fraction,train_flops,task,metric,seed,score,train_examples,train_examples_available,epochs\n");
+    let mut out = String::from("model,objective,size,pretraining_seed,checkpoint_step,checkpoint_fraction,train_flops,task,metric,seed,score,train_examples,train_examples_available,epochs\n");
     for row in rows {
         let RowKind::Ours(origin) = &row.kind else {
             continue;
@@ -332,12 +377,22 @@ pub fn results_csv(
             }
             Origin::Scratch(_) => ("0".to_owned(), "0".to_owned()),
         };
-        let mut results: Vec<&FinetuneSummary> = groups[origin].iter().collect();
-        results.sort_by_key(|r| (TASK_ORDER.iter().position(|(t, _)| *t == r.task), r.seed));
-        for r in results {
+        let mut results: Vec<(Option<u64>, &FinetuneSummary)> = groups[origin]
+            .iter()
+            .map(|r| (pretraining_seed(models, r), r))
+            .collect();
+        results.sort_by_key(|(run, r)| {
+            (
+                TASK_ORDER.iter().position(|(t, _)| *t == r.task),
+                *run,
+                r.seed,
+            )
+        });
+        for (run, r) in results {
+            let run = run.map_or_else(String::new, |seed| seed.to_string());
             let _ = writeln!(
                 out,
-                "{},{},{},{step},{fraction},{},{},{},{},{},{},{},{}",
+                "{},{},{},{run},{step},{fraction},{},{},{},{},{},{},{},{}",
                 csv_field(&row.label),
                 csv_field(&row.objective),
                 csv_field(&row.size),
@@ -422,7 +477,7 @@ pub fn report_html(
         table.push_str(&pretraining_html(context.pretraining));
     }
     if !pairs.is_empty() {
-        table.push_str("<h2>Differences</h2>\n<p>A − B per task and on the GLUE average (×100), with 95% intervals (paired bootstrap over dev examples and fine-tuning seeds); in bold where the interval excludes 0.</p>\n");
+        let _ = writeln!(table, "<h2>Differences</h2>\n<p>A − B per task and on the GLUE average (×100), with 95% intervals ({}); in bold where the interval excludes 0.</p>", interval_method(rows, pairs));
         table.push_str(&differences_html(rows, pairs));
     }
     let mut reading_html = String::new();
@@ -471,7 +526,7 @@ svg {{ max-width: 100%; height: auto; }}
 </head>
 <body>
 <h1>{title}</h1>
-<p>GLUE dev scores (×100): each task's median over fine-tuning seeds, with the min–max over seeds; the GLUE average is the mean of the medians over the GLUE tasks present (WNLI never averaged; a task without results is <i>missing</i>, never 0). Metrics: MCC for CoLA, Spearman for STS-B, accuracy elsewhere. † marks figures published in the paper (Clark et al. 2020).</p>
+<p>GLUE dev scores (×100): each task's median over fine-tuning seeds (over every pretraining run and seed for a row that pools several pretraining runs), with the min–max; the GLUE average is the mean of the medians over the GLUE tasks present (WNLI never averaged; a task without results is <i>missing</i>, never 0). Metrics: MCC for CoLA, Spearman for STS-B, accuracy elsewhere. † marks figures published in the paper (Clark et al. 2020).</p>
 {table}
 <h2>Reading</h2>
 {reading_html}
@@ -488,8 +543,27 @@ svg {{ max-width: 100%; height: auto; }}
     )
 }
 
-/// The notes the data calls for: training-set caps and epochs per task.
-pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
+/// The notes the data calls for: the pretraining runs a row pools, training-set caps and
+/// epochs per task, the fine-tuning seeds.
+pub fn notes(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
+    let mut notes: Vec<String> = (0..models.len())
+        .filter(|&i| row_model(models, i) == i)
+        .filter_map(|i| {
+            let runs = runs_of(models, i);
+            let seeds: Vec<String> = runs
+                .iter()
+                .map(|&j| models[j].summary.seed.to_string())
+                .collect();
+            (runs.len() > 1).then(|| {
+                format!(
+                    "{} pools {} pretraining runs (pretraining seeds {}): its scores are over every run's fine-tuning seeds.",
+                    models[i].name,
+                    runs.len(),
+                    seeds.join(", ")
+                )
+            })
+        })
+        .collect();
     let mut caps: BTreeMap<&str, (usize, usize, u64)> = BTreeMap::new();
     for r in groups.values().flatten() {
         caps.insert(
@@ -497,7 +571,7 @@ pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
             (r.train_examples, r.train_examples_available, r.epochs),
         );
     }
-    let mut notes: Vec<String> = caps
+    notes.extend(caps
         .iter()
         .filter(|(_, (used, available, _))| used < available)
         .map(|(task, (used, available, epochs))| {
@@ -506,8 +580,7 @@ pub fn notes(groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
                 task_name(task),
                 if *epochs == 1 { "" } else { "s" }
             )
-        })
-        .collect();
+        }));
     let seeds: BTreeMap<u64, ()> = groups.values().flatten().map(|r| (r.seed, ())).collect();
     notes.push(format!(
         "Fine-tuning seeds: {}.",
@@ -566,6 +639,28 @@ mod tests {
     }
 
     fn reading_of(electra: &[f64], bert: &[f64], scratch: &[f64]) -> String {
+        reading_of_results(runs(electra), runs(bert), runs(scratch))
+    }
+
+    /// [`runs`] from each of pretraining runs `digests` in turn.
+    fn pooled(accuracies: &[f64], digests: &[&str]) -> Vec<FinetuneSummary> {
+        digests
+            .iter()
+            .flat_map(|digest| {
+                runs(accuracies).into_iter().map(|mut r| {
+                    r.encoder.digest = Some((*digest).to_owned());
+                    r.encoder.from_scratch = false;
+                    r
+                })
+            })
+            .collect()
+    }
+
+    fn reading_of_results(
+        electra: Vec<FinetuneSummary>,
+        bert: Vec<FinetuneSummary>,
+        scratch: Vec<FinetuneSummary>,
+    ) -> String {
         let origins = [
             Origin::Pretrained {
                 model: 0,
@@ -580,7 +675,7 @@ mod tests {
         let groups: BTreeMap<Origin, Vec<FinetuneSummary>> = origins
             .iter()
             .cloned()
-            .zip([runs(electra), runs(bert), runs(scratch)])
+            .zip([electra, bert, scratch])
             .collect();
         let rows: Vec<Row> = [("E", "ELECTRA"), ("B", "BERT"), ("R", "—")]
             .iter()
@@ -628,7 +723,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("not the spread between separately pretrained encoders"),
+            text.contains("not the spread between separately pretrained encoders (one pretraining run per model)"),
             "{text}"
         );
 
@@ -654,5 +749,24 @@ mod tests {
         );
         assert!(text.contains("Both are resolved above it"), "{text}");
         assert!(!text.contains("Resolved below it"), "{text}");
+    }
+
+    #[test]
+    fn pooled_pretraining_runs_are_named_in_the_reading() {
+        let text = reading_of_results(
+            pooled(&[0.60, 0.61, 0.62], &["e1", "e2"]),
+            pooled(&[0.60, 0.62, 0.64], &["b1", "b2"]),
+            runs(&[0.55, 0.55, 0.55]),
+        );
+        assert!(
+            text.contains("hierarchical bootstrap (1000 replicates) over the pretraining runs pooled in each row (at least 2 per model)"),
+            "{text}"
+        );
+        let one = reading_of_results(
+            pooled(&[0.60, 0.61, 0.62], &["e1", "e2"]),
+            pooled(&[0.60, 0.62, 0.64], &["b1"]),
+            runs(&[0.55, 0.55, 0.55]),
+        );
+        assert!(one.contains("(one pretraining run per model)"), "{one}");
     }
 }

@@ -93,10 +93,12 @@ fn own_knobs(summary: &PretrainSummary) -> BTreeMap<String, String> {
 
 /// Names the models: `names[i]` is the name given for model `i` (if any) and whether it came
 /// from a list. A model from a list, or without a name (then its objective's), is labelled
-/// by the recipe knobs in which the report's models differ, then by the generator settings
-/// ([`own_knobs`]) in which it departs from the first run that has them: `ELECTRA
+/// by the recipe knobs but `seed` in which the report's models differ, then by the generator
+/// settings ([`own_knobs`]) in which it departs from the first run that has them: `ELECTRA
 /// (model.norm=pre, lr=0.001)`, `ELECTRA (temperature=2.0)`; runs alike in all of these by
-/// their steps. Two models with one label are an error naming it.
+/// their steps. Runs alike in everything but their pretraining `seed` keep one label: they are
+/// pretraining runs of one model, pooled in one row ([`runs_of`]). Any other two models with
+/// one label are an error naming it.
 pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<()> {
     let recipes: Vec<BTreeMap<String, String>> = models
         .iter()
@@ -115,6 +117,7 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
     // disagree, and a run shows it where it departs from the first run that has it.
     let differing: Vec<String> = keys(&recipes)
         .into_iter()
+        .filter(|key| key != SEED)
         .filter(|key| recipes.iter().any(|k| k.get(key) != recipes[0].get(key)))
         .collect();
     let reference = |key: &String| own.iter().find_map(|k| k.get(key));
@@ -149,19 +152,30 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
         };
     }
     // Runs alike in every knob but their budget (BERTs matched to different runs) are told
-    // apart by their steps.
-    let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
-    for (i, model) in models.iter_mut().enumerate() {
-        if names.iter().filter(|n| **n == names[i]).count() > 1 {
-            model.name = format!("{}, {} steps", names[i], model.summary.steps);
+    // apart by their steps; pretraining runs of one model keep their label.
+    let told_apart: Vec<bool> = (0..models.len())
+        .map(|i| !pretraining_runs(models, &runs_of(models, i)))
+        .collect();
+    for (model, told_apart) in models.iter_mut().zip(told_apart) {
+        if told_apart {
+            model.name = format!("{}, {} steps", model.name, model.summary.steps);
         }
     }
     for (i, a) in models.iter().enumerate() {
-        if let Some(b) = models[..i].iter().find(|b| b.name == a.name) {
+        let runs = runs_of(models, i);
+        if pretraining_runs(models, &runs) {
+            continue;
+        }
+        if let Some(b) = runs
+            .iter()
+            .take_while(|&&j| j < i)
+            .map(|&j| &models[j])
+            .next()
+        {
             return Err(DataError::invalid(
                 &a.config_path,
                 format!(
-                    "its model is labelled `{}` like {}'s: expected `name`s that tell the report's models apart",
+                    "its model is labelled `{}` like {}'s: expected `name`s that tell the report's models apart (only runs alike in all but their pretraining seed share one: they are pooled in one row)",
                     a.name,
                     b.config_path.display()
                 ),
@@ -169,6 +183,59 @@ pub fn label(models: &mut [Model], names: &[(Option<String>, bool)]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The recipe knob that tells pretraining runs of one model apart.
+const SEED: &str = "seed";
+
+/// Whether `runs` (model indices) are pretraining runs of one model: alike in objective,
+/// recipe but `seed`, generator settings and steps, with distinct seeds. One run is trivially so.
+fn pretraining_runs(models: &[Model], runs: &[usize]) -> bool {
+    let Some(&first) = runs.first() else {
+        return false;
+    };
+    let without_seed = |m: &Model| {
+        let mut recipe = m.summary.recipe.clone();
+        if let Some(map) = recipe.as_object_mut() {
+            map.remove(SEED);
+        }
+        recipe
+    };
+    let a = &models[first];
+    let mut seeds: Vec<u64> = runs.iter().map(|&j| models[j].summary.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    seeds.len() == runs.len()
+        && runs.iter().map(|&j| &models[j]).all(|b| {
+            b.summary.objective == a.summary.objective
+                && b.summary.steps == a.summary.steps
+                && without_seed(b) == without_seed(a)
+                && own_knobs(&b.summary) == own_knobs(&a.summary)
+        })
+}
+
+/// The pretraining runs whose fine-tuning results share model `i`'s row: the models labelled
+/// like it ([`label`] gives one label only to runs of one model), in order.
+pub fn runs_of(models: &[Model], i: usize) -> Vec<usize> {
+    (0..models.len())
+        .filter(|&j| models[j].name == models[i].name)
+        .collect()
+}
+
+/// The model whose row holds model `i`'s fine-tuning results: the first of its runs.
+pub fn row_model(models: &[Model], i: usize) -> usize {
+    runs_of(models, i)[0]
+}
+
+/// Model `i`'s label where each pretraining run is shown apart (the pretraining table and
+/// curves): its name, and its pretraining seed when its row pools several runs.
+pub fn run_label(models: &[Model], i: usize) -> String {
+    let model = &models[i];
+    if runs_of(models, i).len() > 1 {
+        format!("{}, pretraining seed {}", model.name, model.summary.seed)
+    } else {
+        model.name.clone()
+    }
 }
 
 /// A size label: the preset's name when the shape is one, else `L·H·E`; `, pre-LN` for a
@@ -207,18 +274,20 @@ fn shape_label(config: &EncoderConfig) -> String {
     )
 }
 
-/// Groups fine-tuning results by the weights they started from; a pretrained encoder that is
-/// none of `models`' final weights or snapshots is an error naming the result.
+/// Groups fine-tuning results by the weights they started from (the pretraining runs of one
+/// model together, under its first run); a pretrained encoder that is none of `models`' final
+/// weights or snapshots is an error naming the result.
 pub fn group(
     models: &[Model],
     results: Vec<(PathBuf, FinetuneSummary)>,
 ) -> Result<BTreeMap<Origin, Vec<FinetuneSummary>>> {
     let mut by_digest = BTreeMap::new();
     for (index, model) in models.iter().enumerate() {
+        let row = row_model(models, index);
         by_digest.insert(
             model.summary.model_digest.clone(),
             Origin::Pretrained {
-                model: index,
+                model: row,
                 step: None,
             },
         );
@@ -227,7 +296,7 @@ pub fn group(
             by_digest
                 .entry(snapshot.digest.clone())
                 .or_insert(Origin::Pretrained {
-                    model: index,
+                    model: row,
                     step: Some(snapshot.step),
                 });
         }
@@ -333,6 +402,103 @@ mod tests {
             err.contains("ft/metrics.json") && err.contains("digest other"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn runs_alike_but_in_their_pretraining_seed_share_a_label_and_a_row() {
+        let run = |objective, seed: u64, lr: f64| {
+            let mut summary = pretrain_summary(objective, &format!("{objective:?}-{seed}-{lr}"));
+            summary.seed = seed;
+            summary.recipe = serde_json::json!({"lr": lr, "seed": seed});
+            summary.snapshots.clear();
+            Model {
+                name: String::new(),
+                summary,
+                curve: Vec::new(),
+                config_path: PathBuf::from(format!("{objective:?}-{seed}-{lr}/config.json")),
+            }
+        };
+        let mut models = vec![
+            run(ObjectiveName::Electra, 1, 1e-3),
+            run(ObjectiveName::Electra, 2, 1e-3),
+            run(ObjectiveName::Bert, 1, 1e-3),
+            run(ObjectiveName::Bert, 2, 1e-3),
+        ];
+        let names = [
+            (Some("E".to_owned()), true),
+            (Some("E".to_owned()), true),
+            (Some("B".to_owned()), true),
+            (Some("B".to_owned()), true),
+        ];
+        label(&mut models, &names).unwrap();
+        let labels: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(labels, ["E", "E", "B", "B"]);
+        assert_eq!(runs_of(&models, 1), [0, 1]);
+        assert_eq!(row_model(&models, 3), 2);
+        assert_eq!(run_label(&models, 1), "E, pretraining seed 2");
+        let digest = |i: usize| models[i].summary.model_digest.clone();
+        let groups = group(
+            &models,
+            (0..4)
+                .map(|i| {
+                    let r = test_summary("rte", 1, &[0, 1], &[0, 0], Some(&digest(i)));
+                    (PathBuf::from(format!("{i}/metrics.json")), r)
+                })
+                .collect(),
+        )
+        .unwrap();
+        let rows: Vec<(&Origin, usize)> = groups.iter().map(|(o, r)| (o, r.len())).collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    &Origin::Pretrained {
+                        model: 0,
+                        step: None
+                    },
+                    2
+                ),
+                (
+                    &Origin::Pretrained {
+                        model: 2,
+                        step: None
+                    },
+                    2
+                ),
+            ]
+        );
+        // Another recipe is another row, its runs pooled among themselves.
+        let mut models = vec![
+            run(ObjectiveName::Electra, 1, 1e-3),
+            run(ObjectiveName::Electra, 2, 1e-3),
+            run(ObjectiveName::Electra, 1, 2e-3),
+            run(ObjectiveName::Electra, 2, 2e-3),
+        ];
+        label(&mut models, &vec![(None, true); 4]).unwrap();
+        let labels: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "ELECTRA (lr=0.001)",
+                "ELECTRA (lr=0.001)",
+                "ELECTRA (lr=0.002)",
+                "ELECTRA (lr=0.002)"
+            ]
+        );
+        assert_eq!(
+            run_label(&models, 0),
+            "ELECTRA (lr=0.001), pretraining seed 1"
+        );
+        // One seed twice is not two runs of one model.
+        let mut twins = vec![
+            run(ObjectiveName::Electra, 1, 1e-3),
+            run(ObjectiveName::Electra, 1, 1e-3),
+        ];
+        twins[1].config_path = PathBuf::from("other/config.json");
+        let err = label(&mut twins, &vec![(Some("E".to_owned()), true); 2])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("labelled `E, 10 steps`"), "{err}");
     }
 
     #[test]

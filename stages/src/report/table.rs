@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::results::{size_label, Model, Origin};
+use super::results::{run_label, runs_of, size_label, Model, Origin};
 use crate::records::finetune::FinetuneSummary;
 use crate::records::pretrain::StepRecord;
 
@@ -112,7 +112,8 @@ fn duration(seconds: f64) -> String {
 }
 
 /// The rows for this pipeline's results, in the order of `models` (each model's snapshots
-/// before its final row), then the random-init baselines.
+/// before its final row; the pretraining runs of one model in one row, their median over
+/// every run and seed), then the random-init baselines.
 pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<Row> {
     let mut origins: Vec<&Origin> = groups.keys().collect();
     // Each model's snapshots in order, then its final weights; the baselines last.
@@ -140,6 +141,16 @@ pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>
                 let m = &models[*model].summary;
                 let steps = step.unwrap_or(m.steps);
                 let fraction = steps as f64 / m.steps as f64;
+                let runs = runs_of(models, *model);
+                let seconds = runs
+                    .iter()
+                    .map(|&j| models[j].summary.train_seconds)
+                    .sum::<f64>()
+                    / runs.len() as f64;
+                let pooled = match runs.len() {
+                    1 => String::new(),
+                    n => format!(", the mean of {n} pretraining runs"),
+                };
                 let label = match step {
                     Some(_) => format!(
                         "{} ({:.1}% of training)",
@@ -157,9 +168,9 @@ pub fn our_rows(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>
                     train_flops: Some(m.flops_per_step * steps as f64),
                     steps: Some(steps),
                     wall: Some(format!(
-                        "{}{} on {}",
+                        "{}{} on {}{pooled}",
                         if step.is_some() { "≈ " } else { "" },
-                        duration(m.train_seconds * fraction),
+                        duration(seconds * fraction),
                         m.hardware
                     )),
                     tasks,
@@ -309,18 +320,19 @@ pub struct PretrainingEnd {
     pub hidden_cosine: f64,
 }
 
-/// Each model's [`PretrainingEnd`].
+/// Each pretraining run's [`PretrainingEnd`].
 pub fn pretraining_ends(models: &[Model]) -> Vec<PretrainingEnd> {
     models
         .iter()
-        .filter(|m| !m.curve.is_empty())
-        .map(|m| {
+        .enumerate()
+        .filter(|(_, m)| !m.curve.is_empty())
+        .map(|(i, m)| {
             let tail = &m.curve[m.curve.len() - (m.curve.len() / 20).max(1)..];
             let mean = |value: fn(&StepRecord) -> f64| {
                 tail.iter().map(value).sum::<f64>() / tail.len() as f64
             };
             PretrainingEnd {
-                label: m.name.clone(),
+                label: run_label(models, i),
                 mlm_loss: mean(|s| s.mlm_loss),
                 unigram_entropy: m.summary.unigram_entropy,
                 disc_auc: m
