@@ -334,14 +334,22 @@ mod tests {
     use crate::records::finetune::test_summary;
     use crate::records::pretrain::{test_summary as pretrain_summary, ObjectiveName};
 
+    /// A model of `summary` read from `config`, not yet labelled.
+    fn unlabelled(summary: PretrainSummary, config: String) -> Model {
+        Model {
+            name: String::new(),
+            summary,
+            curve: Vec::new(),
+            config_path: PathBuf::from(config),
+        }
+    }
+
     fn model(digest: &str, snapshot_digest: &str) -> Model {
         let mut summary = pretrain_summary(ObjectiveName::Electra, digest);
         summary.snapshots[0].digest = snapshot_digest.to_owned();
         Model {
             name: "ELECTRA".to_owned(),
-            summary,
-            curve: Vec::new(),
-            config_path: PathBuf::from("config.json"),
+            ..unlabelled(summary, "config.json".to_owned())
         }
     }
 
@@ -411,12 +419,7 @@ mod tests {
             summary.seed = seed;
             summary.recipe = serde_json::json!({"lr": lr, "seed": seed});
             summary.snapshots.clear();
-            Model {
-                name: String::new(),
-                summary,
-                curve: Vec::new(),
-                config_path: PathBuf::from(format!("{objective:?}-{seed}-{lr}/config.json")),
-            }
+            unlabelled(summary, format!("{objective:?}-{seed}-{lr}/config.json"))
         };
         let mut models = vec![
             run(ObjectiveName::Electra, 1, 1e-3),
@@ -506,12 +509,7 @@ mod tests {
         let named = |objective, lr: f64, norm: &str| {
             let mut summary = pretrain_summary(objective, "d");
             summary.recipe = serde_json::json!({"lr": lr, "model": {"norm": norm}, "seed": 0});
-            Model {
-                name: String::new(),
-                summary,
-                curve: Vec::new(),
-                config_path: PathBuf::from(format!("{lr}-{norm}/config.json")),
-            }
+            unlabelled(summary, format!("{lr}-{norm}/config.json"))
         };
         let mut models = vec![
             named(ObjectiveName::Electra, 1e-3, "pre"),
