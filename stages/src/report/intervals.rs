@@ -96,9 +96,17 @@ fn by_task(results: &[FinetuneSummary]) -> BTreeMap<&str, Runs<'_>> {
         .collect()
 }
 
-/// The most pretraining runs any task of `results` has.
-fn pretraining_runs(results: &[FinetuneSummary]) -> usize {
-    by_task(results).values().map(Vec::len).max().unwrap_or(1)
+/// The most pretraining runs any task of a row has.
+fn pretraining_runs(tasks: &BTreeMap<&str, Runs<'_>>) -> usize {
+    tasks.values().map(Vec::len).max().unwrap_or(1)
+}
+
+/// Whether every pretraining run of `a` and `b` ran the same fine-tuning seeds, so their seed
+/// draws can be paired.
+fn same_seeds(a: &Runs<'_>, b: &Runs<'_>) -> bool {
+    let seeds = |run: &Vec<&FinetuneSummary>| run.iter().map(|r| r.seed).collect::<Vec<u64>>();
+    let first = seeds(&a[0]);
+    a.iter().chain(b.iter()).all(|run| seeds(run) == first)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -172,13 +180,10 @@ fn draw_runs(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
 }
 
 /// One bootstrap replicate of A − B on one task: the dev examples, each row's pretraining
-/// runs, and each drawn run's seeds (paired slot by slot when every run has the same seeds).
-fn replicate(task: &Task, a: &Runs<'_>, b: &Runs<'_>, rng: &mut ChaCha8Rng) -> f64 {
+/// runs, and each drawn run's seeds (paired slot by slot when `paired`: [`same_seeds`]).
+fn replicate(task: &Task, a: &Runs<'_>, b: &Runs<'_>, paired: bool, rng: &mut ChaCha8Rng) -> f64 {
     let n = a[0][0].scored_examples.gold.len();
     let rows: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
-    let seeds = |run: &Vec<&FinetuneSummary>| run.iter().map(|r| r.seed).collect::<Vec<u64>>();
-    let first = seeds(&a[0]);
-    let paired = a.iter().chain(b.iter()).all(|run| seeds(run) == first);
     let (runs_a, runs_b) = (draw_runs(a.len(), rng), draw_runs(b.len(), rng));
     let mut seeds_a = Vec::with_capacity(runs_a.len());
     let mut seeds_b = Vec::with_capacity(runs_b.len());
@@ -222,21 +227,22 @@ pub fn compare(
     replicates: usize,
     seed: u64,
 ) -> Comparison {
-    let pretraining_runs = (pretraining_runs(a), pretraining_runs(b));
     let (a, b) = (by_task(a), by_task(b));
-    let tasks: Vec<(&Task, &Runs<'_>, &Runs<'_>)> = a
+    let pretraining_runs = (pretraining_runs(&a), pretraining_runs(&b));
+    let tasks: Vec<(&Task, &Runs<'_>, &Runs<'_>, bool)> = a
         .iter()
         .filter_map(|(name, runs_a)| {
             let runs_b = b.get(name)?;
             let task = Task::named(name)?;
-            same_examples(runs_a, runs_b).then_some((task, runs_a, runs_b))
+            same_examples(runs_a, runs_b)
+                .then(|| (task, runs_a, runs_b, same_seeds(runs_a, runs_b)))
         })
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(replicates); tasks.len()];
     for _ in 0..replicates {
-        for ((task, runs_a, runs_b), out) in tasks.iter().zip(&mut draws) {
-            out.push(replicate(task, runs_a, runs_b, &mut rng));
+        for (&(task, runs_a, runs_b, paired), out) in tasks.iter().zip(&mut draws) {
+            out.push(replicate(task, runs_a, runs_b, paired, &mut rng));
         }
     }
     let observed = |runs: &Runs<'_>| {
@@ -252,7 +258,7 @@ pub fn compare(
     let mut glue_estimate = Vec::new();
     let mut glue_draws = vec![0.0; replicates];
     let mut glue_tasks = 0usize;
-    for ((task, runs_a, runs_b), draws) in tasks.iter().zip(draws) {
+    for ((task, runs_a, runs_b, _), draws) in tasks.iter().zip(draws) {
         let estimate = observed(runs_a) - observed(runs_b);
         if task.name != "wnli" {
             glue_estimate.push(estimate);

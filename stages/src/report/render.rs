@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::intervals::{Difference, Pair};
-use super::results::{row_model, runs_of, Model, Origin};
+use super::results::{runs_of, Model, Origin};
 use super::table::{
     markdown, pretraining_cells, pretraining_markdown, task_columns, PretrainingEnd, Row, RowKind,
     PRETRAINING_COLUMNS, TASK_ORDER,
@@ -547,14 +547,14 @@ svg {{ max-width: 100%; height: auto; }}
 /// epochs per task, the fine-tuning seeds.
 pub fn notes(models: &[Model], groups: &BTreeMap<Origin, Vec<FinetuneSummary>>) -> Vec<String> {
     let mut notes: Vec<String> = (0..models.len())
-        .filter(|&i| row_model(models, i) == i)
         .filter_map(|i| {
             let runs = runs_of(models, i);
             let seeds: Vec<String> = runs
                 .iter()
                 .map(|&j| models[j].summary.seed.to_string())
                 .collect();
-            (runs.len() > 1).then(|| {
+            // Once per pooled row: at its first run.
+            (runs.len() > 1 && runs[0] == i).then(|| {
                 format!(
                     "{} pools {} pretraining runs (pretraining seeds {}): its scores are over every run's fine-tuning seeds.",
                     models[i].name,
