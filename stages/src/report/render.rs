@@ -351,10 +351,7 @@ fn pretraining_seed(models: &[Model], result: &FinetuneSummary) -> Option<u64> {
     let digest = result.encoder.digest.as_deref()?;
     models
         .iter()
-        .find(|m| {
-            m.summary.model_digest == digest
-                || m.summary.snapshots.iter().any(|s| s.digest == digest)
-        })
+        .find(|m| m.weights().any(|(weights, _)| weights == digest))
         .map(|m| m.summary.seed)
 }
 

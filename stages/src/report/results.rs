@@ -23,6 +23,17 @@ pub struct Model {
     pub config_path: PathBuf,
 }
 
+impl Model {
+    /// Every weights file this run wrote, by digest: its final weights (`None`) first, then
+    /// each snapshot at its step. The last snapshot is the final model itself, so whoever keeps
+    /// the first entry per digest labels it final.
+    pub fn weights(&self) -> impl Iterator<Item = (&str, Option<u64>)> {
+        let snapshots = self.summary.snapshots.iter();
+        std::iter::once((self.summary.model_digest.as_str(), None))
+            .chain(snapshots.map(|s| (s.digest.as_str(), Some(s.step))))
+    }
+}
+
 /// Which weights a fine-tuning result started from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Origin {
@@ -284,21 +295,10 @@ pub fn group(
     let mut by_digest = BTreeMap::new();
     for (index, model) in models.iter().enumerate() {
         let row = row_model(models, index);
-        by_digest.insert(
-            model.summary.model_digest.clone(),
-            Origin::Pretrained {
-                model: row,
-                step: None,
-            },
-        );
-        for snapshot in &model.summary.snapshots {
-            // The last snapshot is the final model; keep the final label for it.
+        for (digest, step) in model.weights() {
             by_digest
-                .entry(snapshot.digest.clone())
-                .or_insert(Origin::Pretrained {
-                    model: row,
-                    step: Some(snapshot.step),
-                });
+                .entry(digest.to_owned())
+                .or_insert(Origin::Pretrained { model: row, step });
         }
     }
     let mut groups: BTreeMap<Origin, Vec<FinetuneSummary>> = BTreeMap::new();
