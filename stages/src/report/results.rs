@@ -25,8 +25,8 @@ pub struct Model {
 
 impl Model {
     /// Every weights file this run wrote, by digest: its final weights (`None`) first, then
-    /// each snapshot at its step. The last snapshot is the final model itself, so whoever keeps
-    /// the first entry per digest labels it final.
+    /// each snapshot at its step. The last snapshot is the final model itself (the same digest
+    /// as the first entry).
     pub fn weights(&self) -> impl Iterator<Item = (&str, Option<u64>)> {
         let snapshots = self.summary.snapshots.iter();
         std::iter::once((self.summary.model_digest.as_str(), None))
@@ -296,9 +296,13 @@ pub fn group(
     for (index, model) in models.iter().enumerate() {
         let row = row_model(models, index);
         for (digest, step) in model.weights() {
-            by_digest
-                .entry(digest.to_owned())
-                .or_insert(Origin::Pretrained { model: row, step });
+            let origin = Origin::Pretrained { model: row, step };
+            if step.is_none() {
+                // A final model's label wins over any snapshot's of the same weights.
+                by_digest.insert(digest.to_owned(), origin);
+            } else {
+                by_digest.entry(digest.to_owned()).or_insert(origin);
+            }
         }
     }
     let mut groups: BTreeMap<Origin, Vec<FinetuneSummary>> = BTreeMap::new();
