@@ -8,6 +8,8 @@
 //! `report` (the compute-matched comparison: table, CSV, HTML, plots).
 //!
 //! Beside the kinds: [`model`] (the networks, their heads and the names of their weights),
+//! [`cpu_kernels`] (the CPU training backend's fused kernels, a fast path beside the
+//! operations every backend runs), [`backend`] (the burn backends and their devices),
 //! [`training`] (optimiser, checkpoints, step logs) and [`records`] (the typed files one kind
 //! writes and another reads).
 
@@ -18,6 +20,7 @@ use electra_pipe_api::Registry;
 pub mod backend;
 pub mod command;
 pub mod corpus;
+pub mod cpu_kernels;
 pub mod digest;
 pub mod error;
 pub mod finetune;

@@ -216,7 +216,7 @@ fn sst2_beats_the_majority_class_and_the_same_seed_predicts_the_same() {
 fn stsb_regression_yields_a_positive_spearman() {
     // With Adam's bias correction, as the SST-2 test: without it the fixture's encoder stays at
     // a constant prediction for some roundings (seed 1 gave Spearman -0.001 once the fused
-    // kernels of `model::fused` changed the last bits; seed 2 0.105). With it, measured
+    // kernels of `cpu_kernels::fused` changed the last bits; seed 2 0.105). With it, measured
     // 2026-12-06, seeds 1-3: 0.190, 0.191, 0.146.
     let stage = finetune(params(
         "stsb",

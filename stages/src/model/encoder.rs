@@ -13,9 +13,8 @@ use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
 
 use super::config::{EncoderConfig, Norm};
-use super::fused::{attention_softmax, gelu};
-use super::head_split::{merge_heads, split_heads};
 use super::layers::{Dense, Dropout, Init, LayerNorm};
+use super::ops::{attention_softmax, gelu, merge_heads, split_heads};
 
 /// Token, position and segment embeddings; shared by ELECTRA's generator and discriminator.
 #[derive(Module, Debug)]

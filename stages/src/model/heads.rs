@@ -8,9 +8,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::fused::gelu;
 use super::layers::{Dense, Dropout, Init, LayerNorm};
-use super::linear::linear;
+use super::ops::{gelu, linear};
 
 /// Dense `h → e`, GELU, LayerNorm, then the tied word embeddings plus a bias: logits over the
 /// vocabulary, computed **only at the masked positions**.

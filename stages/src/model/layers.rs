@@ -8,8 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::fused::{dropout, layer_norm};
-use super::linear::linear;
+use super::ops::{dropout, layer_norm, linear};
 
 /// Standard deviation of the initial weights (BERT's `initializer_range`).
 pub const INIT_STD: f64 = 0.02;

@@ -1,10 +1,10 @@
 //! The model library shared by the stage kinds, as the paper describes the networks: one
-//! module each for the sizes ([`config`]), the building blocks ([`layers`]), the encoder and
+//! module each for the sizes ([`config`]), the operations every backend runs ([`ops`]:
+//! softmax, `x · W + b`, the split into heads, GELU, LayerNorm, dropout, cross-entropy, as
+//! burn composes them; the CPU backend's fused kernels for them live apart, in
+//! `crate::cpu_kernels`), the building blocks ([`layers`]), the encoder and
 //! the [`encoder::Backbone`] every head reads ([`encoder`]), the heads — masked LM,
-//! replaced-token detection, classification — ([`heads`]), the fused kernels of the CPU
-//! training backend ([`fused`]: softmax, LayerNorm, GELU, cross-entropy; [`linear`]: the
-//! dense layers' `x · W + b`; [`head_split`]: attention's per-head layout) with their vector
-//! reductions and CPU dispatch ([`simd`]), and the weights on
+//! replaced-token detection, classification — ([`heads`]), and the weights on
 //! disk: the safetensors format ([`safetensors`]), the one table of names weights have in
 //! checkpoints, in electra-pipe's exported files and in Hugging Face transformers
 //! ([`weights`]), and the self-describing exported encoder ([`export`]), and Hugging Face
@@ -16,13 +16,10 @@
 pub mod config;
 pub mod encoder;
 pub mod export;
-pub mod fused;
-pub mod head_split;
 pub mod heads;
 pub mod layers;
-pub mod linear;
+pub mod ops;
 pub mod safetensors;
-pub mod simd;
 pub mod transformers;
 pub mod transformers_export;
 pub mod weights;

@@ -13,9 +13,9 @@ use super::prior::OutputPrior;
 use super::stats::StepStats;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
-use crate::model::fused::cross_entropy;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::{Dropout, Init};
+use crate::model::ops::cross_entropy;
 use crate::model::weights::Network;
 use crate::records::pretrain::ObjectiveName;
 

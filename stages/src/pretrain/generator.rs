@@ -15,9 +15,9 @@ use super::objective::{masked_lm_logits, sample_tokens, to_f32, ExportedNetwork,
 use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
-use crate::model::fused::cross_entropy;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::{Dropout, Init};
+use crate::model::ops::cross_entropy;
 use crate::model::weights::Network;
 
 /// What a generator is.

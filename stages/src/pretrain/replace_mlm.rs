@@ -28,9 +28,9 @@ use super::stats::StepStats;
 use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
-use crate::model::fused::cross_entropy;
 use crate::model::heads::MaskedLmHead;
 use crate::model::layers::{Dense, Dropout, Init};
+use crate::model::ops::cross_entropy;
 use crate::model::weights::Network;
 use crate::records::pretrain::ObjectiveName;
 

@@ -22,8 +22,7 @@ use burn::tensor::{ElementConversion, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::fused::{from_flex, into_flex, is_flex_f32};
-use crate::model::simd;
+use crate::cpu_kernels::{from_flex, into_flex, is_flex_f32, simd};
 
 /// The optimiser's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

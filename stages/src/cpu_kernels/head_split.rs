@@ -19,30 +19,30 @@ use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::fused::{
-    contiguous, from_flex, from_tape, into_flex, into_tape, is_flex_f32, on_tape, Tape,
-};
+use super::{contiguous, from_flex, from_tape, into_flex, into_tape, is_flex_f32, on_tape, Tape};
 
-/// `[b, s, n·d]` → `[b, n, s, d]`: the hidden states as `heads` heads.
-pub fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
-    let [b, s, h] = x.dims();
-    let shape = [b, s, heads, h / heads];
+/// `model::ops::split_heads` on the tape; elsewhere `x` back.
+pub(crate) fn split_heads<B: Backend>(
+    x: Tensor<B, 3>,
+    heads: usize,
+) -> Result<Tensor<B, 4>, Tensor<B, 3>> {
     if !on_tape(&x) {
-        return x.reshape(shape).swap_dims(1, 2);
+        return Err(x);
     }
-    from_tape(split_on_tape(into_tape(x), Shape::new(shape)))
+    let [b, s, h] = x.dims();
+    let shape = Shape::new([b, s, heads, h / heads]);
+    Ok(from_tape(split_on_tape(into_tape(x), shape)))
 }
 
-/// `[b, n, s, d]` → `[b, s, n·d]`: the heads side by side again.
-pub fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
+/// `model::ops::merge_heads` on flex; elsewhere `x` back.
+pub(crate) fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 3>, Tensor<B, 4>> {
     if is_flex_f32(&x) {
-        return from_flex(merged(&into_flex(x)));
+        return Ok(from_flex(merged(&into_flex(x))));
     }
-    let [b, n, s, d] = x.dims();
     if !on_tape(&x) {
-        return x.swap_dims(1, 2).reshape([b, s, n * d]);
+        return Err(x);
     }
-    from_tape(merge_on_tape(into_tape(x)))
+    Ok(from_tape(merge_on_tape(into_tape(x))))
 }
 
 /// `x` `[b, s, n·d]` seen as `[b, n, s, d]` (`shape` is `[b, s, n, d]`): a view, no copy.
@@ -147,6 +147,7 @@ fn dims4(x: &FlexTensor) -> [usize; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::{composed, merge_heads, split_heads};
     use burn::tensor::Distribution;
 
     fn values<const D: usize>(t: Tensor<Flex, D>) -> Vec<f32> {
@@ -166,13 +167,13 @@ mod tests {
         let heads = if fused {
             split_heads(x.clone(), 4)
         } else {
-            x.clone().reshape([2, 5, 4, 3]).swap_dims(1, 2)
+            composed::split_heads(x.clone(), 4)
         };
         let mixed = (heads.clone().swap_dims(2, 3) * Tensor::from_inner(w.clone())).swap_dims(2, 3);
         let merged = if fused {
             merge_heads(mixed)
         } else {
-            mixed.swap_dims(1, 2).reshape([2, 5, 12])
+            composed::merge_heads(mixed)
         };
         let grads = (merged.clone() * Tensor::from_inner(g.clone()))
             .sum()

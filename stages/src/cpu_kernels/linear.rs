@@ -7,7 +7,8 @@
 //! inference), the output starts as the bias rows and the product is accumulated onto them by
 //! the `gemm` crate in one call; the backward step makes `dx = dy · Wᵀ` and `dW = xᵀ · dy` as
 //! products over strided views (no transposed copies) and `db` as column sums in a fixed
-//! order. Every other backend gets burn's composed operations (tests below compare them).
+//! order. Every other backend gets burn's composed operations (`model::ops::composed::linear`;
+//! tests below compare them).
 
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
@@ -20,10 +21,8 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::fused::{
-    contiguous, from_flex, from_tape, into_flex, into_tape, is_flex_f32, on_tape, Tape,
-};
 use super::simd;
+use super::{contiguous, from_flex, from_tape, into_flex, into_tape, is_flex_f32, on_tape, Tape};
 
 /// Products with at least this many multiply-adds run on every thread of the pool (the
 /// threshold burn-flex uses).
@@ -32,25 +31,25 @@ const PARALLEL_WORK: usize = 192 * 192 * 192;
 /// Columns per parallel task of the bias gradient's column sums.
 const COLUMNS_PER_TASK: usize = 256;
 
-/// `x · weight + bias`: `x` `[rows, in]`, `weight` `[in, out]` (any strides, e.g. a
-/// transposed embedding table), `bias` `[out]`.
-pub fn linear<B: Backend>(
+/// `model::ops::linear` on flex; elsewhere the operands back.
+#[allow(clippy::type_complexity)]
+pub(crate) fn linear<B: Backend>(
     x: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,
-) -> Tensor<B, 2> {
+) -> Result<Tensor<B, 2>, (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1>)> {
     if is_flex_f32(&x) && is_flex_f32(&weight) && is_flex_f32(&bias) {
         let y = linear_forward(&into_flex(x), &into_flex(weight), &into_flex(bias));
-        return from_flex(y);
+        return Ok(from_flex(y));
     }
     if !(on_tape(&x) && on_tape(&weight) && on_tape(&bias)) {
-        return x.matmul(weight) + bias.unsqueeze();
+        return Err((x, weight, bias));
     }
-    from_tape(linear_on_tape(
+    Ok(from_tape(linear_on_tape(
         into_tape(x),
         into_tape(weight),
         into_tape(bias),
-    ))
+    )))
 }
 
 /// A 2-D f32 matrix inside a flex tensor's storage: its shape and strides in elements.
@@ -247,6 +246,7 @@ fn linear_on_tape(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ops::{composed, linear};
     use burn::tensor::Distribution;
 
     type Inner = Flex;
@@ -293,7 +293,7 @@ mod tests {
             let y = if fused {
                 linear(x.clone(), w, bias.clone())
             } else {
-                x.clone().matmul(w) + bias.clone().unsqueeze()
+                composed::linear(x.clone(), w, bias.clone())
             };
             let grads = (y.clone() * Tensor::from_inner(g.clone())).sum().backward();
             [

@@ -20,16 +20,15 @@
 //!
 //! Without autodiff (inference on `flex`: fine-tuning's evaluation) the softmax, LayerNorm
 //! and GELU run the same forward pass, so a prediction is the training graph's value bit for
-//! bit. Every other backend (and every dtype but f32) gets burn's composed operations, so
-//! results agree with them to rounding (tests below).
+//! bit. Each function takes the operation where it can (f32 on `flex`) and otherwise
+//! hands its arguments back, for `model::ops` to compose from burn's operations as every
+//! other backend (and every dtype but f32) does; results agree with those to rounding (tests
+//! below).
 
-use std::any::{Any, TypeId};
-
-use burn::backend::{Autodiff, Flex};
-use burn::tensor::activation::{self, log_softmax, softmax};
+use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Bool, Bytes, DType, Int, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Bytes, DType, Tensor};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
@@ -37,70 +36,10 @@ use burn_autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
-use super::simd;
-
-/// The CPU training backend the kernels are for.
-pub(crate) type Tape = Autodiff<Flex>;
+use super::{from_flex, from_tape, into_flex, into_tape, is_flex_f32, on_tape, simd, Tape};
 
 /// Rows per parallel task: enough work per task at the attention's short rows.
 const ROWS_PER_TASK: usize = 64;
-
-/// `value` as type `T`, which the caller has checked it is.
-fn same_type<X: Any, T: Any>(value: X) -> T {
-    *(Box::new(value) as Box<dyn Any>)
-        .downcast::<T>()
-        .expect("the caller checked the types are the same")
-}
-
-/// Whether `tensor` is an f32 tensor of backend `Of` (what the kernels handle).
-fn is_f32_of<Of: Backend, B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
-    TypeId::of::<B>() == TypeId::of::<Of>() && tensor.dtype() == DType::F32
-}
-
-/// The primitive of `tensor`, whose backend the caller has checked is `Of` ([`is_f32_of`]).
-fn primitive_of<Of: Backend, B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Of> {
-    same_type::<_, Tensor<Of, D>>(tensor)
-        .into_primitive()
-        .tensor()
-}
-
-/// `primitive` of backend `Of` as a tensor of `B`, which the caller has checked is `Of`.
-fn tensor_of<Of: Backend, B: Backend, const D: usize>(primitive: FloatTensor<Of>) -> Tensor<B, D> {
-    same_type(Tensor::<Of, D>::from_primitive(TensorPrimitive::Float(
-        primitive,
-    )))
-}
-
-/// Whether `B` is the flex training backend and `tensor` is f32 (what the kernels handle).
-pub(crate) fn on_tape<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
-    is_f32_of::<Tape, B, D>(tensor)
-}
-
-/// The tape's primitive of `tensor`, whose backend the caller has checked ([`on_tape`]).
-pub(crate) fn into_tape<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<Tape> {
-    primitive_of::<Tape, B, D>(tensor)
-}
-
-/// `primitive` as a tensor of `B`, which the caller has checked is the tape.
-pub(crate) fn from_tape<B: Backend, const D: usize>(primitive: FloatTensor<Tape>) -> Tensor<B, D> {
-    tensor_of::<Tape, B, D>(primitive)
-}
-
-/// Whether `tensor` is an f32 tensor of the flex backend itself (no autodiff): what
-/// [`into_flex`] takes.
-pub(crate) fn is_flex_f32<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> bool {
-    is_f32_of::<Flex, B, D>(tensor)
-}
-
-/// The flex primitive of `tensor`, which the caller has checked with [`is_flex_f32`].
-pub(crate) fn into_flex<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FlexTensor {
-    primitive_of::<Flex, B, D>(tensor)
-}
-
-/// `primitive` as a tensor of `B`, which the caller has checked is the flex backend.
-pub(crate) fn from_flex<B: Backend, const D: usize>(primitive: FlexTensor) -> Tensor<B, D> {
-    tensor_of::<Flex, B, D>(primitive)
-}
 
 /// e^x in f32 to within 2 ulp of the exact value, written so that loops over slices
 /// vectorise (no libm call, no branch): x = n·ln 2 + r with |r| ≤ ln 2 / 2, Cephes' degree-6
@@ -131,37 +70,29 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-/// Attention probabilities: the softmax over the last dimension of `scores` `[b, n, s, s]` ×
-/// `scale` + `bias` (the attention mask, a constant: no gradient flows to it), either
-/// `[b, 1, 1, s]` (one row of key biases per example: padding) or `[b, 1, s, s]` (one row per
-/// query: sequences packed side by side in a row see only themselves).
-pub fn attention_softmax<B: Backend>(
+/// `model::ops::attention_softmax` on flex; elsewhere the scores and bias back.
+pub(crate) fn attention_softmax<B: Backend>(
     scores: Tensor<B, 4>,
     scale: f64,
     bias: Tensor<B, 4>,
-) -> Tensor<B, 4> {
+) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)> {
     if is_flex_f32(&scores) {
         let (bias, scores) = (into_flex(bias), into_flex(scores));
-        return from_flex(attention_softmax_forward(&scores, scale as f32, bias));
+        return Ok(from_flex(attention_softmax_forward(
+            &scores,
+            scale as f32,
+            bias,
+        )));
     }
     if !on_tape(&scores) {
-        return composed_attention_softmax(scores, scale, bias);
+        return Err((scores, bias));
     }
     let bias = into_tape(bias).primitive;
-    from_tape(attention_softmax_on_tape(
+    Ok(from_tape(attention_softmax_on_tape(
         into_tape(scores),
         scale as f32,
         bias,
-    ))
-}
-
-/// [`attention_softmax`] by burn's operations, for every other backend.
-fn composed_attention_softmax<B: Backend>(
-    scores: Tensor<B, 4>,
-    scale: f64,
-    bias: Tensor<B, 4>,
-) -> Tensor<B, 4> {
-    softmax(scores * scale + bias, 3)
+    )))
 }
 
 /// The backward step of [`attention_softmax`]: it keeps the output `y` and the scale.
@@ -313,15 +244,17 @@ fn erf(x: f32) -> f32 {
     (1.0 - poly * exp(-a * a)).copysign(x)
 }
 
-/// The exact (erf) GELU, `x · Φ(x)`.
-pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+/// `model::ops::gelu` on flex; elsewhere `x` back.
+pub(crate) fn gelu<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
     if is_flex_f32(&x) {
-        return from_flex(gelu_forward(&into_flex(x).to_contiguous()));
+        return Ok(from_flex(gelu_forward(&into_flex(x).to_contiguous())));
     }
     if !on_tape(&x) {
-        return activation::gelu(x);
+        return Err(x);
     }
-    from_tape(gelu_on_tape(into_tape(x)))
+    Ok(from_tape(gelu_on_tape(into_tape(x))))
 }
 
 /// The backward step of [`gelu`]: it keeps the input (contiguous).
@@ -373,27 +306,17 @@ fn gelu_forward(input: &FlexTensor) -> FlexTensor {
     contiguous(y, input.layout().shape().clone())
 }
 
-/// Dropout with a mask already drawn: 0 where `drop` is true, `x · scale` elsewhere; the
-/// gradient passes through the same mask and scale. `drop` is in `x`'s row-major order.
-pub fn dropout<B: Backend, const D: usize>(
+/// `model::ops::dropout` on the tape; elsewhere `x` and the mask back.
+#[allow(clippy::type_complexity)]
+pub(crate) fn dropout<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     drop: Vec<bool>,
     scale: f32,
-) -> Tensor<B, D> {
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Vec<bool>)> {
     if !on_tape(&x) {
-        return composed_dropout(x, drop, scale);
+        return Err((x, drop));
     }
-    from_tape(dropout_on_tape(into_tape(x), drop, scale))
-}
-
-/// [`dropout`] by burn's operations, for every other backend.
-fn composed_dropout<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    drop: Vec<bool>,
-    scale: f32,
-) -> Tensor<B, D> {
-    let mask = Tensor::<B, D, Bool>::from_data(TensorData::new(drop, x.dims()), &x.device());
-    x.mask_fill(mask, 0.0) * scale
+    Ok(from_tape(dropout_on_tape(into_tape(x), drop, scale)))
 }
 
 /// The backward step of [`dropout`]: it keeps the mask and the scale.
@@ -486,40 +409,30 @@ fn zip_update<T: Copy + Sync>(values: &mut [f32], with: &[T], f: impl Fn(f32, T)
         });
 }
 
-/// LayerNorm over the last dimension of `x`: `(x − mean) / √(var + eps) · gamma + beta`, with
-/// the biased variance.
-pub fn layer_norm<B: Backend, const D: usize>(
+/// `model::ops::layer_norm` on flex; elsewhere `x`, gamma and beta back.
+#[allow(clippy::type_complexity)]
+pub(crate) fn layer_norm<B: Backend, const D: usize>(
     x: Tensor<B, D>,
     gamma: Tensor<B, 1>,
     beta: Tensor<B, 1>,
     eps: f64,
-) -> Tensor<B, D> {
+) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, 1>, Tensor<B, 1>)> {
     if is_flex_f32(&x) {
         let input = into_flex(x).to_contiguous();
         let (gamma, beta) = (into_flex(gamma), into_flex(beta));
-        return from_flex(layer_norm_forward(&input, &gamma, &beta, eps as f32).0);
+        return Ok(from_flex(
+            layer_norm_forward(&input, &gamma, &beta, eps as f32).0,
+        ));
     }
     if !on_tape(&x) {
-        return composed_layer_norm(x, gamma, beta, eps);
+        return Err((x, gamma, beta));
     }
-    from_tape(layer_norm_on_tape(
+    Ok(from_tape(layer_norm_on_tape(
         into_tape(x),
         into_tape(gamma),
         into_tape(beta),
         eps as f32,
-    ))
-}
-
-/// [`layer_norm`] by burn's operations, for every other backend.
-fn composed_layer_norm<B: Backend, const D: usize>(
-    x: Tensor<B, D>,
-    gamma: Tensor<B, 1>,
-    beta: Tensor<B, 1>,
-    eps: f64,
-) -> Tensor<B, D> {
-    let (var, mean) = x.clone().var_mean_bias(D - 1);
-    let normed = (x - mean) / (var + eps).sqrt();
-    normed * gamma.unsqueeze() + beta.unsqueeze()
+    )))
 }
 
 /// What [`layer_norm`]'s backward step keeps: the input (contiguous), each row's mean and
@@ -681,38 +594,16 @@ fn layer_norm_backward(state: &LayerNormState, dy: &FlexTensor) -> (Vec<f32>, Ve
     (dx, dgamma, dbeta)
 }
 
-/// Mean cross-entropy of `logits` `[n, V]` against `targets` (one id per row), and the share
-/// of rows whose largest logit is the target.
-pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: &[u32]) -> (Tensor<B, 1>, f64) {
-    let [n, _] = logits.dims();
-    assert_eq!(n, targets.len(), "one target per row of logits");
-    if !on_tape(&logits) {
-        return composed_cross_entropy(logits, targets);
-    }
-    let (loss, accuracy) = cross_entropy_on_tape(into_tape(logits), targets);
-    (from_tape(loss), accuracy)
-}
-
-/// [`cross_entropy`] by burn's operations, for every other backend.
-fn composed_cross_entropy<B: Backend>(
+/// `model::ops::cross_entropy` on the tape; elsewhere the logits back.
+pub(crate) fn cross_entropy<B: Backend>(
     logits: Tensor<B, 2>,
     targets: &[u32],
-) -> (Tensor<B, 1>, f64) {
-    let n = targets.len();
-    let device = logits.device();
-    let predicted = logits.clone().detach().argmax(1).into_data();
-    let correct = predicted
-        .iter::<i64>()
-        .zip(targets)
-        .filter(|(p, &t)| *p == i64::from(t))
-        .count();
-    let ids: Vec<i64> = targets.iter().map(|&t| i64::from(t)).collect();
-    let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [n, 1]), &device);
-    let picked = log_softmax(logits, 1).gather(1, ids); // [n, 1]
-    (
-        -picked.mean().reshape([1]),
-        correct as f64 / n.max(1) as f64,
-    )
+) -> Result<(Tensor<B, 1>, f64), Tensor<B, 2>> {
+    if !on_tape(&logits) {
+        return Err(logits);
+    }
+    let (loss, accuracy) = cross_entropy_on_tape(into_tape(logits), targets);
+    Ok((from_tape(loss), accuracy))
 }
 
 /// What one row of logits gives: its log-sum-exp, its loss and whether its argmax is the
@@ -843,7 +734,10 @@ fn cross_entropy_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
+    use crate::model::ops::{
+        attention_softmax, composed, cross_entropy, dropout, gelu, layer_norm,
+    };
+    use burn::tensor::{activation, Distribution, TensorData};
 
     type Inner = Flex;
 
@@ -939,7 +833,7 @@ mod tests {
         let [(y, dx), (y_ref, dx_ref)] = both(
             shape,
             |x| dropout(x, drop.clone(), scale),
-            |x| composed_dropout(x, drop.clone(), scale),
+            |x| composed::dropout(x, drop.clone(), scale),
         );
         assert_eq!(y, y_ref);
         assert_eq!(dx, dx_ref);
@@ -958,7 +852,7 @@ mod tests {
         let [(y, dx), (y_ref, dx_ref)] = both(
             shape,
             |x| attention_softmax(x, scale, bias.clone()),
-            |x| composed_attention_softmax(x, scale, bias.clone()),
+            |x| composed::attention_softmax(x, scale, bias.clone()),
         );
         assert_close(&y, &y_ref, 1e-6);
         assert_close(&dx, &dx_ref, 1e-5);
@@ -1012,7 +906,7 @@ mod tests {
         let [(y, dx), (y_ref, dx_ref)] = both(
             [4, 5, 9, 9],
             |x| attention_softmax(x.swap_dims(2, 3), 0.5, bias.clone()).swap_dims(2, 3),
-            |x| composed_attention_softmax(x.swap_dims(2, 3), 0.5, bias.clone()).swap_dims(2, 3),
+            |x| composed::attention_softmax(x.swap_dims(2, 3), 0.5, bias.clone()).swap_dims(2, 3),
         );
         assert_close(&y, &y_ref, 1e-6);
         assert_close(&dx, &dx_ref, 1e-5);
@@ -1041,7 +935,7 @@ mod tests {
             let y = if fused {
                 layer_norm(x.clone(), g.clone(), b.clone(), 1e-12)
             } else {
-                composed_layer_norm(x.clone(), g.clone(), b.clone(), 1e-12)
+                composed::layer_norm(x.clone(), g.clone(), b.clone(), 1e-12)
             };
             let grads = (y.clone() * Tensor::from_inner(w.clone())).sum().backward();
             [
@@ -1081,7 +975,7 @@ mod tests {
             let (loss, accuracy) = if fused {
                 cross_entropy(x.clone(), &targets)
             } else {
-                composed_cross_entropy(x.clone(), &targets)
+                composed::cross_entropy(x.clone(), &targets)
             };
             let grads = (loss.clone() * 3.0).backward();
             (
@@ -1119,7 +1013,7 @@ mod tests {
             1e-12,
         );
         assert_eq!(values(normed.clone()), values(normed_on_tape.inner()));
-        let reference = composed_layer_norm(x.clone(), gamma, beta, 1e-12);
+        let reference = composed::layer_norm(x.clone(), gamma, beta, 1e-12);
         assert_close(&values(normed), &values(reference), 1e-5);
         assert_eq!(values(gelu(x.clone())), values(gelu(tape).inner()));
         assert_close(
@@ -1130,7 +1024,7 @@ mod tests {
         let scores = x.reshape([3, 1, 5, 40]).slice([0..3, 0..1, 0..5, 0..5]);
         let bias = Tensor::<Inner, 4>::zeros([3, 1, 1, 5], &device);
         let probs = attention_softmax(scores.clone(), 0.5, bias.clone());
-        let reference = composed_attention_softmax(scores, 0.5, bias);
+        let reference = composed::attention_softmax(scores, 0.5, bias);
         assert_close(&values(probs), &values(reference), 1e-6);
     }
 
@@ -1141,7 +1035,7 @@ mod tests {
         let x = Tensor::<Inner, 2>::random([4, 6], Distribution::Normal(0.0, 1.0), &device);
         assert!(!on_tape(&x));
         let (loss, _) = cross_entropy(x.clone(), &[0, 1, 2, 3]);
-        let (loss_ref, _) = composed_cross_entropy(x, &[0, 1, 2, 3]);
+        let (loss_ref, _) = composed::cross_entropy(x, &[0, 1, 2, 3]);
         assert_eq!(values(loss), values(loss_ref));
     }
 }
