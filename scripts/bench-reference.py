@@ -7,9 +7,16 @@ its embeddings, loss = MLM + 50 * BCE, AdamW (eps 1e-6, weight decay 0.01), grad
 table as the Rust bench: seconds per step and tokens per second (batch x sequence / step time).
 
     python bench-reference.py --batch 32 --seq 128 --steps 3 --threads 2 --presets tiny,small
+
+On a GPU (what scripts/gpu-check.sh runs), timing each step to its end on the device after
+`--warmup` untimed steps, and writing the rows as JSON too:
+
+    python bench-reference.py --device cuda --batch 128 --seq 128 --warmup 5 --steps 20 \
+        --presets small --json reference.json
 """
 
 import argparse
+import json
 import time
 
 import torch
@@ -60,35 +67,44 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--presets", default="tiny,small")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    print(f"reference: transformers + PyTorch {torch.__version__} eager, {args.threads} threads")
+    sampler = torch.Generator(device=device).manual_seed(0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} threads"
+    print(f"reference: transformers + PyTorch {torch.__version__} eager, {where}")
+    rows = []
     print("| preset | objective | s/step | tokens/s |")
     print("|---|---|---:|---:|")
     for preset in args.presets.split(","):
         for objective in ("electra", "bert"):
             if objective == "electra":
-                disc = ElectraForPreTraining(config(preset))
-                gen = ElectraForMaskedLM(config(preset, 0.25))
+                disc = ElectraForPreTraining(config(preset)).to(device)
+                gen = ElectraForMaskedLM(config(preset, 0.25)).to(device)
                 disc.electra.embeddings = gen.electra.embeddings  # shared embeddings
                 params = list({id(p): p for p in [*gen.parameters(), *disc.parameters()]}.values())
             else:
-                gen = ElectraForMaskedLM(config(preset))
+                gen = ElectraForMaskedLM(config(preset)).to(device)
                 disc = None
                 params = list(gen.parameters())
             optimizer = torch.optim.AdamW(params, lr=1e-4, eps=1e-6, weight_decay=0.01)
             timed = 0.0
-            for step in range(args.steps + 1):
-                ids, masked, labels, flags = batch(args.batch, args.seq, g)
+            for step in range(args.warmup + args.steps):
+                ids, masked, labels, flags = (t.to(device) for t in batch(args.batch, args.seq, g))
+                sync()
                 started = time.perf_counter()
                 out = gen(input_ids=masked, labels=labels)
                 loss = out.loss
                 if disc is not None:
                     with torch.no_grad():
                         probs = torch.softmax(out.logits[flags], dim=-1)
-                        sampled = torch.multinomial(probs, 1, generator=g).squeeze(1)
+                        sampled = torch.multinomial(probs, 1, generator=sampler).squeeze(1)
                     corrupted = ids.clone()
                     corrupted[flags] = sampled
                     replaced = (corrupted != ids).float()
@@ -97,11 +113,17 @@ def main():
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                if step > 0:
+                sync()
+                if step >= args.warmup:
                     timed += time.perf_counter() - started
             per_step = timed / args.steps
-            print(f"| {preset} | {objective} | {per_step:.3f} | {args.batch * args.seq / per_step:.0f} |")
-
+            tokens = args.batch * args.seq / per_step
+            print(f"| {preset} | {objective} | {per_step:.3f} | {tokens:.0f} |")
+            rows.append({"preset": preset, "objective": objective, "batch": args.batch, "seq": args.seq,
+                         "seconds_per_step": per_step, "tokens_per_second": tokens})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "device": where, "rows": rows}, f, indent=2)
 
 if __name__ == "__main__":
     main()

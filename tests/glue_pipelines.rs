@@ -211,6 +211,29 @@ fn the_small_and_paper_pipelines_plan() {
         "{plan}"
     );
 
+    // One GPU for an hour: ELECTRA-Small and the compute-matched BERT-Small, both and a
+    // random-init baseline fine-tuned on the five GLUE tasks with train splits over 3 seeds.
+    // Its default backend is cuda: in a build without it, the plan says how to get it.
+    let hour = pipeline("glue_gpu_hour.yaml");
+    let out = ws.run(&["plan", hour.to_str().unwrap(), "--backend", "flex"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(plan.contains("56 stages"), "{plan}");
+    assert!(plan.contains(" 0 blocked"), "{plan}");
+    for instance in ["electra", "bert", "scratch[task=rte,seed=3]", "report"] {
+        assert!(
+            plan.contains(&format!("will run  {instance} ")),
+            "{instance}: {plan}"
+        );
+    }
+    let out = ws.run(&["plan", hour.to_str().unwrap()]);
+    if cfg!(feature = "cuda") {
+        assert!(out.status.success(), "{}", text(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("`--features cuda`"), "{}", text(&out));
+    }
+
     // Table 5 at Base size: five objectives, each fine-tuned on GLUE over 3 seeds.
     let table5 = pipeline("electra_table5_paper.yaml");
     let out = ws.run(&["plan", table5.to_str().unwrap(), "--backend", "flex"]);

@@ -144,6 +144,10 @@ pub struct StageContext<'a> {
     /// Survives crashes and retries of this exact stage (same cache key); removed when the
     /// stage completes. Long stages save resumable state here.
     pub checkpoint_dir: PathBuf,
+    /// What backends tune for this machine (GPU kernel autotuning results), shared by every
+    /// stage of the cache and kept across runs, so that a resumed stage runs the kernels its
+    /// interrupted run chose.
+    pub tuning_dir: PathBuf,
     /// The stage's own log file; raw output of child processes goes here. `tracing` events
     /// emitted on the stage's thread are written here as well.
     pub log_path: PathBuf,

@@ -217,6 +217,12 @@ impl Cache {
         self.work_dir(key).join(SCRATCH)
     }
 
+    /// Where backends keep what they tune for this machine (GPU kernel autotuning), shared by
+    /// every stage and kept across runs.
+    pub fn tuning_dir(&self) -> PathBuf {
+        self.root.join("tuning")
+    }
+
     /// The checkpoint area of `key`, kept across crashes until the stage completes.
     pub fn checkpoint_dir(&self, key: &str) -> PathBuf {
         self.root.join("checkpoints").join(key)

@@ -353,3 +353,27 @@ mod tests {
         assert_eq!(own_time_left(0, 10, 5.0), None);
     }
 }
+
+/// `electra-pipe devices`: each backend's device, or why it has none (exit 1 if any has none).
+pub fn devices(backends: &[String]) -> Result<ExitCode> {
+    let all: Vec<String> = electra_stages::backend::BACKENDS
+        .iter()
+        .map(|name| (*name).to_owned())
+        .collect();
+    let mut missing = false;
+    for backend in if backends.is_empty() { &all } else { backends } {
+        electra_stages::backend::check(backend).map_err(|e| Invalid(e.to_string()))?;
+        match electra_stages::backend::device::open(backend) {
+            Ok(device) => println!("{backend:<8} {device}"),
+            Err(error) => {
+                missing = true;
+                println!("{backend:<8} no device: {error}");
+            }
+        }
+    }
+    Ok(if missing {
+        ExitCode::from(super::exit::FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -31,13 +31,31 @@ impl<'a> MakeWriter<'a> for Stderr {
     }
 }
 
+/// The GPU backends' libraries, whose info lines (each kernel autotuned, each adapter tried)
+/// come from their own threads, outside any stage's log: shown from -v on.
+const GPU_RUNTIME_TARGETS: &[&str] = &[
+    "cubecl",
+    "cubecl_runtime",
+    "cubecl_wgpu",
+    "cubecl_cuda",
+    "burn_cubecl",
+    "burn_fusion",
+    "wgpu_core",
+    "wgpu_hal",
+    "naga",
+];
+
 /// Installs the global subscriber: level from -v/-q (or RUST_LOG), text or JSON.
 pub fn init(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        _ => "trace",
+        (true, _) => "warn".to_owned(),
+        (false, 0) => GPU_RUNTIME_TARGETS
+            .iter()
+            .fold("info".to_owned(), |filter, target| {
+                format!("{filter},{target}=warn")
+            }),
+        (false, 1) => "debug".to_owned(),
+        _ => "trace".to_owned(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()

@@ -25,23 +25,34 @@ pub mod exit {
 
 const ABOUT: &str = "Declarative, content-addressed experiment pipelines for reproducing ELECTRA.";
 
-const LONG_ABOUT: &str = "\
+/// The long description of `--help`: what electra-pipe does, the stage kinds and backends of
+/// this build, and typical use.
+fn long_about() -> String {
+    let kinds = electra_stages::registry().names().join(", ");
+    let backends = electra_stages::backend::describe();
+    format!(
+        "\
 electra-pipe runs a pipeline of stages described in a YAML file (see docs/pipeline-format.md):
-each stage has a kind (source, corpus, tokenizer, pretrain_data, glue_task, pretrain, command; see
-`electra-pipe kinds` and docs/stage-kinds.md), params, and may expand over a matrix such as
-task × seed.
+each stage has a kind ({kinds}; see `electra-pipe kinds` and docs/stage-kinds.md), params,
+and may expand over a matrix such as task × seed.
 Stages that reference each other's outputs form a DAG; independent stages run in parallel.
 
 Every result is stored in a content-addressed cache keyed by the stage kind, its params and
 the digests of its inputs, so an unchanged stage never runs twice and an interrupted run
 resumes where it stopped.
 
+The stages that run a model (pretrain, finetune) take `backend:` (or --backend NAME):
+{backends}
+
 Typical use:
   electra-pipe --data ../shared/data validate pipelines/data.yaml
   electra-pipe --data ../shared/data plan pipelines/data.yaml --set seed=1
   electra-pipe --data ../shared/data run pipelines/data.yaml -j 2
+  electra-pipe --data ../shared/data run pipelines/pretrain-tiny.yaml --backend wgpu
   electra-pipe status                      progress of the current or last run
-  electra-pipe show examples               a stage's record, metrics, outputs and log";
+  electra-pipe show examples               a stage's record, metrics, outputs and log"
+    )
+}
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 success · 1 a stage failed · 2 invalid pipeline or arguments ·
@@ -51,7 +62,7 @@ Environment: ELECTRA_PIPE_DATA (data directory), ELECTRA_PIPE_CACHE (cache direc
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
-#[command(name = "electra-pipe", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXIT_CODES)]
+#[command(name = "electra-pipe", version, about = ABOUT, long_about = long_about(), after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(flatten)]
     global: Global,
@@ -108,15 +119,24 @@ struct PipelineArgs {
     /// Override a pipeline variable: --set seeds=[1,2] --set steps=100.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     set: Vec<(String, String)>,
-    /// Training backend for `pretrain` stages (flex, ndarray, cuda): shorthand for
-    /// --set backend=NAME, for pipelines whose stages say `backend: ${backend}`.
-    #[arg(long, value_name = "NAME")]
+    // The help names the backends of this build: `backend_help`.
+    #[arg(long, value_name = "NAME", help = backend_help())]
     backend: Option<String>,
     /// Where stages that name no `executor:` run: `local` (this machine, the default) or
     /// `slurm` (each stage a Slurm job; the nodes must share the cache directory and see this
     /// binary at the same path).
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::spec::EXECUTORS))]
     executor: Option<String>,
+}
+
+/// `--backend`'s help: the backends this build has.
+fn backend_help() -> String {
+    format!(
+        "Backend of the stages that run a model (pretrain, finetune): {} in this build \
+         (`electra-pipe kinds` lists every backend). Shorthand for --set backend=NAME, for \
+         pipelines whose stages say `backend: ${{backend}}`",
+        electra_stages::backend::BACKENDS.join(", ")
+    )
 }
 
 fn parse_set(text: &str) -> Result<(String, String), String> {
@@ -204,8 +224,14 @@ enum Command {
     /// Inspect and maintain the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
-    /// List the stage kinds this build knows.
+    /// List the stage kinds and the backends this build knows.
     Kinds,
+    /// Find the device each backend would run on (a GPU, its driver and libraries): what a
+    /// `backend:` stage will use, or what is missing (exit 1).
+    Devices {
+        /// Backends to look at (default: every backend of this build).
+        backends: Vec<String>,
+    },
     /// Run one staged stage from its task file: what a Slurm job runs on its node.
     #[command(hide = true)]
     ExecStage {
@@ -277,6 +303,7 @@ pub fn main() -> ExitCode {
         } => inspect::show(&cli.global, &stage, pipeline.as_deref(), log_lines),
         Command::Cache(command) => cache_cmd::dispatch(&cli.global, command),
         Command::ExecStage { task } => exec_stage::run(&task),
+        Command::Devices { backends } => inspect::devices(&backends),
         Command::Kinds => {
             let registry = electra_stages::registry();
             let width = registry.names().iter().map(|n| n.len()).max().unwrap_or(0);
@@ -288,6 +315,10 @@ pub fn main() -> ExitCode {
                     kind.summary()
                 );
             }
+            println!(
+                "\nbackends of the stages that run a model (`backend:`, --backend):\n{}",
+                electra_stages::backend::describe()
+            );
             Ok(ExitCode::SUCCESS)
         }
     };

@@ -415,6 +415,7 @@ fn run_once(
         work_dir: scratch,
         out_dir: out.clone(),
         checkpoint_dir: checkpoints,
+        tuning_dir: cache.tuning_dir(),
         log_path: log.to_owned(),
         cpus: instance.resources.cpus,
         progress: &progress,

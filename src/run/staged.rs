@@ -42,6 +42,8 @@ pub struct StagedTask {
     pub out_dir: PathBuf,
     /// Resumable state, kept across attempts.
     pub checkpoint_dir: PathBuf,
+    /// The cache's tuning folder (GPU kernel autotuning), shared by every stage.
+    pub tuning_dir: PathBuf,
     /// The stage's log file (appended to).
     pub log_path: PathBuf,
     /// CPUs the stage may use.
@@ -129,6 +131,7 @@ pub fn run_task(task: &StagedTask, registry: &Registry, cancel: CancelToken) -> 
         work_dir: task.work_dir.clone(),
         out_dir: task.out_dir.clone(),
         checkpoint_dir: task.checkpoint_dir.clone(),
+        tuning_dir: task.tuning_dir.clone(),
         log_path: task.log_path.clone(),
         cpus: task.cpus,
         progress: &NoProgress,

@@ -37,6 +37,14 @@ pub enum DataError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A backend's device is missing or unusable (no GPU, driver or library).
+    #[error("backend `{backend}`: {message}")]
+    Device {
+        /// The backend.
+        backend: String,
+        /// What is missing and how to provide it.
+        message: String,
+    },
     /// The stage was asked to stop.
     #[error("cancelled")]
     Cancelled,

@@ -118,6 +118,7 @@ impl SlurmExecutor {
             work_dir: staging.join("scratch"),
             out_dir: staging.join("out"),
             checkpoint_dir: ctx.checkpoint_dir.clone(),
+            tuning_dir: ctx.tuning_dir.clone(),
             log_path: ctx.log_path.clone(),
             cpus: instance.resources.cpus,
         };

@@ -15,6 +15,7 @@ pub fn context<'a>(root: &Path, name: &'a str, cpus: usize) -> StageContext<'a> 
         work_dir: root.join("work"),
         out_dir: root.join("out"),
         checkpoint_dir: root.join("ckpt"),
+        tuning_dir: root.join("tuning"),
         log_path: root.join("log"),
         cpus,
         progress: &NoProgress,

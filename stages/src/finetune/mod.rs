@@ -264,8 +264,8 @@ impl StageKind for Finetune {
         // v3: the head's layers (`head`, default the official pooler).
         // v4: with `head: dense_gelu`, the model as a transformers checkpoint (`hf/`).
         // v5: training batches packed (the same function, other dropout draws and rounding).
-        // v6: the row kernels' sums in 16 lanes (`model::simd`) and the dense layers' bias
-        // added inside the product (`model::linear`): other rounding.
+        // v6: the row kernels' sums in 16 lanes (`cpu_kernels::simd`) and the dense layers' bias
+        // added inside the product (`cpu_kernels::linear`): other rounding.
         6
     }
 
@@ -366,6 +366,7 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     let finetuned = pool.install(|| {
         crate::backend::run_on(
             &params.backend,
+            &ctx.tuning_dir,
             Work {
                 settings: &settings,
                 start: &start,
@@ -374,7 +375,7 @@ fn run(params: &FinetuneParams, ctx: &StageContext<'_>) -> Result<Metrics> {
                 ctx,
             },
         )
-    })?;
+    })??;
     let seconds = started.elapsed().as_secs_f64();
     write_outputs(
         params,

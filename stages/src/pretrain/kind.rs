@@ -32,8 +32,8 @@ impl StageKind for Pretrain {
 
     fn version(&self) -> u32 {
         // v5: transformers checkpoint directories (`hf/`, `hf-generator/`).
-        // v6: the fused kernels' row sums in 16 lanes (`model::simd`): other rounding.
-        // v7: the dense layers' bias added inside the product (`model::linear`), the bias
+        // v6: the fused kernels' row sums in 16 lanes (`cpu_kernels::simd`): other rounding.
+        // v7: the dense layers' bias added inside the product (`cpu_kernels::linear`), the bias
         // gradient's column sums: other rounding.
         7
     }
@@ -108,6 +108,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
     let trained = pool.install(|| {
         crate::backend::run_on(
             &params.backend,
+            &ctx.tuning_dir,
             Training {
                 settings: &settings,
                 data: &data,
@@ -116,7 +117,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
                 ctx,
             },
         )
-    })?;
+    })??;
     write_outputs(
         &Run {
             params,
