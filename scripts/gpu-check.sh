@@ -61,6 +61,12 @@ mkdir -p "$work"
 log=$out/gpu-check.log
 : >"$log"
 exec > >(tee -a "$log") 2>&1
+tee_pid=$!
+finish() { # every line in the log before the script exits
+    exec >&- 2>&-
+    wait "$tee_pid" 2>/dev/null
+    exit "$1"
+}
 
 say() { printf '\n== %s\n' "$*"; }
 fail=0
@@ -106,11 +112,14 @@ resume_part() {
         step=$(cat "$work"/killed/checkpoints/*/latest/state.json 2>/dev/null \
             | sed -n 's/.*"step": *\([0-9]*\).*/\1/p' | sort -n | tail -n 1)
         [ "${step:-0}" -ge 20 ] && break
-        sleep 0.05
+        sleep 0.01
     done
-    kill -KILL "$pid" 2>/dev/null
+    if ! kill -KILL "$pid" 2>/dev/null; then
+        echo "the run ended before it could be killed (a fast device: nothing to resume)"
+        return 1
+    fi
     wait "$pid" 2>/dev/null
-    echo "killed after the checkpoint of step ${step:-0}" | tee "$work/killed_at.txt"
+    echo "killed after the checkpoint of step $step" | tee "$work/killed_at.txt"
     "${run[@]}" || return 1
     "$bin" --cache "$work/killed" show "pretrain[objective=electra,backend=$backend]" >"$work/resumed.txt"
 }
@@ -149,4 +158,4 @@ python3 "$check_dir/report.py" --bin "$bin" --work "$work" --backend "$backend" 
     --parts "device=$device_rc" "agreement=$agreement_rc" "resume=$resume_rc" \
     "speed=$speed_rc" "reference=$reference_rc" --json "$out/gpu-check.json" || fail=1
 echo "work folder (caches, stage logs): $work"
-exit $fail
+finish $fail

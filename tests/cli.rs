@@ -170,3 +170,50 @@ fn help_teaches_the_commands_and_exit_codes() {
         assert!(out.contains(word), "--help lacks {word}:\n{out}");
     }
 }
+
+#[test]
+fn help_and_kinds_name_every_stage_kind_and_backend_of_the_build() {
+    let run = |args: &[&str]| {
+        stdout(
+            &std::process::Command::new(common::binary())
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let help = run(&["--help"]);
+    let kinds = run(&["kinds"]);
+    let names: Vec<&str> = kinds
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .map(|line| line.split_whitespace().next().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"finetune") && names.contains(&"report"),
+        "{kinds}"
+    );
+    for name in &names {
+        assert!(help.contains(name), "--help lacks the kind {name}:\n{help}");
+    }
+    let built = if cfg!(feature = "wgpu") {
+        "wgpu"
+    } else {
+        "flex"
+    };
+    for backend in ["flex", "ndarray", "cuda", "wgpu"] {
+        assert!(help.contains(backend), "--help lacks {backend}:\n{help}");
+        assert!(kinds.contains(&format!("  {backend} ")), "{kinds}");
+    }
+    assert!(
+        kinds.contains("  flex     ") && kinds.contains("[in this build]"),
+        "{kinds}"
+    );
+    if !cfg!(feature = "cuda") {
+        assert!(kinds.contains("`--features cuda`"), "{kinds}");
+    }
+    let run_help = run(&["run", "--help"]);
+    assert!(
+        run_help.contains("--backend") && run_help.contains(built),
+        "{run_help}"
+    );
+}

@@ -4,8 +4,11 @@
 //! (Debian's `mesa-vulkan-drivers`) and runs this file:
 //!
 //! ```sh
-//! cargo test --features wgpu --test gpu_backend -- --nocapture
+//! cargo test --release --features wgpu --test gpu_backend -- --nocapture
 //! ```
+//!
+//! (in release: the GPU backends generate and compile their kernels at run time, host code a
+//! debug build runs several times slower).
 //!
 //! Every check prints its measured figures (`--nocapture` shows them). The agreement with
 //! `flex`, SIGKILL and resume, and step timings are `scripts/gpu-check.sh`'s, run here as a
@@ -17,7 +20,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{text, workspace_on_shared_data, Workspace};
+use common::{text, workspace_on_shared_data, Workspace, FINETUNE_TINY};
 
 /// Lavapipe's Vulkan driver manifest, as Debian's `mesa-vulkan-drivers` installs it.
 const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json";
@@ -64,21 +67,6 @@ impl GpuWorkspace {
         self.ws.ran_in_last_run()
     }
 }
-
-/// The data stages of the checks: 20 Wikipedia articles, a 2000-token WordPiece vocabulary,
-/// 64-token examples.
-const DATA: &str = r#"
-  wiki:
-    kind: corpus
-    params: {inputs: "${data}/corpus/wikipedia-en-2015/AA/wiki_00", max_docs: 20}
-  vocab:
-    kind: tokenizer
-    params:
-      train: {corpus: "@wiki/corpus.txt", vocab_size: 2000}
-  examples:
-    kind: pretrain_data
-    params: {corpus: "@wiki/corpus.txt", tokenizer: "@vocab/tokenizer.json", max_seq_len: 64}
-"#;
 
 /// Runs `scripts/gpu-check.sh wgpu` at tiny size on lavapipe with this build's binary and the
 /// check's data made by `scripts/gpu-bundle.sh --data-only`, as on a GPU machine: agreement
@@ -194,44 +182,43 @@ fn the_gpu_check_passes_on_wgpu_and_writes_its_json() {
     }
 }
 
-/// Tiny ELECTRA pretrained on `wgpu`, its transformers export (`hf/`) fine-tuned on RTE on
-/// both backends (same seed, same batches, same dropout).
+/// The tests' tiny fine-tuning pipeline (`common::FINETUNE_TINY`: tiny ELECTRA, 20 steps, then a
+/// GLUE task) with ELECTRA pretrained on `wgpu` and its transformers export (`hf/`) fine-tuned
+/// on both backends (same seed, same batches, same dropout). Kept short for lavapipe: WNLI (71
+/// dev examples, one prediction batch), no test split, 64 training examples for 2 epochs.
 fn finetune_pipeline() -> String {
-    format!(
-        "pipeline: gpu-finetune\nstages:{DATA}{}",
-        r#"
-  electra:
-    kind: pretrain
-    params:
-      objective: electra
-      data: "@examples/shards"
-      model: {preset: tiny}
-      steps: 20
-      batch_size: 8
-      lr: 1e-3
-      warmup_steps: 5
-      backend: wgpu
-  rte:
-    kind: glue_task
-    params: {task: rte, glue_dir: "${data}/glue", tokenizer: "@vocab/tokenizer.json"}
-  finetune:
-    kind: finetune
-    matrix: {backend: [flex, wgpu]}
-    params:
-      task: "@rte/features"
-      encoder: "@electra/hf"
-      seed: 1
-      lr: 1e-3
-      epochs: 2
-      max_train_examples: 128
-      backend: ${backend}
-"#
+    let edit = |text: String, old: &str, new: &str| {
+        assert!(text.contains(old), "FINETUNE_TINY has no {old:?}");
+        text.replacen(old, new, 1)
+    };
+    let pipeline = edit(
+        FINETUNE_TINY.to_owned(),
+        "      checkpoint_every: 1000\n",
+        "      checkpoint_every: 1000\n      backend: wgpu\n",
+    );
+    let pipeline = edit(
+        pipeline,
+        "{task: rte,",
+        "{task: wnli, splits: [train, dev],",
+    );
+    let pipeline = edit(pipeline, "seeds: [1, 2]", "seeds: [1]");
+    let pipeline = edit(
+        pipeline,
+        "matrix: {seed: \"${seeds}\"}",
+        "matrix: {seed: \"${seeds}\", backend: [flex, wgpu]}",
+    );
+    let pipeline = edit(pipeline, "@electra/model.safetensors", "@electra/hf");
+    let pipeline = edit(pipeline, "      epochs: 3\n", "      epochs: 2\n");
+    edit(
+        pipeline,
+        "      max_train_examples: 256\n",
+        "      max_train_examples: 64\n      backend: ${backend}\n",
     )
 }
 
 /// The largest difference allowed between the backends' dev scores (a share of examples) and
 /// their last epoch's mean training loss (relative): the same rounding argument as for
-/// pretraining, over fewer steps (32).
+/// pretraining, over fewer steps (4).
 const FINETUNE_TOLERANCE: f64 = 1e-4;
 
 #[test]
@@ -240,16 +227,17 @@ fn the_wgpu_pretrained_export_fine_tunes_on_wgpu_as_on_flex() {
     let pipeline = gpu.ws.write("finetune.yaml", &finetune_pipeline());
     gpu.run_ok(&pipeline, &[]);
     let metrics = |backend: &str| -> serde_json::Value {
-        let path = gpu
-            .ws
-            .output_path(&format!("finetune[backend={backend}]"), "metrics.json");
+        let path = gpu.ws.output_path(
+            &format!("finetune[seed=1,backend={backend}]"),
+            "metrics.json",
+        );
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     };
     let (flex, wgpu) = (metrics("flex"), metrics("wgpu"));
     let score = |m: &serde_json::Value| m["score"].as_f64().unwrap();
     let loss = |m: &serde_json::Value| m["last_epoch_loss"].as_f64().unwrap();
     println!(
-        "fine-tuning RTE from the wgpu-pretrained hf/ export: dev score flex {} wgpu {}; final \
+        "fine-tuning WNLI from the wgpu-pretrained hf/ export: dev score flex {} wgpu {}; final \
          training loss flex {} wgpu {} (tolerance {FINETUNE_TOLERANCE:e})",
         score(&flex),
         score(&wgpu),

@@ -334,26 +334,6 @@ fn print_log(path: &std::path::Path, lines: usize) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_stage_counts_at_its_own_rate() {
-        // 102 of 2000 steps in 60 s: 1116 s left, whatever the short stages before it took.
-        let own = own_time_left(102, 2000, 60.0).unwrap();
-        assert!((own - 60.0 * 1898.0 / 102.0).abs() < 1e-9);
-        assert_eq!(eta(&[Some(own)], 0, Some(5.0), 2), Some(own));
-        // Then 10 pending stages of 5 s on 2 jobs.
-        assert_eq!(eta(&[Some(own)], 10, Some(5.0), 2), Some(own + 25.0));
-        // A running stage without a rate yet counts as a mean stage; without any mean,
-        // nothing tells.
-        assert_eq!(eta(&[None, Some(3.0)], 0, Some(5.0), 2), Some(5.0));
-        assert_eq!(eta(&[None], 4, None, 2), None);
-        assert_eq!(own_time_left(0, 10, 5.0), None);
-    }
-}
-
 /// `electra-pipe devices`: each backend's device, or why it has none (exit 1 if any has none).
 pub fn devices(backends: &[String]) -> Result<ExitCode> {
     let all: Vec<String> = electra_stages::backend::BACKENDS
@@ -376,4 +356,24 @@ pub fn devices(backends: &[String]) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_stage_counts_at_its_own_rate() {
+        // 102 of 2000 steps in 60 s: 1116 s left, whatever the short stages before it took.
+        let own = own_time_left(102, 2000, 60.0).unwrap();
+        assert!((own - 60.0 * 1898.0 / 102.0).abs() < 1e-9);
+        assert_eq!(eta(&[Some(own)], 0, Some(5.0), 2), Some(own));
+        // Then 10 pending stages of 5 s on 2 jobs.
+        assert_eq!(eta(&[Some(own)], 10, Some(5.0), 2), Some(own + 25.0));
+        // A running stage without a rate yet counts as a mean stage; without any mean,
+        // nothing tells.
+        assert_eq!(eta(&[None, Some(3.0)], 0, Some(5.0), 2), Some(5.0));
+        assert_eq!(eta(&[None], 4, None, 2), None);
+        assert_eq!(own_time_left(0, 10, 5.0), None);
+    }
 }
