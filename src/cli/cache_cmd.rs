@@ -104,6 +104,7 @@ fn du(cache: &Cache) -> Result<ExitCode> {
         "checkpoints",
         "runs",
         "quarantine",
+        "tuning",
     ] {
         println!(
             "{area:<14} {:>10}",

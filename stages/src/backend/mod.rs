@@ -30,22 +30,22 @@ pub const KNOWN: &[KnownBackend] = &[
     KnownBackend {
         name: "flex",
         feature: None,
-        runs_on: "CPU: burn's pure-Rust backend with electra-pipe's fused CPU kernels (the default)",
+        runs_on: "CPU, burn's pure-Rust backend + fused CPU kernels (default)",
     },
     KnownBackend {
         name: "ndarray",
         feature: Some("ndarray"),
-        runs_on: "CPU: burn's ndarray backend (a second CPU reference)",
+        runs_on: "CPU, burn's ndarray backend",
     },
     KnownBackend {
         name: "cuda",
         feature: Some("cuda"),
-        runs_on: "NVIDIA GPUs through CUDA (needs the driver's libcuda, NVRTC and the CUDA headers at run time)",
+        runs_on: "NVIDIA GPUs (needs libcuda, NVRTC, CUDA headers)",
     },
     KnownBackend {
         name: "wgpu",
         feature: Some("wgpu"),
-        runs_on: "GPUs through Vulkan, Metal or DirectX 12 (AMD, Intel, Apple, NVIDIA), or the CPU through Mesa's lavapipe software Vulkan driver",
+        runs_on: "Vulkan/Metal/DX12 GPUs, or the CPU via Mesa's lavapipe",
     },
 ];
 
@@ -73,7 +73,7 @@ pub fn describe() -> String {
         .map(|known| {
             let built = match known.feature {
                 _ if BACKENDS.contains(&known.name) => "in this build".to_owned(),
-                Some(feature) => format!("not in this build: `--features {feature}`"),
+                Some(feature) => format!("build with `--features {feature}`"),
                 None => unreachable!("the always-built backend is in BACKENDS"),
             };
             format!("  {:<8} {} [{built}]", known.name, known.runs_on)
