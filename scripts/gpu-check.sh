@@ -56,6 +56,7 @@ fi
 data=${GPU_CHECK_DATA:-$here/data}
 size=${GPU_CHECK_SIZE:-small}
 limit=${GPU_CHECK_PART_SECONDS:-110}
+reference_limit=60
 work=${GPU_CHECK_WORK:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
 mkdir -p "$work"
 log=$out/gpu-check.log
@@ -70,8 +71,8 @@ finish() { # every line in the log before the script exits
 
 say() { printf '\n== %s\n' "$*"; }
 fail=0
-status_of() { # the part's status from its exit code
-    case $1 in 0) echo ok ;; skipped) echo "skipped (part 1 failed)" ;; 124 | 137) echo "timed out after ${limit} s" ;; *) echo "failed (exit $1)" ;; esac
+status_of() { # the part's status from its exit code (and its time limit, default $limit)
+    case $1 in 0) echo ok ;; skipped) echo "skipped (part 1 failed)" ;; 124 | 137) echo "timed out after ${2:-$limit} s" ;; *) echo "failed (exit $1)" ;; esac
 }
 
 [ -x "$bin" ] || { echo "gpu-check: no binary at $bin (set ELECTRA_PIPE_BIN)"; exit 2; }
@@ -145,10 +146,10 @@ echo "speed: $(status_of $speed_rc)"
 reference_rc=skipped
 if [ "$backend" = cuda ] && [ "$size" = small ] && python3 -c 'import torch, transformers' 2>/dev/null; then
     say "4. reference: transformers' ELECTRA-Small and BERT-Small steps on the same GPU"
-    timeout -s KILL 60 python3 "$here/bench-reference.py" --device cuda --batch 128 \
+    timeout -s KILL "$reference_limit" python3 "$here/bench-reference.py" --device cuda --batch 128 \
         --seq 128 --warmup 5 --steps 20 --presets small --json "$work/reference.json"
     reference_rc=$?
-    echo "reference: $(status_of $reference_rc)"
+    echo "reference: $(status_of $reference_rc "$reference_limit")"
 else
     say "4. reference: skipped (needs BACKEND cuda at size small and python3 with torch + transformers)"
 fi

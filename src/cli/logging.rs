@@ -32,12 +32,10 @@ impl<'a> MakeWriter<'a> for Stderr {
 }
 
 /// The GPU backends' libraries, whose info lines (each kernel autotuned, each adapter tried)
-/// come from their own threads, outside any stage's log: shown from -v on.
+/// come from their own threads, outside any stage's log: shown from -v on. A filter's target
+/// matches every target it begins (`cubecl` covers `cubecl_runtime`, `cubecl_wgpu`, ...).
 const GPU_RUNTIME_TARGETS: &[&str] = &[
     "cubecl",
-    "cubecl_runtime",
-    "cubecl_wgpu",
-    "cubecl_cuda",
     "burn_cubecl",
     "burn_fusion",
     "wgpu_core",

@@ -23,6 +23,8 @@ pub struct KnownBackend {
     pub feature: Option<&'static str>,
     /// What it runs on.
     pub runs_on: &'static str,
+    /// Whether it is a GPU backend (cubecl's: kernels generated and autotuned at run time).
+    pub gpu: bool,
 }
 
 /// Every backend electra-pipe knows.
@@ -31,21 +33,25 @@ pub const KNOWN: &[KnownBackend] = &[
         name: "flex",
         feature: None,
         runs_on: "CPU, burn's pure-Rust backend + fused CPU kernels (default)",
+        gpu: false,
     },
     KnownBackend {
         name: "ndarray",
         feature: Some("ndarray"),
         runs_on: "CPU, burn's ndarray backend",
+        gpu: false,
     },
     KnownBackend {
         name: "cuda",
         feature: Some("cuda"),
         runs_on: "NVIDIA GPUs (needs libcuda, NVRTC, CUDA headers)",
+        gpu: true,
     },
     KnownBackend {
         name: "wgpu",
         feature: Some("wgpu"),
         runs_on: "Vulkan/Metal/DX12 GPUs, or the CPU via Mesa's lavapipe",
+        gpu: true,
     },
 ];
 
@@ -59,6 +65,11 @@ pub const BACKENDS: &[&str] = &[
     #[cfg(feature = "wgpu")]
     "wgpu",
 ];
+
+/// Whether `backend` is one of the GPU backends ([`KnownBackend::gpu`]).
+pub fn is_gpu(backend: &str) -> bool {
+    KNOWN.iter().any(|known| known.name == backend && known.gpu)
+}
 
 /// The default backend: the CPU one every build has.
 pub fn default_backend() -> String {
@@ -117,7 +128,7 @@ pub trait OnBackend {
 pub fn run_on<W: OnBackend>(backend: &str, tuning_dir: &Path, work: W) -> Result<W::Output> {
     let device = device::open(backend)?;
     tracing::info!(backend, device = %device, "device");
-    if backend != "flex" && backend != "ndarray" {
+    if is_gpu(backend) {
         device::keep_tuning_in(tuning_dir);
     }
     Ok(match backend {
@@ -134,12 +145,12 @@ pub fn run_on<W: OnBackend>(backend: &str, tuning_dir: &Path, work: W) -> Result
 /// What ran the work, for records: the CPU model and thread count for the CPU backends, the
 /// device [`device::open`] found for the GPU ones.
 pub fn hardware(backend: &str, cpus: usize) -> String {
-    match backend {
-        "flex" | "ndarray" => format!("{}, {cpus} threads ({backend})", device::cpu_model()),
-        other => match device::open(other) {
-            Ok(device) => format!("{device} ({other})"),
-            Err(_) => format!("{other} device 0"),
-        },
+    if !is_gpu(backend) {
+        return format!("{}, {cpus} threads ({backend})", device::cpu_model());
+    }
+    match device::open(backend) {
+        Ok(device) => format!("{device} ({backend})"),
+        Err(_) => format!("{backend} device 0"),
     }
 }
 
@@ -157,6 +168,8 @@ mod tests {
             assert!(text.contains(known.name), "{text}");
         }
         assert!(text.contains("flex") && text.contains("[in this build]"));
+        assert!(is_gpu("cuda") && is_gpu("wgpu"));
+        assert!(!is_gpu("flex") && !is_gpu("ndarray") && !is_gpu("tpu"));
     }
 
     #[test]
