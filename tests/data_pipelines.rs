@@ -241,3 +241,33 @@ fn the_shipped_pipelines_validate_and_plan_without_missing_data() {
         );
     }
 }
+
+#[test]
+fn a_malformed_tagged_corpus_names_the_file_and_line_and_records_nothing() {
+    let ws = workspace_on_shared_data();
+    let good = ws.write("brown/ca01", "\n\tThe/at jury/nn said/vbd ./.\n");
+    ws.write("brown/cb02", "\tIt/pps was/bedz\n\n\tA/at jury/xx ./.\n");
+    let pipeline = ws.write(
+        "tagged.yaml",
+        &format!(
+            "pipeline: tagged\nstages:\n  brown_tagged:\n    kind: tagged_corpus\n    params: {{inputs: {}}}\n",
+            good.parent().unwrap().display()
+        ),
+    );
+    let out = ws.run(&["run", pipeline.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    let bad = good.parent().unwrap().join("cb02");
+    assert!(
+        all.contains(&format!("{}:3: unknown tag `xx`", bad.display())),
+        "{all}"
+    );
+    assert!(!all.contains("panicked"), "{all}");
+    let ls = ws.run(&["cache", "ls"]);
+    assert!(
+        !String::from_utf8_lossy(&ls.stdout).contains("brown_tagged"),
+        "nothing recorded:\n{}",
+        text(&ls)
+    );
+    assert!(walk_files(&ws.cache().join("objects")).is_empty());
+}

@@ -68,8 +68,9 @@ fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
     // The rerun runs only what had not finished, and the checkpointed stage resumes.
     let ran = ws.run_ok(&file, &[]);
     // Two pretraining runs of each objective; every run fine-tuned (and ELECTRA's halfway
-    // snapshots) on 5 tasks × 2 seeds.
-    let all = 1 + 1 + 1 + 4 + 5 + 40 + 20 + 10 + 1;
+    // snapshots) on 5 tasks × 2 seeds; the tagged corpus, a probe of every final model and
+    // halfway snapshot, and two random-init probes.
+    let all = 1 + 1 + 1 + 4 + 5 + 40 + 20 + 10 + 1 + 1 + 4 + 2 + 2;
     assert_eq!(ran.len() + finished_before.len(), all, "{ran:?}");
     assert!(finished_before.iter().all(|name| !ran.contains(name)));
     let pretraining = [
@@ -166,14 +167,50 @@ fn glue_tiny_resumes_after_a_kill_and_its_report_agrees_with_its_results() {
         "{report}"
     );
 
+    // The probe table pools each model's two pretraining runs: its accuracy is their mean at
+    // the row's best layer, as each run's probe recorded it.
+    assert!(
+        report.contains("## What pretraining learned")
+            && report.contains("| majority tag per word (training split) |")
+            && report.contains("ELECTRA-Tiny − BERT-Tiny, best layers"),
+        "{report}"
+    );
+    let probe_row = report
+        .lines()
+        .find(|l| l.starts_with("| ELECTRA-Tiny | 2 |"))
+        .unwrap_or_else(|| panic!("no probe row for ELECTRA-Tiny in {report}"));
+    let cells: Vec<&str> = probe_row.split(" | ").collect();
+    let best: usize = cells[2].parse().unwrap();
+    let accuracy: f64 = (1..=2)
+        .map(|seed| {
+            let dir = ws.output_path(
+                &format!("probe[model=electra,pretrain_seed={seed}]"),
+                "probe",
+            );
+            let summary: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                    .unwrap();
+            let layer = summary["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["layer"] == best)
+                .unwrap();
+            layer["accuracy"]["all"].as_f64().unwrap()
+        })
+        .sum::<f64>()
+        / 2.0;
+    assert_eq!(cells[3], format!("{:.1}", 100.0 * accuracy), "{probe_row}");
+
     let html = std::fs::read_to_string(ws.output_path("report", "report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 3, "three plots embedded");
+    assert_eq!(html.matches("<svg").count(), 4, "four plots embedded");
     assert!(!html.contains("src=\"http"), "self-contained");
     let plots = ws.output_path("report", "plots");
     for plot in [
         "glue_vs_flops.svg",
         "pretraining_curves.svg",
         "task_scores.svg",
+        "probe_vs_flops.svg",
     ] {
         let svg = std::fs::read_to_string(plots.join(plot)).unwrap();
         assert!(svg.contains("<svg") && svg.contains("<text"), "{plot}");
@@ -191,7 +228,7 @@ fn the_small_and_paper_pipelines_plan() {
     let out = ws.run(&["plan", pipeline("glue_small.yaml").to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     let plan = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(plan.contains("88 stages"), "{plan}");
+    assert!(plan.contains("108 stages"), "{plan}");
     assert!(
         plan.contains("will run  bert[pretrain_seed=2]"),
         "two pretraining runs per objective: {plan}"

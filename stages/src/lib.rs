@@ -5,7 +5,9 @@
 //! `corpus` (pretraining text into a document stream), `tokenizer` (BERT WordPiece), `pretrain_data` (ELECTRA
 //! pretraining examples in shards), `glue_task` (one GLUE task as tokenized features),
 //! `pretrain` (ELECTRA or BERT with burn), `finetune` (one GLUE task × seed, scored on dev),
-//! `report` (the compute-matched comparison: table, CSV, HTML, plots).
+//! `tagged_corpus` (a part-of-speech tagged corpus), `probe` (linear probes of a frozen
+//! encoder's layers, with controls), `report` (the compute-matched comparison: table, CSV,
+//! HTML, plots).
 //!
 //! Beside the kinds: [`model`] (the networks, their heads and the names of their weights),
 //! [`cpu_kernels`] (the CPU training backend's fused kernels, a fast path beside the
@@ -31,9 +33,11 @@ pub mod model;
 pub mod parallel;
 pub mod pretrain;
 pub mod pretrain_data;
+pub mod probe;
 pub mod records;
 pub mod report;
 pub mod source;
+pub mod tagged;
 pub mod textfile;
 pub mod tokenizer;
 pub mod training;
@@ -48,6 +52,8 @@ pub fn registry() -> Registry {
     registry.register(Arc::new(glue::GlueTask));
     registry.register(Arc::new(pretrain::Pretrain));
     registry.register(Arc::new(finetune::Finetune));
+    registry.register(Arc::new(tagged::TaggedCorpus));
+    registry.register(Arc::new(probe::Probe));
     registry.register(Arc::new(report::Report));
     registry.register(Arc::new(source::Source));
     registry

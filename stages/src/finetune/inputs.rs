@@ -8,8 +8,7 @@ use super::FinetuneParams;
 use crate::error::{DataError, Result};
 use crate::glue::{read_features, Feature, Label, Task, TaskInfo, TASK_FILE};
 use crate::model::config::EncoderConfig;
-use crate::model::export::{find_snapshot, ExportedEncoder};
-use crate::model::transformers;
+use crate::model::export::{encoder_file, read_encoder, ExportedEncoder};
 
 /// One split's features and the file they came from.
 pub struct Split {
@@ -73,15 +72,6 @@ pub struct Prepared {
     pub export_tokenizer: Option<PathBuf>,
 }
 
-/// The encoder file: `encoder`, or with `snapshot` the file in that directory.
-fn encoder_file(params: &FinetuneParams) -> Result<Option<PathBuf>> {
-    Ok(match (&params.encoder, params.snapshot) {
-        (Some(dir), Some(fraction)) => Some(find_snapshot(Path::new(dir), fraction)?),
-        (Some(file), None) => Some(PathBuf::from(file)),
-        (None, _) => None,
-    })
-}
-
 /// Reads and checks the task and the encoder of `params`.
 pub fn prepare(params: &FinetuneParams) -> Result<Prepared> {
     let dir = Path::new(&params.task);
@@ -135,7 +125,12 @@ pub fn prepare(params: &FinetuneParams) -> Result<Prepared> {
         .iter()
         .map(|name| Split::read(dir, name))
         .collect::<Result<Vec<_>>>()?;
-    let exported = match encoder_file(params)? {
+    let file = params
+        .encoder
+        .as_deref()
+        .map(|encoder| encoder_file(encoder, params.snapshot))
+        .transpose()?;
+    let exported = match file {
         Some(path) => {
             let (exported, file) = read_encoder(&path)?;
             check_encoder(&exported, &info, &file, &info_path)?;
@@ -159,26 +154,6 @@ pub fn prepare(params: &FinetuneParams) -> Result<Prepared> {
         encoder,
         export_tokenizer,
     })
-}
-
-/// The encoder in `path` and the file of its weights: a file a pretrain stage exported, or a
-/// Hugging Face transformers checkpoint directory (whose unused tensors, heads and pooler, the
-/// stage log lists).
-fn read_encoder(path: &Path) -> Result<(ExportedEncoder, PathBuf)> {
-    if !transformers::is_checkpoint(path) {
-        return Ok((ExportedEncoder::read(path)?, path.to_owned()));
-    }
-    let imported = transformers::read_checkpoint(path)?;
-    tracing::info!(
-        checkpoint = %path.display(),
-        model = %imported.encoder.objective,
-        unused = imported.unused.len(),
-        "a transformers checkpoint: its encoder is fine-tuned"
-    );
-    for name in &imported.unused {
-        tracing::info!(tensor = %name, "not part of the encoder, unused");
-    }
-    Ok((imported.encoder, path.join(transformers::WEIGHTS_FILE)))
 }
 
 /// The encoder must read the task's token ids: same vocabulary, long enough positions.

@@ -66,20 +66,8 @@ pub fn write_outputs(
     std::fs::copy(&log, ctx.out_dir.join(TRAIN_LOG))
         .map_err(|e| DataError::io(format!("copying {}", log.display()), e))?;
     let encoder = match &prepared.exported {
-        Some((exported, path)) => EncoderOrigin {
-            from_scratch: false,
-            objective: Some(exported.objective.clone()),
-            pretrain_step: exported.step,
-            digest: Some(crate::digest::file_digest(path)?),
-            config: Some(exported.config),
-        },
-        None => EncoderOrigin {
-            from_scratch: true,
-            objective: None,
-            pretrain_step: None,
-            digest: None,
-            config: Some(prepared.encoder),
-        },
+        Some((exported, path)) => EncoderOrigin::pretrained(exported, path)?,
+        None => EncoderOrigin::scratch(prepared.encoder),
     };
     let summary = FinetuneSummary {
         format: FINETUNE_SUMMARY_FORMAT.to_owned(),

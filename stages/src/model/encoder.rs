@@ -188,24 +188,43 @@ impl<B: Backend> Encoder<B> {
         }
     }
 
-    /// `embedded`: `[b, s, e]`, `mask_bias` from [`mask_bias`] → `[b, s, h]`.
-    fn forward(
+    /// `embedded`: `[b, s, e]`, `mask_bias` from [`Layout::mask_bias`] → `[b, s, h]`, handing `each` the input of the first block (layer 0: the
+    /// embeddings, projected to `h`) and every block's output (layer `i + 1`; the last one
+    /// after the final LayerNorm of a pre-LN encoder), as transformers' `hidden_states`.
+    fn forward_each(
         &self,
         embedded: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
         dropout: &mut Dropout<'_>,
+        mut each: impl FnMut(&Tensor<B, 3>),
     ) -> Tensor<B, 3> {
         let mut x = match &self.projection {
             Some(projection) => projection.forward(embedded),
             None => embedded,
         };
-        for block in &self.blocks {
+        let last = self.blocks.len();
+        if last > 0 || self.final_norm.is_none() {
+            each(&x);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(x, mask_bias.clone(), dropout);
+            if i + 1 < last || self.final_norm.is_none() {
+                each(&x);
+            }
         }
         match &self.final_norm {
-            Some(norm) => norm.forward(x),
+            Some(norm) => {
+                let x = norm.forward(x);
+                each(&x);
+                x
+            }
             None => x,
         }
+    }
+
+    /// Number of transformer blocks.
+    pub fn layers(&self) -> usize {
+        self.blocks.len()
     }
 }
 
@@ -275,6 +294,17 @@ pub struct Backbone<'a, B: Backend> {
 impl<B: Backend> Backbone<'_, B> {
     /// `input` → final hidden states `[b, s, h]`, in the input's rows.
     pub fn forward(&self, input: &EncoderInput<B>, dropout: &mut Dropout<'_>) -> Tensor<B, 3> {
+        self.forward_each(input, dropout, |_| {})
+    }
+
+    /// [`Backbone::forward`], handing `each` every layer's hidden states
+    /// ([`Encoder::forward_each`]).
+    fn forward_each(
+        &self,
+        input: &EncoderInput<B>,
+        dropout: &mut Dropout<'_>,
+        each: impl FnMut(&Tensor<B, 3>),
+    ) -> Tensor<B, 3> {
         let positions = match &input.layout {
             Layout::Padded(_) => None,
             Layout::Packed(packing) => Some(packing.positions.clone()),
@@ -286,7 +316,16 @@ impl<B: Backend> Backbone<'_, B> {
             dropout,
         );
         self.encoder
-            .forward(embedded, input.layout.mask_bias(), dropout)
+            .forward_each(embedded, input.layout.mask_bias(), dropout, each)
+    }
+
+    /// `input` → the hidden states of every layer, `[b, s, h]` each, in the input's rows:
+    /// layer 0 is the embeddings (projected to `h`), layer `i` the output of block `i`
+    /// (transformers' `hidden_states`). What a probe of frozen features reads.
+    pub fn every_layer(&self, input: &EncoderInput<B>) -> Vec<Tensor<B, 3>> {
+        let mut layers = Vec::new();
+        self.forward_each(input, &mut Dropout::Off, |x| layers.push(x.clone()));
+        layers
     }
 
     /// `input` → final hidden states one sequence per row, `[m, t, h]`, with their

@@ -119,3 +119,35 @@ impl ExportedEncoder {
         })
     }
 }
+
+/// The encoder file a stage names: `encoder`, or with `snapshot` the snapshot taken after that
+/// fraction of training in the `encoder` directory.
+pub fn encoder_file(encoder: &str, snapshot: Option<f64>) -> Result<std::path::PathBuf> {
+    match snapshot {
+        Some(fraction) => find_snapshot(Path::new(encoder), fraction),
+        None => Ok(std::path::PathBuf::from(encoder)),
+    }
+}
+
+/// The encoder in `path` and the file of its weights: a file a pretrain stage exported, or a
+/// Hugging Face transformers checkpoint directory (whose unused tensors, heads and pooler, the
+/// stage log lists).
+pub fn read_encoder(path: &Path) -> Result<(ExportedEncoder, std::path::PathBuf)> {
+    if !super::transformers::is_checkpoint(path) {
+        return Ok((ExportedEncoder::read(path)?, path.to_owned()));
+    }
+    let imported = super::transformers::read_checkpoint(path)?;
+    tracing::info!(
+        checkpoint = %path.display(),
+        model = %imported.encoder.objective,
+        unused = imported.unused.len(),
+        "a transformers checkpoint: its encoder is used"
+    );
+    for name in &imported.unused {
+        tracing::info!(tensor = %name, "not part of the encoder, unused");
+    }
+    Ok((
+        imported.encoder,
+        path.join(super::transformers::WEIGHTS_FILE),
+    ))
+}

@@ -5,30 +5,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::encoder::EncoderOrigin;
 use crate::error::Result;
-use crate::model::config::EncoderConfig;
 use crate::model::heads::{HeadLayers, Pooling};
 
 /// The `format` of a fine-tuning `metrics.json`.
 pub const FINETUNE_SUMMARY_FORMAT: &str = "electra-pipe finetune summary v1";
-
-/// The encoder a fine-tuning run started from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EncoderOrigin {
-    /// Random initialisation (the baseline).
-    pub from_scratch: bool,
-    /// The pretraining objective (pretrained only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub objective: Option<String>,
-    /// The snapshot's pretraining step (pretrained snapshots only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pretrain_step: Option<u64>,
-    /// BLAKE3 of the encoder file (pretrained only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// The encoder's shape.
-    pub config: Option<EncoderConfig>,
-}
 
 /// A fine-tuning run's `metrics.json`: its scores and settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,11 +1,13 @@
 //! The files one stage kind writes and another reads, each one serde type written and read
 //! through that type, so the reader cannot drift from the writer: a pretraining run's
 //! `config.json` and `metrics.jsonl` lines ([`pretrain`]), a fine-tuning run's `metrics.json`
-//! ([`finetune`]). The JSON documents carry a `format` naming their version; a file of another
+//! ([`finetune`]), a probe's `probe/summary.json` ([`probe`]). The JSON documents carry a `format` naming their version; a file of another
 //! version is refused with a message saying so, rather than half-read.
 
+pub mod encoder;
 pub mod finetune;
 pub mod pretrain;
+pub mod probe;
 
 use std::path::Path;
 

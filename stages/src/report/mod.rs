@@ -24,6 +24,7 @@
 
 pub mod intervals;
 pub mod plots;
+pub mod probing;
 pub mod render;
 pub mod results;
 pub mod table;
@@ -95,6 +96,10 @@ pub struct ReportParams {
     /// Which of the paper's published results to add as † rows.
     #[serde(default = "default_published")]
     pub published: Published,
+    /// Probe stages' `probe` directories (lists of lists are flattened): the "What
+    /// pretraining learned" section and its plot.
+    #[serde(default)]
+    pub probes: Value,
 }
 
 /// `published:` in a report's params: `true` (the paper's Table 1, the default), `false`, or
@@ -166,6 +171,15 @@ impl ReportParams {
             ));
         }
         flatten(&parsed.finetune, &mut finetune);
+        if !matches!(
+            parsed.probes,
+            Value::Null | Value::String(_) | Value::Array(_)
+        ) {
+            return Err(ParamError::new(
+                "probes",
+                "expected a path or a list of paths (references to probe stages' probe directories)",
+            ));
+        }
         if finetune.is_empty() {
             return Err(ParamError::new(
                 "finetune",
@@ -193,6 +207,12 @@ impl ReportParams {
         flatten(&self.finetune, &mut out);
         out
     }
+
+    fn probe_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        flatten(&self.probes, &mut out);
+        out
+    }
 }
 
 /// The `report` stage kind.
@@ -210,7 +230,8 @@ impl StageKind for Report {
         // v4: the reading names a pretrained encoder resolved below random initialisation.
         // v5: runs alike in all but their pretraining seed are pooled in one row, and the
         // intervals resample them (hierarchical bootstrap); results.csv has pretraining_seed.
-        5
+        // v6: part-of-speech probes (`probes`): "What pretraining learned" and its plot.
+        6
     }
 
     fn summary(&self) -> &'static str {
@@ -229,6 +250,7 @@ impl StageKind for Report {
             })
             .collect();
         inputs.extend(params.finetune_paths());
+        inputs.extend(params.probe_paths());
         Ok(StagePlan {
             inputs,
             outputs: vec![
@@ -289,6 +311,27 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         finetune.push((path, result));
     }
     let groups = results::group(&models, finetune)?;
+    let mut probe_results = Vec::new();
+    for path in params.probe_paths() {
+        let dir = PathBuf::from(path);
+        let result = probing::read_probe(&dir)?;
+        inputs.push((
+            format!(
+                "probe result: {}",
+                result.summary.encoder.digest.as_deref().map_or_else(
+                    || format!(
+                        "random init, seed {}",
+                        result.summary.init_seed.unwrap_or(0)
+                    ),
+                    |d| format!("encoder {}…", &d[..d.len().min(12)]),
+                )
+            ),
+            crate::digest::file_digest(&dir.join(crate::probe::outputs::SUMMARY_FILE))?,
+        ));
+        probe_results.push(result);
+    }
+    let probe_curves = probing::curves(&models, &probe_results);
+    let probe_groups = probing::group(&models, probe_results)?;
     let mut rows = table::our_rows(&models, &groups);
     rows.extend(params.published.rows());
     let versions = vec![
@@ -309,6 +352,15 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
     ];
     let pretraining = table::pretraining_ends(&models);
     let generator_plot = plots::glue_vs_generator_size(&models, &rows)?;
+    let notes = render::notes(&models, &groups);
+    let pairs = intervals::pairs(&rows, &models, &groups);
+    let probe_rows = probing::rows(&models, &probe_groups);
+    let probe_section = (!probe_rows.is_empty()).then(|| {
+        probing::section(
+            &probe_rows,
+            &probing::comparisons(&probe_rows, &rows, &pairs),
+        )
+    });
     let context = Context {
         title: &params.title,
         pipeline: params.pipeline.as_deref(),
@@ -316,20 +368,39 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         versions: &versions,
         pretraining: &pretraining,
         generator_plot: generator_plot.is_some(),
+        probing: probe_section.as_ref(),
     };
-    let notes = render::notes(&models, &groups);
-    let pairs = intervals::pairs(&rows, &models, &groups);
     let plots_dir = ctx.out_dir.join(PLOTS_DIR);
     std::fs::create_dir_all(&plots_dir)
         .map_err(|e| DataError::io(format!("creating {}", plots_dir.display()), e))?;
     let glue_plot = plots::glue_vs_flops(&models, &rows)?;
     let curves_plot = plots::pretraining_curves(&models)?;
     let task_plot = plots::task_scores(&rows)?;
+    let probe_plot = match &probe_section {
+        Some(_) => {
+            let random = probe_rows
+                .iter()
+                .find(|r| matches!(r.origin, results::Origin::Scratch(_)))
+                .map(|r| {
+                    let best = r.best_slot();
+                    (
+                        r.figure(probing::Figure::Accuracy, best),
+                        r.figure(probing::Figure::BitsPerToken, best),
+                    )
+                });
+            let majority = probe_rows
+                .first()
+                .map(|r| 100.0 * r.probes[0].summary.majority.all);
+            Some(plots::probe_vs_flops(&probe_curves, random, majority)?)
+        }
+        None => None,
+    };
     for (file, svg) in [
         ("glue_vs_flops.svg", Some(&glue_plot)),
         ("pretraining_curves.svg", Some(&curves_plot)),
         ("task_scores.svg", Some(&task_plot)),
         ("glue_vs_generator_size.svg", generator_plot.as_ref()),
+        ("probe_vs_flops.svg", probe_plot.as_ref()),
     ] {
         if let Some(svg) = svg {
             write_text(&plots_dir.join(file), svg)?;
@@ -348,6 +419,9 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         ("Pretraining against train FLOPs (moving average over 2% of the steps): the masked-LM loss beside the unigram entropy of the corpus (a model that ignores context), the discriminator's BCE and ROC-AUC on replaced tokens, and the collapse of the final hidden states (mean pairwise cosine across tokens).", curves_plot.as_str()),
         ("Every fine-tuning seed's dev score per task; bars mark the medians.", task_plot.as_str()),
     ];
+    if let Some(svg) = &probe_plot {
+        plots.push(("Part-of-speech probes against train FLOPs (log scale), one line per pretraining run through its snapshots: the best layer's held-out accuracy and that layer's online codelength; dashed black, random-init encoders at their best layer; dotted grey, the majority tag per word.", svg.as_str()));
+    }
     if let Some(svg) = &generator_plot {
         plots.push(("GLUE dev average against the generator's size relative to the discriminator's (the paper's Figure 3, left; 0 is a unigram generator), one line per discriminator size.", svg.as_str()));
     }

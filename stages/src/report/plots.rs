@@ -419,3 +419,84 @@ pub fn glue_vs_generator_size(models: &[Model], rows: &[Row]) -> Result<Option<S
     })
     .map(Some)
 }
+
+/// Part-of-speech probes against train FLOPs (log axis), one line per pretraining run
+/// through its snapshots and final weights: the best layer's held-out accuracy (left) and
+/// that layer's online codelength per training token (right); dashed, the random-init
+/// encoders' mean (and, on the left, the majority-tag-per-word baseline, dotted grey).
+pub fn probe_vs_flops(
+    curves: &super::probing::ProbeCurves,
+    random_init: Option<(f64, f64)>,
+    majority: Option<f64>,
+) -> Result<String> {
+    svg_of(WIDTH, HEIGHT, |root| {
+        let areas = root.split_evenly((1, 2));
+        for (panel, area) in areas.iter().enumerate() {
+            let lines: Vec<(String, Vec<(f64, f64)>)> = curves
+                .iter()
+                .map(|(name, accuracy, bits)| {
+                    (
+                        name.clone(),
+                        if panel == 0 {
+                            accuracy.clone()
+                        } else {
+                            bits.clone()
+                        },
+                    )
+                })
+                .collect();
+            let mut references: Vec<(f64, RGBAColor)> = Vec::new();
+            if let Some((accuracy, bits)) = random_init {
+                references.push((if panel == 0 { accuracy } else { bits }, BLACK.mix(0.8)));
+            }
+            if let (0, Some(m)) = (panel, majority) {
+                references.push((m, RGBColor(0x7f, 0x7f, 0x7f).mix(0.8)));
+            }
+            let xs = lines.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
+            let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            let ys = lines
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(|q| q.1))
+                .chain(references.iter().map(|r| r.0));
+            let (y_lo, y_hi) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+            if lo > hi || y_lo > y_hi {
+                continue;
+            }
+            let pad = (y_hi - y_lo).max(1e-3) * 0.08;
+            let (x_lo, x_hi) = ((lo / 2.0).max(1.0), hi * 2.0);
+            let mut chart = ChartBuilder::on(area)
+                .caption(
+                    if panel == 0 {
+                        "POS probe accuracy, best layer (held out)"
+                    } else {
+                        "online codelength, bits/token (lower: learned more)"
+                    },
+                    (FONT, 15),
+                )
+                .margin(12)
+                .x_label_area_size(44)
+                .y_label_area_size(50)
+                .build_cartesian_2d((x_lo..x_hi).log_scale(), (y_lo - pad)..(y_hi + pad))
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("train FLOPs (log scale)")
+                .x_labels(4)
+                .x_label_formatter(&|x| format!("{x:.0e}"))
+                .draw()
+                .map_err(plot_error)?;
+            for (height, c) in references {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(x_lo, height), (x_hi, height)],
+                        6,
+                        4,
+                        c.stroke_width(1),
+                    ))
+                    .map_err(plot_error)?;
+            }
+            draw_lines(&mut chart, lines.iter().map(|(n, p)| (n.clone(), p)))?;
+        }
+        Ok(())
+    })
+}

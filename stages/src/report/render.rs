@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::intervals::{Difference, Pair};
+use super::probing::ProbeSection;
 use super::results::{runs_of, Model, Origin};
 use super::table::{
     markdown, pretraining_cells, pretraining_markdown, task_columns, PretrainingEnd, Row, RowKind,
@@ -26,6 +27,9 @@ pub struct Context<'a> {
     pub pretraining: &'a [PretrainingEnd],
     /// Whether `plots/glue_vs_generator_size.svg` was drawn.
     pub generator_plot: bool,
+    /// The part-of-speech probes' section (and `plots/probe_vs_flops.svg`), if the report has
+    /// probes.
+    pub probing: Option<&'a ProbeSection>,
 }
 
 fn task_name(task: &str) -> &str {
@@ -301,6 +305,9 @@ pub fn report_markdown(
     } else {
         &reading
     });
+    if let Some(section) = context.probing {
+        out.push_str(&probing_markdown(section));
+    }
     if !notes.is_empty() {
         out.push_str("\n## Notes\n\n");
         for note in notes {
@@ -311,7 +318,59 @@ pub fn report_markdown(
     if context.generator_plot {
         out.push_str("\n![GLUE vs generator size](plots/glue_vs_generator_size.svg)\n");
     }
+    if context.probing.is_some() {
+        out.push_str("\n![Probes vs FLOPs](plots/probe_vs_flops.svg)\n");
+    }
     out.push_str(&provenance_markdown(context));
+    out
+}
+
+/// What the probe section says before its tables.
+const PROBING_INTRO: &str = "Linear part-of-speech probes (12 universal tags) on each frozen encoder's layers (0: the embeddings), trained on the Brown corpus's training documents and scored on held-out documents (whole files, stratified over genres). Accuracy on every held-out token, on tokens of word types with several tags in the probe's training split (*ambiguous*) and of types it never saw (*unseen*); *selectivity* is accuracy minus the accuracy of the same probe trained on a control task (each word type a fixed random tag; Hewitt & Liang 2019); *bits/token* is the online codelength of the training tags (Voita & Titov 2020; lower means the tags are easier to learn from the layer). Figures ×100 but bits, each the mean over the row's pretraining runs (or random-init seeds). Each row is read at its own best layer by held-out accuracy, and at its last layer.";
+
+/// The probe section in Markdown.
+fn probing_markdown(section: &ProbeSection) -> String {
+    let mut out = format!(
+        "\n## What pretraining learned (part-of-speech probes)\n\n{PROBING_INTRO}\n\n{}",
+        section.table.markdown()
+    );
+    if !section.differences.rows.is_empty() {
+        let _ = write!(
+            out,
+            "\nA − B with 95% intervals from a hierarchical bootstrap (each row's pretraining runs, then sentences: held-out sentences for accuracy and selectivity, training sentences for bits/token; the same sentences for both rows). Bold where the interval excludes 0; the best layer is chosen on the point estimate and not redrawn.\n\n{}",
+            section.differences.markdown()
+        );
+        out.push('\n');
+        for sentence in &section.reading {
+            let _ = writeln!(out, "- {sentence}");
+        }
+    }
+    out
+}
+
+/// The probe section in HTML.
+fn probing_html(section: &ProbeSection) -> String {
+    let mut out = format!(
+        "<h2>What pretraining learned (part-of-speech probes)</h2><p>{}</p>{}",
+        escape(PROBING_INTRO),
+        html_table(&section.table.headers, &section.table.rows)
+    );
+    if !section.differences.rows.is_empty() {
+        out.push_str(&html_table(
+            &section.differences.headers,
+            &section
+                .differences
+                .rows
+                .iter()
+                .map(|r| r.iter().map(|c| c.replace("**", "")).collect())
+                .collect::<Vec<_>>(),
+        ));
+        out.push_str("<ul>");
+        for sentence in &section.reading {
+            let _ = write!(out, "<li>{}</li>", escape(sentence));
+        }
+        out.push_str("</ul>");
+    }
     out
 }
 
@@ -476,6 +535,9 @@ pub fn report_html(
     if !pairs.is_empty() {
         let _ = writeln!(table, "<h2>Differences</h2>\n<p>A − B per task and on the GLUE average (×100), with 95% intervals ({}); in bold where the interval excludes 0.</p>", interval_method(rows, pairs));
         table.push_str(&differences_html(rows, pairs));
+    }
+    if let Some(section) = context.probing {
+        table.push_str(&probing_html(section));
     }
     let mut reading_html = String::new();
     for line in reading(rows, pairs).lines() {

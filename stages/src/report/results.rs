@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
 use crate::model::config::{EncoderConfig, Norm, Preset};
+use crate::records::encoder::EncoderOrigin;
 use crate::records::finetune::FinetuneSummary;
 use crate::records::pretrain::{read_steps, PretrainSummary, StepRecord};
 
@@ -285,47 +286,76 @@ fn shape_label(config: &EncoderConfig) -> String {
     )
 }
 
-/// Groups fine-tuning results by the weights they started from (the pretraining runs of one
-/// model together, under its first run); a pretrained encoder that is none of `models`' final
-/// weights or snapshots is an error naming the result.
+/// Which weights a result's encoder is: every model's final weights and snapshots by digest.
+pub struct Origins {
+    /// Digest → (the run, its step; `None`: final weights).
+    by_digest: BTreeMap<String, (usize, Option<u64>)>,
+    /// Each run's row model ([`row_model`]).
+    rows: Vec<usize>,
+}
+
+impl Origins {
+    /// The weights of every model of the report.
+    pub fn new(models: &[Model]) -> Self {
+        let mut by_digest = BTreeMap::new();
+        for (index, model) in models.iter().enumerate() {
+            for (digest, step) in model.weights() {
+                if step.is_none() {
+                    // A final model's label wins over any snapshot's of the same weights.
+                    by_digest.insert(digest.to_owned(), (index, step));
+                } else {
+                    by_digest.entry(digest.to_owned()).or_insert((index, step));
+                }
+            }
+        }
+        Origins {
+            by_digest,
+            rows: (0..models.len()).map(|i| row_model(models, i)).collect(),
+        }
+    }
+
+    /// The pretraining run (model index) and step of the weights of `digest`.
+    pub fn run_of(&self, digest: &str) -> Option<(usize, Option<u64>)> {
+        self.by_digest.get(digest).copied()
+    }
+
+    /// The row a result from `encoder` belongs to (the pretraining runs of one model together,
+    /// under its first run); a pretrained encoder that is none of the models' final weights or
+    /// snapshots is an error naming the result at `path`.
+    pub fn of(&self, encoder: &EncoderOrigin, path: &Path) -> Result<Origin> {
+        if encoder.from_scratch {
+            return Ok(Origin::Scratch(
+                encoder
+                    .config
+                    .as_ref()
+                    .map_or_else(|| "unknown size".to_owned(), size_label),
+            ));
+        }
+        let digest = encoder.digest.clone().unwrap_or_default();
+        let (run, step) = self.run_of(&digest).ok_or_else(|| {
+            DataError::invalid(
+                path,
+                format!(
+                    "this result used an encoder (digest {digest}) that is none of the report's models or their snapshots: expected its pretraining stage under `models`"
+                ),
+            )
+        })?;
+        Ok(Origin::Pretrained {
+            model: self.rows[run],
+            step,
+        })
+    }
+}
+
+/// Groups fine-tuning results by the weights they started from ([`Origins::of`]).
 pub fn group(
     models: &[Model],
     results: Vec<(PathBuf, FinetuneSummary)>,
 ) -> Result<BTreeMap<Origin, Vec<FinetuneSummary>>> {
-    let mut by_digest = BTreeMap::new();
-    for (index, model) in models.iter().enumerate() {
-        let row = row_model(models, index);
-        for (digest, step) in model.weights() {
-            let origin = Origin::Pretrained { model: row, step };
-            if step.is_none() {
-                // A final model's label wins over any snapshot's of the same weights.
-                by_digest.insert(digest.to_owned(), origin);
-            } else {
-                by_digest.entry(digest.to_owned()).or_insert(origin);
-            }
-        }
-    }
+    let origins = Origins::new(models);
     let mut groups: BTreeMap<Origin, Vec<FinetuneSummary>> = BTreeMap::new();
     for (path, result) in results {
-        let origin = if result.encoder.from_scratch {
-            Origin::Scratch(
-                result
-                    .encoder
-                    .config
-                    .as_ref()
-                    .map_or_else(|| "unknown size".to_owned(), size_label),
-            )
-        } else {
-            let digest = result.encoder.digest.clone().unwrap_or_default();
-            by_digest.get(&digest).cloned().ok_or_else(|| {
-                DataError::invalid(
-                    &path,
-                    format!(
-                        "this result fine-tuned an encoder (digest {digest}) that is none of the report's models or their snapshots: expected its pretraining stage under `models`"
-                    ),
-                )
-            })?
-        };
+        let origin = origins.of(&result.encoder, &path)?;
         groups.entry(origin).or_default().push(result);
     }
     Ok(groups)
