@@ -228,13 +228,13 @@ impl ProbeParams {
                 "expected at least 1, or null for every document not held out",
             ));
         }
-        if !(parsed.lr > 0.0) {
+        if parsed.lr.is_nan() || parsed.lr <= 0.0 {
             return Err(ParamError::new(
                 "lr",
                 format!("expected a positive rate, found {}", parsed.lr),
             ));
         }
-        if !(parsed.l2 >= 0.0) {
+        if parsed.l2.is_nan() || parsed.l2 < 0.0 {
             return Err(ParamError::new(
                 "l2",
                 format!("expected a weight ≥ 0, found {}", parsed.l2),
@@ -371,6 +371,7 @@ fn run(params: &ProbeParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         None => Start::Scratch(config, params.init_seed),
     };
     let pool = crate::parallel::worker_pool(ctx.cpus)?;
+    let forward_started = std::time::Instant::now();
     let extracted = pool.install(|| {
         crate::backend::run_on(
             &params.backend,
@@ -384,6 +385,12 @@ fn run(params: &ProbeParams, ctx: &StageContext<'_>) -> Result<Metrics> {
             },
         )
     })??;
+    let forward_seconds = forward_started.elapsed().as_secs_f64();
+    tracing::info!(
+        seconds = forward_seconds,
+        matmul_gflops_per_second = extracted.forward_flops / forward_seconds / 1e9,
+        "forward passes done"
+    );
     if ctx.cancel.is_cancelled() {
         return Err(DataError::Cancelled);
     }

@@ -577,6 +577,16 @@ pub fn section(rows: &[ProbeRow], comparisons: &[ProbeComparison]) -> ProbeSecti
         sentence.push('.');
         reading.push(sentence);
     }
+    if !comparisons.is_empty() {
+        let most = rows.iter().map(|r| r.probes.len()).max().unwrap_or(1);
+        reading.push(if most > 1 {
+            format!(
+                "What the intervals cover: the finite sentences probed and, for rows that pool several pretraining runs or random-init seeds (up to {most} here), the spread between them, coarsely (a bootstrap over k runs sees (k − 1)/k of their variance); not the probes' own training seed, which is the same for every encoder."
+            )
+        } else {
+            "What the intervals cover: the finite sentences probed, not the spread between separately pretrained encoders (one run per row), nor the probes' own training seed.".to_owned()
+        });
+    }
     ProbeSection {
         table,
         differences,
