@@ -646,3 +646,92 @@ pub fn curves(models: &[Model], results: &[ProbeResult]) -> ProbeCurves {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe result of one layer whose held-out sentences (10 tokens each) have `correct`
+    /// right answers each, and whose training sentences cost `bits` each.
+    fn result(correct: &[f64], bits: &[f64]) -> ProbeResult {
+        let summary: ProbeSummary = serde_json::from_value(serde_json::json!({
+            "format": crate::records::probe::PROBE_SUMMARY_FORMAT,
+            "encoder": {"from_scratch": true, "config": null},
+            "tagset": "universal", "tags": [], "train_docs": [], "eval_docs": [],
+            "train_tokens": 0, "eval_tokens": 0, "eval_sentences": 0, "ambiguous_tokens": 0,
+            "unseen_tokens": 0, "dropped_words": 0,
+            "majority": {"all": 0.9, "ambiguous": 0.8, "unseen": 0.6},
+            "layers": [{"layer": 0, "accuracy": {"all": 0.5, "ambiguous": 0.5, "unseen": 0.5},
+                        "control_accuracy": 0.4, "selectivity": 0.1, "codelength_bits": 1.0,
+                        "bits_per_token": 1.0, "compression": 1.0}],
+            "seed": 0, "l2": 0.0, "epochs": 1, "min_steps": 0, "batch_size": 1, "lr": 0.1,
+            "forward_flops": 0.0, "backend": "flex", "seconds": 0.0
+        }))
+        .unwrap();
+        let counts = |values: &[f64]| -> Vec<SentenceCounts> {
+            values
+                .iter()
+                .map(|&v| SentenceCounts {
+                    tokens: 10.0,
+                    values: vec![[v, 0.0]],
+                })
+                .collect()
+        };
+        ProbeResult {
+            summary,
+            dir: PathBuf::from("probe"),
+            eval: counts(correct),
+            train: counts(bits),
+            eval_ids: (0..correct.len()).map(|i| i.to_string()).collect(),
+            train_ids: (0..bits.len()).map(|i| i.to_string()).collect(),
+        }
+    }
+
+    fn row(probes: Vec<ProbeResult>) -> ProbeRow {
+        ProbeRow {
+            label: "row".to_owned(),
+            origin: Origin::Scratch("tiny".to_owned()),
+            probes,
+            layers: vec![0],
+        }
+    }
+
+    #[test]
+    fn a_row_against_itself_differs_by_nothing() {
+        let a = row(vec![result(&[5.0, 7.0, 6.0, 9.0], &[3.0, 4.0])]);
+        let d = difference(Figure::Accuracy, (&a, 0), (&a, 0), false, 1);
+        assert_eq!((d.estimate, d.low, d.high), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn a_consistent_gap_is_resolved_and_spread_runs_widen_the_interval() {
+        let sentences: Vec<f64> = (0..200).map(|i| (i % 5) as f64 + 3.0).collect();
+        let better: Vec<f64> = sentences.iter().map(|v| v + 1.0).collect();
+        let bits: Vec<f64> = vec![10.0; 50];
+        let a = row(vec![result(&better, &bits)]);
+        let b = row(vec![result(&sentences, &bits)]);
+        let d = difference(Figure::Accuracy, (&a, 0), (&b, 0), false, 1);
+        assert!((d.estimate - 10.0).abs() < 1e-9 && d.resolved(), "{d:?}");
+        // Two runs of A far apart: the mean is the same, the interval covers their spread.
+        let worse: Vec<f64> = sentences.iter().map(|v| v - 1.0).collect();
+        let runs = row(vec![
+            result(&better, &bits),
+            result(&worse.iter().map(|v| v + 2.0).collect::<Vec<_>>(), &bits),
+        ]);
+        let spread = row(vec![
+            result(
+                &sentences.iter().map(|v| v + 3.0).collect::<Vec<_>>(),
+                &bits,
+            ),
+            result(&worse, &bits),
+        ]);
+        let narrow = difference(Figure::Accuracy, (&runs, 0), (&b, 0), false, 1);
+        let wide = difference(Figure::Accuracy, (&spread, 0), (&b, 0), false, 1);
+        assert!((wide.estimate - narrow.estimate).abs() < 1e-9);
+        assert!(
+            wide.high - wide.low > 2.0 * (narrow.high - narrow.low),
+            "{narrow:?} {wide:?}"
+        );
+        assert!(!wide.resolved(), "{wide:?}");
+    }
+}

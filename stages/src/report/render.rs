@@ -352,7 +352,7 @@ fn probing_markdown(section: &ProbeSection) -> String {
 fn probing_html(section: &ProbeSection) -> String {
     let mut out = format!(
         "<h2>What pretraining learned (part-of-speech probes)</h2><p>{}</p>{}",
-        escape(PROBING_INTRO),
+        escape(&PROBING_INTRO.replace('*', "")),
         html_table(&section.table.headers, &section.table.rows)
     );
     if !section.differences.rows.is_empty() {
