@@ -46,6 +46,7 @@ use self::train::{finetune, FinetuneSettings, Finetuned, Start, TRAIN_LOG};
 use crate::error::Result;
 use crate::glue::Feature;
 use crate::model::config::ModelParams;
+use crate::model::export::check_encoder_params;
 use crate::model::heads::{HeadLayers, HeadShape, Pooling};
 use crate::model::transformers_export::unsupported;
 use crate::training::optimizer::{AdamWSettings, Decay, Schedule};
@@ -166,46 +167,24 @@ impl FinetuneParams {
     pub fn parse(params: &Params) -> Result<Self, ParamError> {
         let parsed: FinetuneParams = parse_params(params)?;
         crate::backend::check(&parsed.backend)?;
-        match (&parsed.encoder, &parsed.from_scratch) {
-            (Some(_), Some(_)) => {
-                return Err(ParamError::new(
-                    "from_scratch",
-                    "both `encoder` and `from_scratch` are set: expected one",
-                ))
-            }
-            (None, None) => {
-                return Err(ParamError::new(
-                    "",
-                    "expected `encoder` (a pretrain stage's model.safetensors or snapshot) or `from_scratch: {preset: ...}`",
-                ))
-            }
-            (None, Some(model)) => {
-                if model.dropout.is_some() {
-                    return Err(ParamError::new(
-                        "from_scratch.dropout",
-                        "the fine-tuning dropout is the stage's `dropout`, for every encoder alike: expected it there",
-                    ));
-                }
-                model
-                    .encoder(1)
-                    .validate()
-                    .map_err(|(field, message)| {
-                        ParamError::new(format!("from_scratch.{field}"), message)
-                    })?
-            }
-            (Some(_), None) => {}
+        check_encoder_params(
+            parsed.encoder.as_deref(),
+            parsed.snapshot,
+            parsed.from_scratch.as_ref(),
+        )?;
+        if parsed
+            .from_scratch
+            .as_ref()
+            .is_some_and(|m| m.dropout.is_some())
+        {
+            return Err(ParamError::new(
+                "from_scratch.dropout",
+                "the fine-tuning dropout is the stage's `dropout`, for every encoder alike: expected it there",
+            ));
         }
         if let (true, Some(model)) = (parsed.head_shape().is_transformers(), &parsed.from_scratch) {
             if let Some(reason) = unsupported(&model.encoder(1)) {
                 return Err(ParamError::new("head", transformers::no_class(reason)));
-            }
-        }
-        if let Some(fraction) = parsed.snapshot {
-            if parsed.encoder.is_none() || !(fraction > 0.0 && fraction <= 1.0) {
-                return Err(ParamError::new(
-                    "snapshot",
-                    format!("expected a fraction of training in (0, 1] with `encoder: \"@<pretrain stage>/snapshots\"`, found {fraction}"),
-                ));
             }
         }
         let positive = |field: &str, ok: bool, found: String| {

@@ -151,3 +151,42 @@ pub fn read_encoder(path: &Path) -> Result<(ExportedEncoder, std::path::PathBuf)
         path.join(super::transformers::WEIGHTS_FILE),
     ))
 }
+
+/// Checks the params that name a stage's encoder: exactly one of `encoder` (an exported file,
+/// a `snapshots` directory with `snapshot`, or a transformers checkpoint) and `from_scratch`
+/// (a valid size); `snapshot` only with `encoder`, as a fraction of training in (0, 1].
+pub fn check_encoder_params(
+    encoder: Option<&str>,
+    snapshot: Option<f64>,
+    from_scratch: Option<&super::config::ModelParams>,
+) -> std::result::Result<(), electra_pipe_api::ParamError> {
+    use electra_pipe_api::ParamError;
+    match (encoder, from_scratch) {
+        (Some(_), Some(_)) => {
+            return Err(ParamError::new(
+                "from_scratch",
+                "both `encoder` and `from_scratch` are set: expected one",
+            ))
+        }
+        (None, None) => {
+            return Err(ParamError::new(
+                "",
+                "expected `encoder` (a pretrain stage's model.safetensors, its snapshots with `snapshot`, or a transformers checkpoint) or `from_scratch: {preset: ...}`",
+            ))
+        }
+        (None, Some(model)) => model
+            .encoder(1)
+            .validate()
+            .map_err(|(field, message)| ParamError::new(format!("from_scratch.{field}"), message))?,
+        (Some(_), None) => {}
+    }
+    if let Some(fraction) = snapshot {
+        if encoder.is_none() || !(fraction > 0.0 && fraction <= 1.0) {
+            return Err(ParamError::new(
+                "snapshot",
+                format!("expected a fraction of training in (0, 1] with `encoder: \"@<pretrain stage>/snapshots\"`, found {fraction}"),
+            ));
+        }
+    }
+    Ok(())
+}

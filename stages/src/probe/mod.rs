@@ -40,7 +40,7 @@ use self::features::{Extract, Extracted, Start};
 use self::words::{prepare, ProbeData, TypeTags};
 use crate::error::{DataError, Result};
 use crate::model::config::ModelParams;
-use crate::model::export::{encoder_file, read_encoder};
+use crate::model::export::{check_encoder_params, encoder_file, read_encoder};
 use crate::records::encoder::EncoderOrigin;
 use crate::tokenizer::BertTokenizer;
 
@@ -168,35 +168,11 @@ impl ProbeParams {
     pub fn parse(params: &Params) -> Result<Self, ParamError> {
         let parsed: ProbeParams = parse_params(params)?;
         crate::backend::check(&parsed.backend)?;
-        match (&parsed.encoder, &parsed.from_scratch) {
-            (Some(_), Some(_)) => {
-                return Err(ParamError::new(
-                    "from_scratch",
-                    "both `encoder` and `from_scratch` are set: expected one",
-                ))
-            }
-            (None, None) => {
-                return Err(ParamError::new(
-                    "",
-                    "expected `encoder` (a pretrain stage's model.safetensors, snapshots with `snapshot`, or a transformers checkpoint) or `from_scratch: {preset: ...}`",
-                ))
-            }
-            (None, Some(model)) => model
-                .encoder(1)
-                .validate()
-                .map_err(|(field, message)| {
-                    ParamError::new(format!("from_scratch.{field}"), message)
-                })?,
-            (Some(_), None) => {}
-        }
-        if let Some(fraction) = parsed.snapshot {
-            if parsed.encoder.is_none() || !(fraction > 0.0 && fraction <= 1.0) {
-                return Err(ParamError::new(
-                    "snapshot",
-                    format!("expected a fraction of training in (0, 1] with `encoder: \"@<pretrain stage>/snapshots\"`, found {fraction}"),
-                ));
-            }
-        }
+        check_encoder_params(
+            parsed.encoder.as_deref(),
+            parsed.snapshot,
+            parsed.from_scratch.as_ref(),
+        )?;
         if parsed.layers.as_ref().is_some_and(Vec::is_empty) {
             return Err(ParamError::new(
                 "layers",
