@@ -231,7 +231,8 @@ impl StageKind for Report {
         // v5: runs alike in all but their pretraining seed are pooled in one row, and the
         // intervals resample them (hierarchical bootstrap); results.csv has pretraining_seed.
         // v6: part-of-speech probes (`probes`): "What pretraining learned" and its plot.
-        6
+        // v7: a probe of the snapshot at the last step is the model's final row.
+        7
     }
 
     fn summary(&self) -> &'static str {

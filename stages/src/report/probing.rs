@@ -284,7 +284,14 @@ pub fn group(
         }
     }
     for r in results {
-        let origin = origins.of(&r.summary.encoder, &r.dir)?;
+        let origin = match origins.of(&r.summary.encoder, &r.dir)? {
+            // The snapshot at the last step is the final weights.
+            Origin::Pretrained {
+                model,
+                step: Some(step),
+            } if step == models[model].summary.steps => Origin::Pretrained { model, step: None },
+            origin => origin,
+        };
         groups.entry(origin).or_default().push(r);
     }
     Ok(groups)
@@ -416,7 +423,7 @@ pub fn comparisons(rows: &[ProbeRow], table: &[Row], pairs: &[Pair]) -> Vec<Prob
         if !matches!(row.origin, Origin::Pretrained { step: None, .. }) {
             continue;
         }
-        if let Some(zero) = row.embedding_slot() {
+        if let Some(zero) = row.embedding_slot().filter(|&zero| zero != row.best_slot()) {
             let best = row.best_slot();
             out.push(compare(
                 format!("{} layer {} − its layer 0", row.label, row.layers[best]),
