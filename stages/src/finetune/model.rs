@@ -20,7 +20,7 @@ use crate::model::export::ExportedEncoder;
 use crate::model::heads::{ClassificationHead, HeadLayers, HeadShape, Pooling};
 use crate::model::layers::{Dropout, Init};
 use crate::model::transformers;
-use crate::model::weights::{load_named, part, Part};
+use crate::model::weights::load_named;
 
 /// Encoder + task head: the pooled hidden state → the head's layers → `k` outputs.
 #[derive(Module, Debug)]
@@ -57,15 +57,11 @@ impl<B: Backend> Classifier<B> {
         source: &Path,
     ) -> Result<Self> {
         let fresh = Classifier::new(init, &exported.config, outputs, head);
-        let tensors = |of| part(&exported.tensors, of);
+        let (embeddings, encoder) =
+            exported.load_into(fresh.embeddings, fresh.encoder, init.device, source)?;
         Ok(Classifier {
-            embeddings: load_named(
-                fresh.embeddings,
-                &tensors(Part::Embeddings),
-                init.device,
-                source,
-            )?,
-            encoder: load_named(fresh.encoder, &tensors(Part::Encoder), init.device, source)?,
+            embeddings,
+            encoder,
             head: fresh.head,
         })
     }

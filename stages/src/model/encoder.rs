@@ -203,28 +203,16 @@ impl<B: Backend> Encoder<B> {
             None => embedded,
         };
         let last = self.blocks.len();
-        if last > 0 || self.final_norm.is_none() {
+        for layer in 0..=last {
+            if layer > 0 {
+                x = self.blocks[layer - 1].forward(x, mask_bias.clone(), dropout);
+            }
+            if let (true, Some(norm)) = (layer == last, &self.final_norm) {
+                x = norm.forward(x);
+            }
             each(&x);
         }
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, mask_bias.clone(), dropout);
-            if i + 1 < last || self.final_norm.is_none() {
-                each(&x);
-            }
-        }
-        match &self.final_norm {
-            Some(norm) => {
-                let x = norm.forward(x);
-                each(&x);
-                x
-            }
-            None => x,
-        }
-    }
-
-    /// Number of transformer blocks.
-    pub fn layers(&self) -> usize {
-        self.blocks.len()
+        x
     }
 }
 

@@ -98,6 +98,23 @@ pub fn find_snapshot(dir: &Path, fraction: f64) -> Result<std::path::PathBuf> {
 }
 
 impl ExportedEncoder {
+    /// `embeddings` and `encoder` (fresh modules of this encoder's shape) with this encoder's
+    /// weights, its `embeddings.*` and `encoder.*` tensors; `source` names the file in errors.
+    pub fn load_into<B: burn::tensor::backend::Backend>(
+        &self,
+        embeddings: super::encoder::Embeddings<B>,
+        encoder: super::encoder::Encoder<B>,
+        device: &B::Device,
+        source: &Path,
+    ) -> Result<(super::encoder::Embeddings<B>, super::encoder::Encoder<B>)> {
+        use super::weights::{load_named, part, Part};
+        let tensors = |of| part(&self.tensors, of);
+        Ok((
+            load_named(embeddings, &tensors(Part::Embeddings), device, source)?,
+            load_named(encoder, &tensors(Part::Encoder), device, source)?,
+        ))
+    }
+
     /// Reads an exported encoder; the error names the file and what it lacks.
     pub fn read(path: &Path) -> Result<Self> {
         let (tensors, metadata) = safetensors::read_with_metadata(path)?;

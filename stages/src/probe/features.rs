@@ -16,7 +16,6 @@ use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
 use crate::model::export::ExportedEncoder;
 use crate::model::layers::Init;
-use crate::model::weights::{load_named, part, Part};
 use crate::pretrain::flops::encoder_matmul_train_flops_per_token;
 
 /// The encoder probed: embeddings and transformer, no head.
@@ -90,21 +89,19 @@ impl crate::backend::OnBackend for Extract<'_> {
         };
         let (config, model) = match self.start {
             Start::Pretrained(exported, source) => {
-                let fresh = FrozenEncoder::<B> {
-                    embeddings: Embeddings::new(&mut init, &exported.config),
-                    encoder: Encoder::new(&mut init, &exported.config),
-                };
-                let tensors = |of| part(&exported.tensors, of);
-                let model = FrozenEncoder {
-                    embeddings: load_named(
-                        fresh.embeddings,
-                        &tensors(Part::Embeddings),
-                        device,
-                        source,
-                    )?,
-                    encoder: load_named(fresh.encoder, &tensors(Part::Encoder), device, source)?,
-                };
-                (exported.config, model)
+                let (embeddings, encoder) = exported.load_into(
+                    Embeddings::new(&mut init, &exported.config),
+                    Encoder::new(&mut init, &exported.config),
+                    device,
+                    source,
+                )?;
+                (
+                    exported.config,
+                    FrozenEncoder {
+                        embeddings,
+                        encoder,
+                    },
+                )
             }
             Start::Scratch(config, _) => (
                 *config,
@@ -138,13 +135,7 @@ fn extract<B: Backend>(
     let mut sides = Vec::new();
     for side in [&work.data.train, &work.data.eval] {
         let mut out: Vec<Vec<f32>> = vec![vec![0.0; side.len() * h]; work.layers.len()];
-        // Each word's row: words are numbered in sentence order.
-        let mut first_row = Vec::with_capacity(side.sentences.len());
-        let mut rows = 0;
-        for s in &side.sentences {
-            first_row.push(rows);
-            rows += s.words.len();
-        }
+        let rows = side.rows();
         let mut by_length: Vec<usize> = (0..side.sentences.len()).collect();
         by_length.sort_by_key(|&i| (side.sentences[i].feature.input_ids.len(), i));
         for chunk in by_length.chunks(work.batch_size.max(1)) {
@@ -160,7 +151,7 @@ fn extract<B: Backend>(
                     let sentence: &ProbeSentence = &side.sentences[i];
                     for (k, word) in sentence.words.iter().enumerate() {
                         let from = (row * longest + word.position) * h;
-                        let to = (first_row[i] + k) * h;
+                        let to = (rows[i].start + k) * h;
                         out[slot][to..to + h].copy_from_slice(&values[from..from + h]);
                     }
                 }

@@ -393,18 +393,9 @@ fn run(params: &ProbeParams, ctx: &StageContext<'_>) -> Result<Metrics> {
 /// The training tokens in the order the online code sends them: sentences shuffled by
 /// `seed`, each sentence's tokens in order.
 fn sending_order(data: &ProbeData, seed: u64) -> Vec<usize> {
-    let mut first = Vec::with_capacity(data.train.sentences.len());
-    let mut rows = 0;
-    for s in &data.train.sentences {
-        first.push(rows);
-        rows += s.words.len();
-    }
-    let mut sentences: Vec<usize> = (0..first.len()).collect();
-    sentences.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ MDL_STREAM));
-    sentences
-        .into_iter()
-        .flat_map(|s| first[s]..first[s] + data.train.sentences[s].words.len())
-        .collect()
+    let mut rows = data.train.rows();
+    rows.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ MDL_STREAM));
+    rows.into_iter().flatten().collect()
 }
 
 /// Trains every layer's task, control and online-code probes, layers in parallel (each

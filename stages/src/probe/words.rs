@@ -7,7 +7,7 @@
 //! A word type is the word lower-cased: the key of the majority tagger, the control task and
 //! the ambiguous/unseen classes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use tokenizers::{EncodeInput, InputSequence};
@@ -58,6 +58,20 @@ impl Side {
             .flat_map(|(s, sentence)| sentence.words.iter().map(move |w| (s, w)))
     }
 
+    /// Each sentence's rows: the range of its words' numbers among the side's words (in
+    /// [`Side::words`] order), where its features and predictions are.
+    pub fn rows(&self) -> Vec<std::ops::Range<usize>> {
+        let mut start = 0;
+        self.sentences
+            .iter()
+            .map(|s| {
+                let rows = start..start + s.words.len();
+                start = rows.end;
+                rows
+            })
+            .collect()
+    }
+
     /// Number of probed words.
     pub fn len(&self) -> usize {
         self.sentences.iter().map(|s| s.words.len()).sum()
@@ -91,16 +105,13 @@ pub fn word_type(word: &str) -> String {
 /// name order), the first `eval_per_genre` documents are held out and the next
 /// `train_per_genre` (all the rest when `None`) are the probe's training split.
 pub fn split_documents(sentences: &[TaggedSentence], split: &Split) -> (Vec<String>, Vec<String>) {
-    let mut by_genre: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut by_genre: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for s in sentences {
-        let docs = by_genre.entry(&s.genre).or_default();
-        if !docs.contains(&s.doc.as_str()) {
-            docs.push(&s.doc);
-        }
+        by_genre.entry(&s.genre).or_default().insert(&s.doc);
     }
     let (mut train, mut eval) = (Vec::new(), Vec::new());
-    for docs in by_genre.values_mut() {
-        docs.sort();
+    for docs in by_genre.values() {
+        let docs: Vec<&str> = docs.iter().copied().collect();
         let held = split.eval_files_per_genre.min(docs.len());
         eval.extend(docs[..held].iter().map(|d| d.to_string()));
         let rest = &docs[held..];
@@ -188,13 +199,6 @@ pub fn prepare(
     brown_tags: bool,
     max_seq_len: usize,
 ) -> Result<ProbeData> {
-    let tag_text = |s: &TaggedSentence, i: usize| -> String {
-        if brown_tags {
-            s.brown[i].clone()
-        } else {
-            s.universal[i].clone()
-        }
-    };
     let tags: Vec<String> = if brown_tags {
         let mut all: Vec<String> = sentences
             .iter()
@@ -220,7 +224,14 @@ pub fn prepare(
         .enumerate()
         .map(|(i, t)| (t.as_str(), i as u8))
         .collect();
-    let tag_of = |s: &TaggedSentence, i: usize| ids.get(tag_text(s, i).as_str()).copied();
+    let tag_of = |s: &TaggedSentence, i: usize| {
+        let tag = if brown_tags {
+            &s.brown[i]
+        } else {
+            &s.universal[i]
+        };
+        ids.get(tag.as_str()).copied()
+    };
     let (train_docs, eval_docs) = split_documents(sentences, split);
     let pick = |docs: &[String]| -> Vec<&TaggedSentence> {
         let docs: HashSet<&str> = docs.iter().map(String::as_str).collect();

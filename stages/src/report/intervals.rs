@@ -158,20 +158,20 @@ fn same_examples(a: &Runs<'_>, b: &Runs<'_>) -> bool {
 }
 
 /// The 2.5th and 97.5th percentiles.
-fn interval(mut replicates: Vec<f64>) -> (f64, f64) {
+pub(super) fn interval(mut replicates: Vec<f64>) -> (f64, f64) {
     replicates.sort_by(f64::total_cmp);
     let at = |q: f64| replicates[((q * (replicates.len() - 1) as f64).round()) as usize];
     (at(0.025), at(0.975))
 }
 
 /// `n` indices below `n` drawn with replacement.
-fn draw(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub(super) fn draw(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     (0..n).map(|_| rng.random_range(0..n)).collect()
 }
 
 /// A row's pretraining runs drawn with replacement; a row of one run draws nothing, so a
 /// comparison of single runs is the plain paired bootstrap, replicate for replicate.
-fn draw_runs(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub(super) fn draw_runs(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     if n == 1 {
         vec![0]
     } else {

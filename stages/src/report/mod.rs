@@ -311,7 +311,8 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         ));
         finetune.push((path, result));
     }
-    let groups = results::group(&models, finetune)?;
+    let origins = results::Origins::new(&models);
+    let groups = results::group(&origins, finetune)?;
     let mut probe_results = Vec::new();
     for path in params.probe_paths() {
         let dir = PathBuf::from(path);
@@ -331,8 +332,8 @@ fn run(params: &ReportParams, ctx: &StageContext<'_>) -> Result<Metrics> {
         ));
         probe_results.push(result);
     }
-    let probe_curves = probing::curves(&models, &probe_results);
-    let probe_groups = probing::group(&models, probe_results)?;
+    let probe_curves = probing::curves(&models, &origins, &probe_results);
+    let probe_groups = probing::group(&models, &origins, probe_results)?;
     let mut rows = table::our_rows(&models, &groups);
     rows.extend(params.published.rows());
     let versions = vec![

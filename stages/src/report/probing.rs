@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::intervals::{Difference, Pair, REPLICATES};
+use super::intervals::{draw, draw_runs, interval, Difference, Pair, REPLICATES};
 use super::results::{Model, Origin, Origins};
 use super::table::{Row, RowKind};
 use crate::error::{DataError, Result};
@@ -238,9 +238,12 @@ impl ProbeRow {
 
     /// The layer slot of the highest pooled accuracy (the lowest layer among ties).
     pub fn best_slot(&self) -> usize {
+        let accuracy: Vec<f64> = (0..self.layers.len())
+            .map(|slot| self.figure(Figure::Accuracy, slot))
+            .collect();
         let mut best = 0;
-        for slot in 0..self.layers.len() {
-            if self.figure(Figure::Accuracy, slot) > self.figure(Figure::Accuracy, best) {
+        for (slot, &value) in accuracy.iter().enumerate() {
+            if value > accuracy[best] {
                 best = slot;
             }
         }
@@ -263,9 +266,9 @@ impl ProbeRow {
 /// result. Every probe must have probed the same sentences.
 pub fn group(
     models: &[Model],
+    origins: &Origins,
     results: Vec<ProbeResult>,
 ) -> Result<BTreeMap<Origin, Vec<ProbeResult>>> {
-    let origins = Origins::new(models);
     let mut groups: BTreeMap<Origin, Vec<ProbeResult>> = BTreeMap::new();
     if let Some(first) = results.first() {
         for r in &results {
@@ -315,15 +318,6 @@ pub fn rows(models: &[Model], groups: &BTreeMap<Origin, Vec<ProbeResult>>) -> Ve
         .collect()
 }
 
-/// The probes' runs drawn with replacement (none drawn for one run).
-fn draw_runs(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
-    if n == 1 {
-        vec![0]
-    } else {
-        (0..n).map(|_| rng.random_range(0..n)).collect()
-    }
-}
-
 /// `figure` of row `a` at `slot_a` − row `b` at `slot_b`, with a 95% interval from the
 /// hierarchical bootstrap (`same_runs`: `a` and `b` are one row at two layers, so one draw
 /// of runs serves both).
@@ -350,16 +344,15 @@ pub fn difference(
         } else {
             draw_runs(b.probes.len(), &mut rng)
         };
-        let sentences: Vec<usize> = (0..n).map(|_| rng.random_range(0..n)).collect();
+        let sentences = draw(n, &mut rng);
         replicates
             .push(mean(a, &runs_a, slot_a, &sentences) - mean(b, &runs_b, slot_b, &sentences));
     }
-    replicates.sort_by(f64::total_cmp);
-    let at = |q: f64| replicates[((q * (replicates.len() - 1) as f64).round()) as usize];
+    let (low, high) = interval(replicates);
     Difference {
         estimate: a.figure(figure, slot_a) - b.figure(figure, slot_b),
-        low: at(0.025),
-        high: at(0.975),
+        low,
+        high,
     }
 }
 
@@ -607,8 +600,7 @@ pub type ProbeCurves = Vec<(String, Vec<(f64, f64)>, Vec<(f64, f64)>)>;
 
 /// Every pretraining run's probes along its snapshots: `(FLOPs, best accuracy ×100)` and
 /// `(FLOPs, bits per token at that layer)`, ordered by FLOPs.
-pub fn curves(models: &[Model], results: &[ProbeResult]) -> ProbeCurves {
-    let origins = Origins::new(models);
+pub fn curves(models: &[Model], origins: &Origins, results: &[ProbeResult]) -> ProbeCurves {
     let mut by_run: BTreeMap<usize, Vec<(f64, f64, f64)>> = BTreeMap::new();
     for r in results {
         let Some((run, step)) = r

@@ -348,19 +348,24 @@ fn probing_markdown(section: &ProbeSection) -> String {
     out
 }
 
+/// Text cells made HTML, for [`html_table`].
+fn escaped(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|c| escape(c)).collect())
+        .collect()
+}
+
 /// The probe section in HTML.
 fn probing_html(section: &ProbeSection) -> String {
     let mut out = format!(
         "<h2>What pretraining learned (part-of-speech probes)</h2><p>{}</p>{}",
         escape(&PROBING_INTRO.replace('*', "")),
-        html_table(&section.table.headers, &section.table.rows)
+        html_table(&section.table.headers, &escaped(&section.table.rows))
     );
     if !section.differences.rows.is_empty() {
         out.push_str(&html_table(
             &section.differences.headers,
-            &section
-                .differences
-                .rows
+            &escaped(&section.differences.rows)
                 .iter()
                 .map(|r| r.iter().map(|c| c.replace("**", "")).collect())
                 .collect::<Vec<_>>(),

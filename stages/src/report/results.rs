@@ -349,10 +349,9 @@ impl Origins {
 
 /// Groups fine-tuning results by the weights they started from ([`Origins::of`]).
 pub fn group(
-    models: &[Model],
+    origins: &Origins,
     results: Vec<(PathBuf, FinetuneSummary)>,
 ) -> Result<BTreeMap<Origin, Vec<FinetuneSummary>>> {
-    let origins = Origins::new(models);
     let mut groups: BTreeMap<Origin, Vec<FinetuneSummary>> = BTreeMap::new();
     for (path, result) in results {
         let origin = origins.of(&result.encoder, &path)?;
@@ -407,7 +406,7 @@ mod tests {
     fn results_join_their_checkpoint_by_digest() {
         let models = [model("final", "half")];
         let groups = group(
-            &models,
+            &Origins::new(&models),
             vec![
                 result(Some("final"), false),
                 result(Some("half"), false),
@@ -435,7 +434,7 @@ mod tests {
     #[test]
     fn a_result_from_an_unknown_encoder_names_its_file() {
         let err = group(
-            &[model("final", "half")],
+            &Origins::new(&[model("final", "half")]),
             vec![result(Some("other"), false)],
         )
         .unwrap_err()
@@ -475,7 +474,7 @@ mod tests {
         assert_eq!(run_label(&models, 1), "E, pretraining seed 2");
         let digest = |i: usize| models[i].summary.model_digest.clone();
         let groups = group(
-            &models,
+            &Origins::new(&models),
             (0..4)
                 .map(|i| {
                     let r = test_summary("rte", 1, &[0, 1], &[0, 0], Some(&digest(i)));
