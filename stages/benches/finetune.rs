@@ -3,7 +3,7 @@
 //! backend, batch 32 with its sentences packed side by side into rows as long as the longest
 //! (the stage's own batches). GFLOP/s counts the encoder's matrix products on the positions a
 //! step actually computes, the rows' leftover padding included
-//! (`pretrain::flops::encoder_matmul_train_flops_per_token`), not the official count.
+//! (`model::flops::encoder_matmul_train_flops_per_token`), not the official count.
 //!
 //! ```text
 //! cargo bench -p electra-stages --bench finetune [-- DATA_DIR]

@@ -8,7 +8,7 @@
 //! BENCH_DROPOUT=0 ...   # the same without dropout, to see what the masks cost
 //! ```
 //! GFLOP/s counts the matrix products a step actually does
-//! (`pretrain::flops::matmul_train_flops_per_token`), not the official count's one-hot
+//! (`model::flops::matmul_train_flops_per_token`), not the official count's one-hot
 //! embeddings. The PyTorch reference (Hugging Face `transformers`, same configuration, same batch, same
 //! threads) is `scripts/bench-reference.py`; `scripts/bench-pretrain.sh` runs both.
 
@@ -20,10 +20,10 @@ use burn::module::AutodiffModule;
 use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::model::config::Preset;
+use electra_stages::model::flops::{matmul_train_flops_per_token, mlm_output_fraction, Head};
 use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::pretrain::bert::Bert;
 use electra_stages::pretrain::electra::{Electra, ElectraShape};
-use electra_stages::pretrain::flops::{matmul_train_flops_per_token, mlm_output_fraction, Head};
 use electra_stages::pretrain::masking::{mask_batch, MaskingOptions, Replacement};
 use electra_stages::pretrain::objective::PretrainingModel;
 use electra_stages::pretrain_data::{Cursor, PretrainData, PretrainingData};

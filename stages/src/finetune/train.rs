@@ -30,7 +30,7 @@ use crate::model::heads::HeadShape;
 use crate::model::layers::{Dropout, Init};
 use crate::model::safetensors::NamedTensor;
 use crate::model::weights::{load_named, named_tensors};
-use crate::pretrain::flops::encoder_matmul_train_flops_per_token;
+use crate::model::flops::encoder_matmul_train_flops_per_token;
 use crate::pretrain_data::Cursor;
 use crate::training::checkpoint::{self, TrainingState};
 use crate::training::optimizer::{AdamW, AdamWSettings, Schedule};

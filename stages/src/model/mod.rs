@@ -4,7 +4,7 @@
 //! burn composes them; the CPU backend's fused kernels for them live apart, in
 //! `crate::cpu_kernels`), the building blocks ([`layers`]), the encoder and
 //! the [`encoder::Backbone`] every head reads ([`encoder`]), the heads — masked LM,
-//! replaced-token detection, classification — ([`heads`]), and the weights on
+//! replaced-token detection, classification — ([`heads`]), their FLOPs ([`flops`]), and the weights on
 //! disk: the safetensors format ([`safetensors`]), the one table of names weights have in
 //! checkpoints, in electra-pipe's exported files and in Hugging Face transformers
 //! ([`weights`]), and the self-describing exported encoder ([`export`]), and Hugging Face
@@ -16,6 +16,7 @@
 pub mod config;
 pub mod encoder;
 pub mod export;
+pub mod flops;
 pub mod heads;
 pub mod layers;
 pub mod ops;

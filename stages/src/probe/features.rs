@@ -15,8 +15,8 @@ use crate::glue::Feature;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
 use crate::model::export::ExportedEncoder;
+use crate::model::flops::encoder_matmul_train_flops_per_token;
 use crate::model::layers::Init;
-use crate::pretrain::flops::encoder_matmul_train_flops_per_token;
 
 /// The encoder probed: embeddings and transformer, no head.
 #[derive(Module, Debug)]
