@@ -115,8 +115,8 @@ impl<B: Backend> Classifier<B> {
     pub fn forward(
         &self,
         batch: &EncoderInput<B>,
-        dropout: &mut Dropout<'_>,
-        head_dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
+        head_dropout: &mut Dropout,
     ) -> Tensor<B, 2> {
         let (hidden, attention) = self.backbone().sequences(batch, dropout); // [b, t, h]
         self.head.forward(hidden, attention, head_dropout)

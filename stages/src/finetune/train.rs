@@ -11,12 +11,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use electra_pipe_api::StageContext;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use serde::Serialize;
 
 use super::batches::{epoch_order, pack, pad, stream, Stream};
@@ -26,11 +26,11 @@ use crate::error::{DataError, Result};
 use crate::glue::Feature;
 use crate::model::config::EncoderConfig;
 use crate::model::export::ExportedEncoder;
+use crate::model::flops::encoder_matmul_train_flops_per_token;
 use crate::model::heads::HeadShape;
 use crate::model::layers::{Dropout, Init};
 use crate::model::safetensors::NamedTensor;
 use crate::model::weights::{load_named, named_tensors};
-use crate::model::flops::encoder_matmul_train_flops_per_token;
 use crate::pretrain_data::Cursor;
 use crate::training::checkpoint::{self, TrainingState};
 use crate::training::optimizer::{AdamW, AdamWSettings, Schedule};
@@ -192,27 +192,20 @@ pub fn finetune<B: AutodiffBackend>(
         let batch: Vec<&Feature> = positions[from..to].iter().map(|&i| train[i]).collect();
 
         let mut rng = stream(settings.seed, Stream::Step(step));
-        let mut encoder_rng = ChaCha8Rng::seed_from_u64(rng.random());
-        let mut head_rng = ChaCha8Rng::seed_from_u64(rng.random());
+        let (encoder_seed, head_seed) = (rng.random(), rng.random());
         let input = pack(&batch, device);
         let [rows, row_len] = input.ids.dims();
         let outputs = model.forward(
             &input,
-            &mut Dropout::Train {
-                p: settings.dropout,
-                rng: &mut encoder_rng,
-            },
-            &mut Dropout::Train {
-                p: settings.head_dropout,
-                rng: &mut head_rng,
-            },
+            &mut Dropout::train(settings.dropout, encoder_seed, 0),
+            &mut Dropout::train(settings.head_dropout, head_seed, 0),
         );
         let loss = task_loss(outputs, &batch, settings.classes.is_some(), device);
         let loss_value = f64::from(loss.clone().into_scalar().elem::<f32>());
-        let grads = loss.backward();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = settings.schedule.lr(step);
         let decay = settings.layer_decay;
-        let (updated, grad_norm) = optimizer.step_scaled(model, &grads, lr, &|path| {
+        let (updated, grad_norm) = optimizer.step_scaled(model, grads, lr, &|path| {
             layer_lr_factor(path, config.layers, decay)
         });
         model = updated;

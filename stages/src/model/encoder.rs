@@ -47,7 +47,7 @@ impl<B: Backend> Embeddings<B> {
         ids: Tensor<B, 2, Int>,
         segments: Tensor<B, 2, Int>,
         positions: Option<Tensor<B, 2, Int>>,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
     ) -> Tensor<B, 3> {
         let [_, s] = ids.dims();
         let e = self.word.val().dims()[1];
@@ -91,7 +91,7 @@ impl<B: Backend> SelfAttention<B> {
         &self,
         x: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
     ) -> Tensor<B, 3> {
         let [_, _, h] = x.dims();
         let (n, d) = (self.heads, h / self.heads);
@@ -150,7 +150,7 @@ impl<B: Backend> Block<B> {
         &self,
         x: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
     ) -> Tensor<B, 3> {
         let attention = &self.attention;
         let attended = residual(self.placement, &attention.norm, x, |x| {
@@ -195,7 +195,7 @@ impl<B: Backend> Encoder<B> {
         &self,
         embedded: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         mut each: impl FnMut(&Tensor<B, 3>),
     ) -> Tensor<B, 3> {
         let mut x = match &self.projection {
@@ -281,7 +281,7 @@ pub struct Backbone<'a, B: Backend> {
 
 impl<B: Backend> Backbone<'_, B> {
     /// `input` → final hidden states `[b, s, h]`, in the input's rows.
-    pub fn forward(&self, input: &EncoderInput<B>, dropout: &mut Dropout<'_>) -> Tensor<B, 3> {
+    pub fn forward(&self, input: &EncoderInput<B>, dropout: &mut Dropout) -> Tensor<B, 3> {
         self.forward_each(input, dropout, |_| {})
     }
 
@@ -290,7 +290,7 @@ impl<B: Backend> Backbone<'_, B> {
     fn forward_each(
         &self,
         input: &EncoderInput<B>,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         each: impl FnMut(&Tensor<B, 3>),
     ) -> Tensor<B, 3> {
         let positions = match &input.layout {
@@ -322,7 +322,7 @@ impl<B: Backend> Backbone<'_, B> {
     pub fn sequences(
         &self,
         input: &EncoderInput<B>,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
     ) -> (Tensor<B, 3>, Tensor<B, 2>) {
         let hidden = self.forward(input, dropout);
         match &input.layout {

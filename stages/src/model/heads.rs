@@ -160,7 +160,7 @@ impl<B: Backend> ClassificationHead<B> {
         &self,
         hidden: Tensor<B, 3>,
         attention: Tensor<B, 2>,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
     ) -> Tensor<B, 2> {
         let [b, _, h] = hidden.dims();
         let pooled = match self.shape.pooling {

@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::masking::MaskedBatch;
 use super::objective::{
-    collapse, masked_lm_logits, to_f32, token_log_probs, ExportedNetwork, PretrainingModel, Role,
-    StepOutput,
+    collapse, masked_lm_logits, part_of_whole, to_f32, token_log_probs, ExportedNetwork,
+    PretrainingModel, Role, StepOutput,
 };
 use super::prior::OutputPrior;
 use super::stats::StepStats;
@@ -58,29 +58,33 @@ impl<B: Backend> PretrainingModel<B> for Bert<B> {
         ObjectiveName::Bert
     }
 
-    /// The masked-LM loss on `batch` (BERT draws nothing but its masks).
+    /// The masked-LM loss on `batch` (BERT draws nothing but its masks), as its part of the
+    /// whole batch's.
     fn step(
         &self,
         batch: &MaskedBatch,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         _rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
         let (logits, hidden) =
             masked_lm_logits(self.backbone(), &self.head, batch, dropout, device);
         let (loss, mlm_accuracy) = cross_entropy(logits, &batch.targets);
+        let share = batch.masked_share();
+        let loss = part_of_whole(loss, share);
         let value = f64::from(to_f32(loss.clone().detach())[0]);
         StepOutput {
             loss,
             stats: StepStats {
                 mlm_loss: value,
                 loss: value,
-                mlm_accuracy,
-                hidden_cosine: collapse(hidden, batch),
+                mlm_accuracy: mlm_accuracy * share,
+                states: collapse(hidden, batch),
                 masked: batch.positions.len(),
-                tokens: batch.attention.iter().filter(|&&a| a > 0.0).count(),
+                tokens: batch.tokens(),
                 ..StepStats::default()
-            },
+            }
+            .finished(),
         }
     }
 

@@ -21,11 +21,11 @@ use rand_chacha::ChaCha8Rng;
 use super::generator::{corrupt, Generator, GeneratorOptions, GeneratorShape, WeightSharing};
 use super::masking::MaskedBatch;
 use super::objective::{
-    collapse, floats, input, to_f32, token_log_probs, ExportedNetwork, PretrainingModel, Role,
-    StepOutput,
+    collapse, floats, input, part_of_whole, to_f32, token_log_probs, ExportedNetwork,
+    PretrainingModel, Role, StepOutput,
 };
 use super::prior::OutputPrior;
-use super::stats::{discriminator_stats, StepStats};
+use super::stats::StepStats;
 use super::unigram::UnigramSampler;
 use crate::error::Result;
 use crate::model::config::EncoderConfig;
@@ -120,13 +120,13 @@ impl<B: Backend> Electra<B> {
     /// binary cross-entropy of "was this token replaced?", averaged over the positions where
     /// `scored` is 1 (every real token, or for ELECTRA 15% the masked ones), with its accuracy,
     /// the all-original baseline, precision, recall and ROC-AUC on those positions in the
-    /// stats.
+    /// stats. The loss is the batch's part of the whole batch's (see [`MaskedBatch::split`]).
     pub fn discriminator_loss(
         &self,
         batch: &MaskedBatch,
         corrupted: &[u32],
         scored: &[f32],
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         device: &B::Device,
     ) -> (Tensor<B, 1>, StepStats) {
         let labels: Vec<f32> = corrupted
@@ -136,17 +136,22 @@ impl<B: Backend> Electra<B> {
             .collect();
         let input = input(batch, corrupted, device);
         let hidden = self.discriminator_backbone().forward(&input, dropout);
-        let hidden_cosine = collapse(hidden.clone(), batch);
+        let states = collapse(hidden.clone(), batch);
         let logits = self.discriminator_head.forward(hidden); // [b, s]
-        let bce = weighted_bce(logits.clone(), &labels, scored, device);
+        let share = if self.shape.masked_only {
+            batch.masked_share()
+        } else {
+            batch.token_share()
+        };
+        let bce = part_of_whole(weighted_bce(logits.clone(), &labels, scored, device), share);
         let mut stats = StepStats {
-            tokens: batch.attention.iter().filter(|&&a| a > 0.0).count(),
-            hidden_cosine,
+            tokens: batch.tokens(),
+            states,
+            bce_loss: f64::from(to_f32(bce.clone().detach())[0]),
             ..StepStats::default()
         };
-        discriminator_stats(&mut stats, &to_f32(logits.detach()), &labels, scored);
-        stats.bce_loss = f64::from(to_f32(bce.clone().detach())[0]);
-        (bce, stats)
+        stats.score_discriminator(&to_f32(logits.detach()), &labels, scored);
+        (bce, stats.finished())
     }
 
     /// Where the discriminator's loss is taken: 1 on every real token of `batch`, or for
@@ -194,7 +199,7 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
     fn step(
         &self,
         batch: &MaskedBatch,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
@@ -202,7 +207,7 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
             self.generator
                 .sample(self.discriminator_backbone(), batch, dropout, rng, device);
         let mut stats = StepStats {
-            tokens: batch.attention.iter().filter(|&&a| a > 0.0).count(),
+            tokens: batch.tokens(),
             ..StepStats::default()
         };
         let loss = if self.shape.generator_only {
@@ -284,6 +289,7 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
 mod tests {
     use super::*;
     use burn::backend::Flex;
+    use burn::optim::GradientsParams;
 
     type B = Flex;
 
@@ -382,8 +388,8 @@ mod tests {
             } else {
                 assert!(output.stats.bce_loss > 0.0);
             }
-            let grads = output.loss.backward();
-            model = optimizer.step(model, &grads, 1e-3).0;
+            let grads = GradientsParams::from_grads(output.loss.backward(), &model);
+            model = optimizer.step(model, grads, 1e-3).0;
             if step < 2 {
                 assert_eq!(discriminator(&model), initial_discriminator, "untouched");
             }

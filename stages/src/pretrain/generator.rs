@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::masking::MaskedBatch;
-use super::objective::{masked_lm_logits, sample_tokens, to_f32, ExportedNetwork, Role};
+use super::objective::{
+    masked_lm_logits, part_of_whole, sample_tokens, to_f32, ExportedNetwork, Role,
+};
 use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
@@ -118,7 +120,9 @@ pub struct Generator<B: Backend> {
 pub struct Samples<B: Backend> {
     /// One replacement per masked position, in the batch's order of positions.
     pub tokens: Vec<u32>,
-    /// Its masked-LM loss, weighted, to back-propagate (none for a unigram generator).
+    /// Its masked-LM loss, weighted, to back-propagate (none for a unigram generator); as
+    /// every mean below, the batch's part of the whole batch's (see
+    /// [`MaskedBatch::masked_share`]).
     pub loss: Option<Tensor<B, 1>>,
     /// Its masked-LM cross-entropy on the masked positions, for the step log.
     pub mlm_loss: f64,
@@ -176,10 +180,11 @@ impl<B: Backend> Generator<B> {
         &self,
         shared: Backbone<'_, B>,
         batch: &MaskedBatch,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> Samples<B> {
+        let share = batch.masked_share();
         match (&self.head, &self.unigram) {
             (Some(head), _) => {
                 let backbone = Backbone {
@@ -189,12 +194,13 @@ impl<B: Backend> Generator<B> {
                 let (logits, _) = masked_lm_logits(backbone, head, batch, dropout, device);
                 let tokens = sample_tokens(logits.clone(), self.options.temperature, rng);
                 let (loss, mlm_accuracy) = cross_entropy(logits, &batch.targets);
+                let loss = part_of_whole(loss, share);
                 let mlm_loss = f64::from(to_f32(loss.clone().detach())[0]);
                 Samples {
                     tokens,
                     loss: Some(loss * self.options.weight),
                     mlm_loss,
-                    mlm_accuracy,
+                    mlm_accuracy: mlm_accuracy * share,
                 }
             }
             (None, Some(unigram)) => {
@@ -207,8 +213,8 @@ impl<B: Backend> Generator<B> {
                 Samples {
                     tokens,
                     loss: None,
-                    mlm_loss,
-                    mlm_accuracy,
+                    mlm_loss: mlm_loss * share,
+                    mlm_accuracy: mlm_accuracy * share,
                 }
             }
             (None, None) => {

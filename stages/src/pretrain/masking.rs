@@ -65,6 +65,78 @@ pub struct MaskedBatch {
     pub positions: Vec<usize>,
     /// The original token at each of `positions`, `[n]`.
     pub targets: Vec<u32>,
+    /// The counts of the step's whole batch, which this batch may be a micro-batch of.
+    pub whole: WholeBatch,
+}
+
+/// The counts of a step's whole batch that every mean a micro-batch's loss takes is divided
+/// by, so that its micro-batches' losses (and gradients) add up to the whole batch's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WholeBatch {
+    /// Masked positions.
+    pub masked: usize,
+    /// Real (non-padding) tokens.
+    pub tokens: usize,
+}
+
+impl MaskedBatch {
+    /// Real (non-padding) tokens.
+    pub fn tokens(&self) -> usize {
+        self.attention.iter().filter(|&&a| a > 0.0).count()
+    }
+
+    /// The micro-batches of `rows` rows each (the last may have fewer), in order: the rows,
+    /// their masked positions (renumbered) and targets; each keeps the whole batch's counts.
+    pub fn split(&self, rows: usize) -> Vec<MaskedBatch> {
+        let s = self.seq_len;
+        let rows = rows.max(1);
+        (0..self.batch_size)
+            .step_by(rows)
+            .map(|first| {
+                let end = (first + rows).min(self.batch_size);
+                let cells = first * s..end * s;
+                let (positions, targets) = self
+                    .positions
+                    .iter()
+                    .zip(&self.targets)
+                    .filter(|(&p, _)| cells.contains(&p))
+                    .map(|(&p, &t)| (p - cells.start, t))
+                    .unzip();
+                MaskedBatch {
+                    batch_size: end - first,
+                    seq_len: s,
+                    original: self.original[cells.clone()].to_vec(),
+                    masked: self.masked[cells.clone()].to_vec(),
+                    segments: self.segments[cells.clone()].to_vec(),
+                    attention: self.attention[cells].to_vec(),
+                    positions,
+                    targets,
+                    whole: self.whole,
+                }
+            })
+            .collect()
+    }
+
+    /// This batch's share of the whole batch's masked positions: the factor of a mean over its
+    /// masked positions (1 for a whole batch).
+    pub fn masked_share(&self) -> f64 {
+        share(self.positions.len(), self.whole.masked)
+    }
+
+    /// This batch's share of the whole batch's real tokens: the factor of a mean over its
+    /// real tokens (1 for a whole batch).
+    pub fn token_share(&self) -> f64 {
+        share(self.tokens(), self.whole.tokens)
+    }
+}
+
+/// `part / whole`, exactly 1 when they are equal (and 0 of 0 is all of it).
+fn share(part: usize, whole: usize) -> f64 {
+    if part == whole {
+        1.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 /// Masks `batch` with `options`, drawing from `rng`.
@@ -111,6 +183,10 @@ pub fn mask_batch(
             };
         }
     }
+    let whole = WholeBatch {
+        masked: positions.len(),
+        tokens: batch.lengths.iter().sum(),
+    };
     MaskedBatch {
         batch_size: b,
         seq_len: s,
@@ -120,6 +196,7 @@ pub fn mask_batch(
         attention,
         positions,
         targets,
+        whole,
     }
 }
 

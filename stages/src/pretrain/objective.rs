@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::masking::MaskedBatch;
 use super::prior::OutputPrior;
-use super::stats::{mean_pairwise_cosine, StepStats};
+use super::stats::{StepStats, UnitSum};
 use crate::cpu_kernels::fused::exponentials;
 use crate::error::Result;
 use crate::model::config::EncoderConfig;
@@ -53,7 +53,7 @@ pub trait PretrainingModel<B: Backend>: Module<B> {
     fn step(
         &self,
         batch: &MaskedBatch,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B>;
@@ -138,7 +138,7 @@ pub(super) fn masked_lm_logits<B: Backend>(
     backbone: Backbone<'_, B>,
     head: &MaskedLmHead<B>,
     batch: &MaskedBatch,
-    dropout: &mut Dropout<'_>,
+    dropout: &mut Dropout,
     device: &B::Device,
 ) -> (Tensor<B, 2>, Tensor<B, 3>) {
     let input = input(batch, &batch.masked, device);
@@ -149,10 +149,22 @@ pub(super) fn masked_lm_logits<B: Backend>(
     (logits, hidden)
 }
 
-/// [`mean_pairwise_cosine`] of `hidden` `[b, s, h]` over `batch`'s real tokens.
-pub(super) fn collapse<B: Backend>(hidden: Tensor<B, 3>, batch: &MaskedBatch) -> f64 {
+/// The final hidden states `hidden` `[b, s, h]` of `batch`'s real tokens, for the collapse
+/// statistic.
+pub(super) fn collapse<B: Backend>(hidden: Tensor<B, 3>, batch: &MaskedBatch) -> UnitSum {
     let h = hidden.dims()[2];
-    mean_pairwise_cosine(&to_f32(hidden.detach()), h, &batch.attention)
+    UnitSum::of(&to_f32(hidden.detach()), h, &batch.attention)
+}
+
+/// A micro-batch's `mean` (a loss or a figure averaged over its own positions) as its part of
+/// the whole batch's mean, `share` being its share of the whole batch's positions (see
+/// [`MaskedBatch::masked_share`]); a whole batch's is left exactly as it is.
+pub(super) fn part_of_whole<B: Backend>(mean: Tensor<B, 1>, share: f64) -> Tensor<B, 1> {
+    if share == 1.0 {
+        mean
+    } else {
+        mean * share
+    }
 }
 
 /// Samples one token per row of `logits` `[n, V]` from its softmax at `temperature`, by

@@ -172,6 +172,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         unigram_entropy: *unigram_entropy,
         steps,
         batch_size: params.batch_size,
+        micro_batch: params.micro_batch,
         match_compute: MatchedCompute {
             stage: budget.matched.as_ref().map(|m| m.stage.clone()),
             train_flops: matched_flops,
@@ -202,7 +203,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         train_seconds: train_seconds(&ctx.out_dir.join(METRICS_FILE))?,
     };
     summary.write(&ctx.out_dir.join(CONFIG_FILE))?;
-    let last = trained.last;
+    let last = &trained.last;
     Ok(Metrics::from([
         ("steps".to_owned(), json!(steps)),
         ("matched_train_flops".to_owned(), json!(matched_flops)),

@@ -89,9 +89,14 @@ pub struct PretrainParams {
     /// Another `pretrain` stage (usually ELECTRA's) whose train FLOPs this one must match:
     /// the steps are derived from both configurations.
     pub match_compute: Option<MatchCompute>,
-    /// Examples per step.
+    /// Examples per step: the effective batch, whose one update every step makes.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Gradient accumulation: examples per forward and backward pass, the step's batch split
+    /// into micro-batches of this many whose gradients add up to the whole batch's (none: one
+    /// pass over the whole batch). Changes neither the update (up to floating-point summation
+    /// order) nor the FLOPs, steps or compute matching.
+    pub micro_batch: Option<usize>,
     /// Peak learning rate.
     #[serde(default = "default_lr")]
     pub lr: f64,
@@ -329,6 +334,19 @@ impl PretrainParams {
                 "batch_size",
                 "expected at least 1, found 0",
             ));
+        }
+        match parsed.micro_batch {
+            Some(0) => return Err(ParamError::new("micro_batch", "expected at least 1, found 0")),
+            Some(micro) if micro > parsed.batch_size => {
+                return Err(ParamError::new(
+                    "micro_batch",
+                    format!(
+                        "expected at most batch_size ({}), found {micro}: a micro-batch is a part of the step's batch",
+                        parsed.batch_size
+                    ),
+                ))
+            }
+            _ => {}
         }
         match (parsed.warmup_steps, parsed.warmup_fraction) {
             (Some(_), Some(_)) => {
@@ -582,6 +600,7 @@ impl PretrainParams {
             objective: self.objective(&encoder, steps),
             encoder,
             batch_size: self.batch_size,
+            micro_batch: self.micro_batch.unwrap_or(self.batch_size),
             schedule: Schedule {
                 peak: self.lr,
                 warmup: self.warmup(steps),

@@ -20,11 +20,11 @@ use rand_chacha::ChaCha8Rng;
 use super::generator::{corrupt, Generator, GeneratorOptions};
 use super::masking::MaskedBatch;
 use super::objective::{
-    collapse, floats, input, ints, to_f32, to_u32, token_log_probs, ExportedNetwork,
+    collapse, floats, input, ints, part_of_whole, to_f32, to_u32, token_log_probs, ExportedNetwork,
     PretrainingModel, Role, StepOutput,
 };
 use super::prior::OutputPrior;
-use super::stats::StepStats;
+use super::stats::{StepStats, UnitSum};
 use super::unigram::UnigramSampler;
 use crate::model::config::EncoderConfig;
 use crate::model::encoder::{Backbone, Embeddings, Encoder};
@@ -121,17 +121,18 @@ impl<B: Backend> ReplaceMlm<B> {
 
     /// The model's loss on `corrupted`: the masked LM's cross-entropy at the masked positions,
     /// or All-Tokens MLM's at every real token with the copy gate (see [`copy_loss`]); also
-    /// its accuracy and the final hidden states' collapse.
+    /// its accuracy and the final hidden states (for the collapse statistic). The loss and
+    /// accuracy are the batch's part of the whole batch's (see [`MaskedBatch::split`]).
     pub fn model_loss(
         &self,
         batch: &MaskedBatch,
         corrupted: &[u32],
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         device: &B::Device,
-    ) -> (Tensor<B, 1>, f64, f64) {
+    ) -> (Tensor<B, 1>, f64, UnitSum) {
         let backbone = self.backbone();
         let hidden = backbone.forward(&input(batch, corrupted, device), dropout);
-        let cosine = collapse(hidden.clone(), batch);
+        let states = collapse(hidden.clone(), batch);
         let wanted = self.targets(batch, corrupted);
         let n = wanted.positions.len();
         let positions = ints::<B, 1>(&wanted.positions, [n], device);
@@ -149,7 +150,12 @@ impl<B: Backend> ReplaceMlm<B> {
                 copy_loss(logits, gate_logits, &wanted, device)
             }
         };
-        (loss, accuracy, cosine)
+        let share = if self.shape.all_tokens {
+            batch.token_share()
+        } else {
+            batch.masked_share()
+        };
+        (part_of_whole(loss, share), accuracy * share, states)
     }
 }
 
@@ -209,7 +215,7 @@ impl<B: Backend> PretrainingModel<B> for ReplaceMlm<B> {
     fn step(
         &self,
         batch: &MaskedBatch,
-        dropout: &mut Dropout<'_>,
+        dropout: &mut Dropout,
         rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
@@ -217,7 +223,7 @@ impl<B: Backend> PretrainingModel<B> for ReplaceMlm<B> {
             .generator
             .sample(self.backbone(), batch, dropout, rng, device);
         let corrupted = corrupt(batch, &samples.tokens);
-        let (model_loss, accuracy, cosine) = self.model_loss(batch, &corrupted, dropout, device);
+        let (model_loss, accuracy, states) = self.model_loss(batch, &corrupted, dropout, device);
         let mlm_loss = f64::from(to_f32(model_loss.clone().detach())[0]);
         let loss = match samples.loss {
             Some(generator) => generator + model_loss,
@@ -228,11 +234,12 @@ impl<B: Backend> PretrainingModel<B> for ReplaceMlm<B> {
                 mlm_loss,
                 loss: f64::from(to_f32(loss.clone().detach())[0]),
                 mlm_accuracy: accuracy,
-                hidden_cosine: cosine,
+                states,
                 masked: batch.positions.len(),
-                tokens: batch.attention.iter().filter(|&&a| a > 0.0).count(),
+                tokens: batch.tokens(),
                 ..StepStats::default()
-            },
+            }
+            .finished(),
             loss,
         }
     }

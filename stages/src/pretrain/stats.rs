@@ -12,7 +12,13 @@ use super::masking::is_candidate;
 use crate::tokenizer::SpecialIds;
 
 /// What one step measured, for the metrics log.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+///
+/// A step over micro-batches measures each and [`StepStats::merge`]s them into the whole
+/// batch's figures: every mean a micro-batch reports (the losses, the masked-LM accuracy) is
+/// already multiplied by its share of the whole batch's positions, so the means add up; the
+/// discriminator's figures and the collapse statistic are recomputed from the raw material the
+/// micro-batches keep (`scored`, `states`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StepStats {
     /// Masked-LM cross-entropy (generator for ELECTRA).
     pub mlm_loss: f64,
@@ -40,33 +46,71 @@ pub struct StepStats {
     pub masked: usize,
     /// Real (non-padding) tokens.
     pub tokens: usize,
+    /// The discriminator's `(logit, replaced)` on each scored position (ELECTRA).
+    #[serde(skip)]
+    pub scored: Vec<(f32, bool)>,
+    /// The kept network's final hidden states over the real tokens, as unit vectors summed.
+    #[serde(skip)]
+    pub states: UnitSum,
 }
 
-/// Accuracy, the all-original baseline, precision, recall and ROC-AUC of the discriminator's
-/// `logits` against `labels` (1 = replaced) over the positions where `counted` is 1 (the real
-/// tokens, or ELECTRA 15%'s masked ones).
-pub fn discriminator_stats(stats: &mut StepStats, logits: &[f32], labels: &[f32], counted: &[f32]) {
-    let (mut correct, mut original, mut tp, mut predicted, mut replaced) = (0, 0, 0, 0, 0);
-    let mut scored = Vec::with_capacity(logits.len());
-    for ((&logit, &label), &a) in logits.iter().zip(labels).zip(counted) {
-        if a == 0.0 {
-            continue;
-        }
-        let says_replaced = logit > 0.0;
-        let was_replaced = label > 0.5;
-        correct += usize::from(says_replaced == was_replaced);
-        original += usize::from(!was_replaced);
-        tp += usize::from(says_replaced && was_replaced);
-        predicted += usize::from(says_replaced);
-        replaced += usize::from(was_replaced);
-        scored.push((logit, was_replaced));
+impl StepStats {
+    /// Keeps the discriminator's `logits` against `labels` (1 = replaced) over the positions
+    /// where `counted` is 1 (the real tokens, or ELECTRA 15%'s masked ones), for
+    /// [`StepStats::finished`].
+    pub fn score_discriminator(&mut self, logits: &[f32], labels: &[f32], counted: &[f32]) {
+        self.scored = logits
+            .iter()
+            .zip(labels)
+            .zip(counted)
+            .filter(|(_, &a)| a != 0.0)
+            .map(|((&logit, &label), _)| (logit, label > 0.5))
+            .collect();
     }
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    stats.disc_accuracy = ratio(correct, scored.len());
-    stats.disc_baseline = ratio(original, scored.len());
-    stats.disc_precision = ratio(tp, predicted);
-    stats.disc_recall = ratio(tp, replaced);
-    stats.disc_auc = roc_auc(&mut scored);
+
+    /// The whole batch's measurements from its micro-batches'.
+    pub fn merge(parts: Vec<StepStats>) -> StepStats {
+        let mut parts = parts.into_iter();
+        let mut whole = parts.next().unwrap_or_default();
+        for part in parts {
+            whole.mlm_loss += part.mlm_loss;
+            whole.bce_loss += part.bce_loss;
+            whole.loss += part.loss;
+            whole.mlm_accuracy += part.mlm_accuracy;
+            whole.masked += part.masked;
+            whole.tokens += part.tokens;
+            whole.scored.extend(part.scored);
+            whole.states.add(&part.states);
+        }
+        whole.finished()
+    }
+
+    /// The stats with the figures computed from the raw material: the collapse statistic,
+    /// and the discriminator's accuracy, all-original baseline, precision, recall and ROC-AUC
+    /// (where it scored positions).
+    pub fn finished(mut self) -> StepStats {
+        self.hidden_cosine = self.states.mean_pairwise_cosine();
+        if self.scored.is_empty() {
+            return self;
+        }
+        let (mut correct, mut original, mut tp, mut predicted, mut replaced) = (0, 0, 0, 0, 0);
+        for &(logit, was_replaced) in &self.scored {
+            let says_replaced = logit > 0.0;
+            correct += usize::from(says_replaced == was_replaced);
+            original += usize::from(!was_replaced);
+            tp += usize::from(says_replaced && was_replaced);
+            predicted += usize::from(says_replaced);
+            replaced += usize::from(was_replaced);
+        }
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        self.disc_accuracy = ratio(correct, self.scored.len());
+        self.disc_baseline = ratio(original, self.scored.len());
+        self.disc_precision = ratio(tp, predicted);
+        self.disc_recall = ratio(tp, replaced);
+        let mut ranked = self.scored.clone();
+        self.disc_auc = roc_auc(&mut ranked);
+        self
+    }
 }
 
 /// ROC-AUC of `(score, positive)` pairs: the chance that a random positive scores above a
@@ -95,35 +139,62 @@ pub fn roc_auc(scored: &mut [(f32, bool)]) -> f64 {
     (positive_ranks - positives * (positives + 1.0) / 2.0) / (positives * negatives)
 }
 
-/// Mean cosine similarity over the pairs of distinct real tokens' states: `hidden` is
-/// `[tokens, h]` row-major, `attention` 1 on the rows to count. With unit vectors `u_i`,
-/// `Σ_{i≠j} u_i·u_j = |Σ u_i|² − n`, so this costs one pass.
-pub fn mean_pairwise_cosine(hidden: &[f32], h: usize, attention: &[f32]) -> f64 {
-    let mut sum = vec![0.0f64; h];
-    let mut n = 0usize;
-    for (row, _) in hidden
-        .chunks_exact(h)
-        .zip(attention)
-        .filter(|(_, &a)| a > 0.0)
-    {
-        let norm = row
-            .iter()
-            .map(|&x| f64::from(x) * f64::from(x))
-            .sum::<f64>()
-            .sqrt();
-        if norm == 0.0 {
-            continue;
+/// Hidden states as the sum of their unit vectors and their count: enough for the mean
+/// cosine similarity over their pairs, and it adds up over micro-batches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnitSum {
+    sum: Vec<f64>,
+    count: usize,
+}
+
+impl UnitSum {
+    /// The real tokens' states of `hidden` (`[tokens, h]` row-major; `attention` 1 on the rows
+    /// to count; rows of zeros left out).
+    pub fn of(hidden: &[f32], h: usize, attention: &[f32]) -> UnitSum {
+        let mut sum = vec![0.0f64; h];
+        let mut count = 0usize;
+        for (row, _) in hidden
+            .chunks_exact(h)
+            .zip(attention)
+            .filter(|(_, &a)| a > 0.0)
+        {
+            let norm = row
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
+            if norm == 0.0 {
+                continue;
+            }
+            for (s, &x) in sum.iter_mut().zip(row) {
+                *s += f64::from(x) / norm;
+            }
+            count += 1;
         }
-        for (s, &x) in sum.iter_mut().zip(row) {
-            *s += f64::from(x) / norm;
+        UnitSum { sum, count }
+    }
+
+    /// Adds `other`'s states.
+    pub fn add(&mut self, other: &UnitSum) {
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; other.sum.len()];
         }
-        n += 1;
+        for (s, o) in self.sum.iter_mut().zip(&other.sum) {
+            *s += o;
+        }
+        self.count += other.count;
     }
-    if n < 2 {
-        return 0.0;
+
+    /// Mean cosine similarity over the pairs of distinct states: with unit vectors `u_i`,
+    /// `Σ_{i≠j} u_i·u_j = |Σ u_i|² − n`. 0 for fewer than two states.
+    pub fn mean_pairwise_cosine(&self) -> f64 {
+        let n = self.count as f64;
+        if self.count < 2 {
+            return 0.0;
+        }
+        let squared: f64 = self.sum.iter().map(|s| s * s).sum();
+        (squared - n) / (n * (n - 1.0))
     }
-    let squared: f64 = sum.iter().map(|s| s * s).sum();
-    (squared - n as f64) / (n as f64 * (n as f64 - 1.0))
 }
 
 /// The entropy (nats) of the token distribution among masking candidates (every token but
@@ -169,12 +240,21 @@ mod tests {
     #[test]
     fn collapse_is_one_for_identical_states_and_zero_for_orthogonal_ones() {
         let same = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0];
-        assert!((mean_pairwise_cosine(&same, 2, &[1.0, 1.0, 1.0]) - 1.0).abs() < 1e-12);
+        assert!(
+            (UnitSum::of(&same, 2, &[1.0, 1.0, 1.0]).mean_pairwise_cosine() - 1.0).abs() < 1e-12
+        );
         let orthogonal = [1.0, 0.0, 0.0, 3.0, 5.0, 5.0];
         // The third row is padding.
-        assert!(mean_pairwise_cosine(&orthogonal, 2, &[1.0, 1.0, 0.0]).abs() < 1e-12);
+        assert!(
+            UnitSum::of(&orthogonal, 2, &[1.0, 1.0, 0.0])
+                .mean_pairwise_cosine()
+                .abs()
+                < 1e-12
+        );
         let opposite = [1.0, 0.0, -2.0, 0.0];
-        assert!((mean_pairwise_cosine(&opposite, 2, &[1.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert!(
+            (UnitSum::of(&opposite, 2, &[1.0, 1.0]).mean_pairwise_cosine() + 1.0).abs() < 1e-12
+        );
     }
 
     #[test]

@@ -140,6 +140,10 @@ pub struct PretrainSummary {
     pub steps: u64,
     /// Examples per step.
     pub batch_size: usize,
+    /// Examples per forward and backward pass where the batch was split (gradient
+    /// accumulation; records written before it existed read as none).
+    #[serde(default)]
+    pub micro_batch: Option<usize>,
     /// The stage whose compute was matched.
     pub match_compute: MatchedCompute,
     /// Peak learning rate.
@@ -287,6 +291,7 @@ pub fn test_summary(objective: ObjectiveName, digest: &str) -> PretrainSummary {
         unigram_entropy: 7.0,
         steps: 10,
         batch_size: 2,
+        micro_batch: None,
         match_compute: MatchedCompute {
             stage: None,
             train_flops: None,

@@ -17,6 +17,7 @@
 //! order, so they agree bit for bit (tested).
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use rayon::prelude::*;
@@ -119,7 +120,7 @@ impl<B: AutodiffBackend> AdamW<B> {
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
         model: M,
-        grads: &B::Gradients,
+        grads: GradientsParams,
         lr: f64,
     ) -> (M, f64) {
         self.step_scaled(model, grads, lr, &|_| 1.0)
@@ -131,11 +132,14 @@ impl<B: AutodiffBackend> AdamW<B> {
     pub fn step_scaled<M: AutodiffModule<B>>(
         &mut self,
         model: M,
-        grads: &B::Gradients,
+        mut grads: GradientsParams,
         lr: f64,
         lr_factor: &dyn Fn(&str) -> f64,
     ) -> (M, f64) {
-        let mut norm = SquaredNorm::<B> { grads, sum: None };
+        let mut norm = SquaredNorm::<B> {
+            grads: &grads,
+            sum: None,
+        };
         model.visit(&mut norm);
         let global = norm
             .sum
@@ -148,7 +152,7 @@ impl<B: AutodiffBackend> AdamW<B> {
         };
         self.updates += 1;
         let mut update = Update {
-            grads,
+            grads: &mut grads,
             optimizer: self,
             index: 0,
             lr,
@@ -199,13 +203,13 @@ impl<B: AutodiffBackend> AdamW<B> {
 
 /// Sums the squares of every gradient on the device (one read-back at the end).
 struct SquaredNorm<'a, B: AutodiffBackend> {
-    grads: &'a B::Gradients,
+    grads: &'a GradientsParams,
     sum: Option<Moment<B>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(grad) = param.val().grad(self.grads) {
+        if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
             let squares = grad.powi_scalar(2).sum();
             self.sum = Some(match self.sum.take() {
                 Some(sum) => sum + squares,
@@ -217,7 +221,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
 
 /// Replaces every parameter by its updated value.
 struct Update<'a, B: AutodiffBackend> {
-    grads: &'a B::Gradients,
+    grads: &'a mut GradientsParams,
     optimizer: &'a mut AdamW<B>,
     index: usize,
     lr: f64,
@@ -240,7 +244,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         let (id, tensor, mapper) = param.consume();
         let index = self.index;
         self.index += 1;
-        let Some(grad) = tensor.grad(self.grads) else {
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         if self.optimizer.moments.len() <= index {
@@ -442,12 +446,12 @@ mod tests {
         };
         let dense = Dense::new(&mut init, 2, 1);
         let loss = dense.forward(Tensor::<B, 2>::zeros([1, 2], &device)).sum();
-        let grads = loss.backward();
+        let grads = GradientsParams::from_grads(loss.backward(), &dense);
         let settings = AdamWSettings {
             bias_correction,
             ..AdamWSettings::default()
         };
-        let (dense, _) = AdamW::new(settings).step(dense, &grads, 1e-3);
+        let (dense, _) = AdamW::new(settings).step(dense, grads, 1e-3);
         -dense.bias.val().into_scalar() / 1e-3
     }
 
