@@ -178,7 +178,7 @@ fn the_encoder_learns_contextual_predictions_under_dynamic_masking() {
     let mut accuracy = Vec::new();
     for _ in 0..200 {
         let masked = mask_batch(&batch, special, 100, &options, &mut rng);
-        let out = bert.step(&masked, &mut Dropout::Off, &mut rng, &device);
+        let out = bert.step(&masked, &mut Dropout::Off, &device);
         let grads = GradientsParams::from_grads(out.loss.backward(), &bert);
         bert = optimizer.step(bert, grads, 1e-3).0;
         accuracy.push(out.stats.mlm_accuracy);
@@ -635,9 +635,7 @@ fn dropout_zero_makes_two_forward_passes_of_a_step_identical() {
     let masked = mask_batch(&batch, index.special, index.vocab_size, &options, &mut rng);
     let loss = |p: f64, stream: u64| {
         let mut dropout = Dropout::train(p, stream, 0);
-        bert.step(&masked, &mut dropout, &mut rng.clone(), &device)
-            .stats
-            .loss
+        bert.step(&masked, &mut dropout, &device).stats.loss
     };
     assert_eq!(
         loss(0.0, 1),
@@ -780,26 +778,32 @@ fn largest_weight_difference(a: &StageRun, b: &StageRun) -> f32 {
 }
 
 #[test]
-fn micro_batches_make_the_update_of_the_whole_batch() {
-    // Batch 32 in one pass, in two micro-batches of 16, and in three of 12, 12 and 8 (uneven,
-    // so a mean of the micro-batches' means would weigh the last one's positions more): the
-    // same step log and weights up to the summation order of the gradients. ELECTRA covers
-    // dropout masks, generator samples and the discriminator's figures; All-Tokens MLM a loss
-    // over every token. Measured: metrics within 1.2e-6 (relative), weights within 1.2e-7; a
-    // mean of the micro-batches' means, a sum of them, or dropout masks drawn per micro-batch
+fn micro_batches_and_replicas_make_the_update_of_the_whole_batch() {
+    // Batch 32 in one pass; in two micro-batches of 16; in three of 12, 12 and 8 (uneven, so a
+    // mean of the micro-batches' means would weigh the last one's positions more); on two
+    // replicas; and on three replicas (11, 11 and 10 rows) in micro-batches of 8: the same
+    // step log and weights up to the summation order of the gradients. ELECTRA covers dropout
+    // masks, generator samples and the discriminator's figures; All-Tokens MLM a loss over
+    // every token. Measured: metrics within 1.2e-6 (relative), weights within 1.2e-7; a mean
+    // of the parts' means, their mean instead of their sum, or dropout masks drawn per part
     // each fail it at the first or third step.
     let (_corpus, _tok, examples) = shards();
     let shards = examples.output("shards");
     for objective in ["electra", "all_tokens_mlm"] {
         let base = with(tiny(objective, &shards, 6), json!({"batch_size": 32}));
         let whole = run(&Pretrain, base.clone(), 2);
-        for micro in [16, 12] {
-            let split = run(
-                &Pretrain,
-                with(base.clone(), json!({"micro_batch": micro})),
-                2,
+        for parts in [
+            json!({"micro_batch": 16}),
+            json!({"micro_batch": 12}),
+            json!({"devices": 2}),
+            json!({"devices": 3, "micro_batch": 8}),
+        ] {
+            let split = run(&Pretrain, with(base.clone(), parts.clone()), 2);
+            assert_eq!(config(&split)["micro_batch"], parts["micro_batch"]);
+            assert_eq!(
+                config(&split)["devices"],
+                parts.get("devices").cloned().unwrap_or(json!(1))
             );
-            assert_eq!(config(&split)["micro_batch"], json!(micro));
             assert_eq!(config(&split)["train_flops"], config(&whole)["train_flops"]);
             for (step, (a, b)) in metrics(&whole).iter().zip(metrics(&split)).enumerate() {
                 for key in [
@@ -816,7 +820,7 @@ fn micro_batches_make_the_update_of_the_whole_batch() {
                     let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
                     assert!(
                         (x - y).abs() <= 1e-5 * x.abs().max(1.0),
-                        "{objective}, micro-batch {micro}, step {}: {key} {x} in one pass, {y} in micro-batches",
+                        "{objective}, {parts}, step {}: {key} {x} in one pass, {y} in parts",
                         step + 1
                     );
                 }
@@ -824,11 +828,10 @@ fn micro_batches_make_the_update_of_the_whole_batch() {
             let difference = largest_weight_difference(&whole, &split);
             assert!(
                 difference <= 1e-6,
-                "{objective}, micro-batch {micro}: weights differ by up to {difference}"
+                "{objective}, {parts}: weights differ by up to {difference}"
             );
             // Resumed from a checkpoint mid-way through the run: bit-identical.
-            let params = with(base.clone(), json!({"micro_batch": micro}));
-            let resumed = run_interrupted(&Pretrain, params, 3);
+            let resumed = run_interrupted(&Pretrain, with(base.clone(), parts.clone()), 3);
             assert_eq!(resumed.metrics()["resumed_from"], json!(3));
             assert_eq!(weights_digest(&resumed), weights_digest(&split));
         }

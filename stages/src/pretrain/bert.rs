@@ -2,7 +2,6 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use rand_chacha::ChaCha8Rng;
 
 use super::masking::MaskedBatch;
 use super::objective::{
@@ -64,7 +63,6 @@ impl<B: Backend> PretrainingModel<B> for Bert<B> {
         &self,
         batch: &MaskedBatch,
         dropout: &mut Dropout,
-        _rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
         let (logits, hidden) =

@@ -16,7 +16,6 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use rand_chacha::ChaCha8Rng;
 
 use super::generator::{corrupt, Generator, GeneratorOptions, GeneratorShape, WeightSharing};
 use super::masking::MaskedBatch;
@@ -200,12 +199,11 @@ impl<B: Backend> PretrainingModel<B> for Electra<B> {
         &self,
         batch: &MaskedBatch,
         dropout: &mut Dropout,
-        rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
-        let samples =
-            self.generator
-                .sample(self.discriminator_backbone(), batch, dropout, rng, device);
+        let samples = self
+            .generator
+            .sample(self.discriminator_backbone(), batch, dropout, device);
         let mut stats = StepStats {
             tokens: batch.tokens(),
             ..StepStats::default()
@@ -339,6 +337,7 @@ mod tests {
         use crate::training::optimizer::{AdamW, AdamWSettings};
         use burn::backend::Autodiff;
         use rand::SeedableRng;
+        use rand_chacha::ChaCha8Rng;
 
         type A = Autodiff<Flex>;
         let device = Default::default();
@@ -382,7 +381,7 @@ mod tests {
                 at_switch = Some(generator(&model));
             }
             let masked = mask_batch(&batch, SpecialIds::LEADING, 30, &options, &mut rng);
-            let output = model.step(&masked, &mut Dropout::Off, &mut rng, &device);
+            let output = model.step(&masked, &mut Dropout::Off, &device);
             if step < 2 {
                 assert_eq!(output.stats.bce_loss, 0.0);
             } else {

@@ -7,7 +7,6 @@
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::masking::MaskedBatch;
@@ -175,13 +174,12 @@ impl<B: Backend> Generator<B> {
 
     /// A replacement for every masked position of `batch`: the masked LM reads the masked
     /// input over its own embeddings or the `shared` ones, with its own encoder or, when all
-    /// weights are shared, the model's (`shared`'s); draws come from `rng`.
+    /// weights are shared, the model's (`shared`'s); each from its position's replacement draw.
     pub fn sample(
         &self,
         shared: Backbone<'_, B>,
         batch: &MaskedBatch,
         dropout: &mut Dropout,
-        rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> Samples<B> {
         let share = batch.masked_share();
@@ -192,7 +190,11 @@ impl<B: Backend> Generator<B> {
                     encoder: self.encoder.as_ref().unwrap_or(shared.encoder),
                 };
                 let (logits, _) = masked_lm_logits(backbone, head, batch, dropout, device);
-                let tokens = sample_tokens(logits.clone(), self.options.temperature, rng);
+                let tokens = sample_tokens(
+                    logits.clone(),
+                    self.options.temperature,
+                    &batch.replacement_draws,
+                );
                 let (loss, mlm_accuracy) = cross_entropy(logits, &batch.targets);
                 let loss = part_of_whole(loss, share);
                 let mlm_loss = f64::from(to_f32(loss.clone().detach())[0]);
@@ -205,9 +207,9 @@ impl<B: Backend> Generator<B> {
             }
             (None, Some(unigram)) => {
                 let tokens = batch
-                    .positions
+                    .replacement_draws
                     .iter()
-                    .map(|_| unigram.sample(rng))
+                    .map(|&u| unigram.sample(u))
                     .collect();
                 let (mlm_loss, mlm_accuracy) = unigram.masked_lm_loss(&batch.targets);
                 Samples {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, DeviceOps};
 use electra_pipe_api::{
     Metrics, ParamError, Params, StageContext, StageError, StageKind, StagePlan,
 };
@@ -17,7 +17,7 @@ use super::prior::{OutputBias, OutputPrior};
 use super::stats::unigram_entropy;
 use super::train::{train, TrainSettings, Trained};
 use super::unigram::UnigramSampler;
-use crate::error::Result;
+use crate::error::{DataError, Result};
 use crate::model::transformers_export;
 use crate::pretrain_data::{shards_tokenizer, PretrainingData};
 
@@ -110,6 +110,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             &params.backend,
             &ctx.tuning_dir,
             Training {
+                backend: &params.backend,
                 settings: &settings,
                 data: &data,
                 prior: prior.as_ref(),
@@ -134,6 +135,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
 
 /// [`train`] as work for [`crate::backend::run_on`].
 struct Training<'a> {
+    backend: &'a str,
     settings: &'a TrainSettings,
     data: &'a PretrainingData,
     prior: Option<&'a OutputPrior>,
@@ -144,6 +146,23 @@ struct Training<'a> {
 impl crate::backend::OnBackend for Training<'_> {
     type Output = Result<Trained>;
     fn run<B: AutodiffBackend>(self, device: &B::Device) -> Self::Output {
+        let replicas = self.settings.replicas;
+        let available = B::device_count(device.id().type_id);
+        if crate::backend::is_gpu(self.backend) && replicas > available {
+            return Err(DataError::Device {
+                backend: self.backend.to_owned(),
+                message: format!(
+                    "`devices: {replicas}` asks for a replica on each of {replicas} devices, and this machine has {available}"
+                ),
+            });
+        }
+        if replicas > rayon::current_num_threads() {
+            tracing::warn!(
+                replicas,
+                threads = rayon::current_num_threads(),
+                "fewer threads than replicas: some replicas wait for others (give the stage `resources: {{cpus: N}}` with N at least `devices`)"
+            );
+        }
         train::<B>(
             self.settings,
             self.data,

@@ -5,6 +5,8 @@
 //! token is then replaced by the configured scheme: ELECTRA's code uses 85% `[MASK]` and 15%
 //! kept as is; BERT's is 80% `[MASK]`, 10% a random token, 10% kept.
 
+use std::ops::Range;
+
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -65,6 +67,10 @@ pub struct MaskedBatch {
     pub positions: Vec<usize>,
     /// The original token at each of `positions`, `[n]`.
     pub targets: Vec<u32>,
+    /// One uniform number in [0, 1) per masked position, `[n]`: the draw from which a
+    /// generator picks its replacement there (by inverse CDF). Drawn with the masks, so that a
+    /// position's replacement does not depend on which micro-batch or replica computes it.
+    pub replacement_draws: Vec<f32>,
     /// The counts of the step's whole batch, which this batch may be a micro-batch of.
     pub whole: WholeBatch,
 }
@@ -85,36 +91,38 @@ impl MaskedBatch {
         self.attention.iter().filter(|&&a| a > 0.0).count()
     }
 
-    /// The micro-batches of `rows` rows each (the last may have fewer), in order: the rows,
-    /// their masked positions (renumbered) and targets; each keeps the whole batch's counts.
+    /// The micro-batches of `rows` rows each (the last may have fewer), in order ([`Self::rows`]).
     pub fn split(&self, rows: usize) -> Vec<MaskedBatch> {
-        let s = self.seq_len;
         let rows = rows.max(1);
         (0..self.batch_size)
             .step_by(rows)
-            .map(|first| {
-                let end = (first + rows).min(self.batch_size);
-                let cells = first * s..end * s;
-                let (positions, targets) = self
-                    .positions
-                    .iter()
-                    .zip(&self.targets)
-                    .filter(|(&p, _)| cells.contains(&p))
-                    .map(|(&p, &t)| (p - cells.start, t))
-                    .unzip();
-                MaskedBatch {
-                    batch_size: end - first,
-                    seq_len: s,
-                    original: self.original[cells.clone()].to_vec(),
-                    masked: self.masked[cells.clone()].to_vec(),
-                    segments: self.segments[cells.clone()].to_vec(),
-                    attention: self.attention[cells].to_vec(),
-                    positions,
-                    targets,
-                    whole: self.whole,
-                }
-            })
+            .map(|first| self.rows(first..(first + rows).min(self.batch_size)))
             .collect()
+    }
+
+    /// The rows `rows` of this batch: their masked positions (renumbered), targets and
+    /// replacement draws; the whole batch's counts are kept.
+    pub fn rows(&self, rows: Range<usize>) -> MaskedBatch {
+        let s = self.seq_len;
+        let cells = rows.start * s..rows.end * s;
+        // Positions are row-major: the rows' are one run of them.
+        let from = self.positions.partition_point(|&p| p < cells.start);
+        let to = self.positions.partition_point(|&p| p < cells.end);
+        MaskedBatch {
+            batch_size: rows.len(),
+            seq_len: s,
+            original: self.original[cells.clone()].to_vec(),
+            masked: self.masked[cells.clone()].to_vec(),
+            segments: self.segments[cells.clone()].to_vec(),
+            attention: self.attention[cells.clone()].to_vec(),
+            positions: self.positions[from..to]
+                .iter()
+                .map(|&p| p - cells.start)
+                .collect(),
+            targets: self.targets[from..to].to_vec(),
+            replacement_draws: self.replacement_draws[from..to].to_vec(),
+            whole: self.whole,
+        }
     }
 
     /// This batch's share of the whole batch's masked positions: the factor of a mean over its
@@ -183,6 +191,7 @@ pub fn mask_batch(
             };
         }
     }
+    let replacement_draws = positions.iter().map(|_| rng.random::<f32>()).collect();
     let whole = WholeBatch {
         masked: positions.len(),
         tokens: batch.lengths.iter().sum(),
@@ -196,6 +205,7 @@ pub fn mask_batch(
         attention,
         positions,
         targets,
+        replacement_draws,
         whole,
     }
 }

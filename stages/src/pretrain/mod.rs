@@ -31,6 +31,7 @@ pub mod bert;
 pub mod electra;
 pub mod flops;
 pub mod generator;
+pub mod gradients;
 pub mod kind;
 pub mod masking;
 pub mod objective;

@@ -7,8 +7,6 @@
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::masking::MaskedBatch;
@@ -48,15 +46,11 @@ pub trait PretrainingModel<B: Backend>: Module<B> {
     /// The objective it trains (its name in exported files).
     fn objective(&self) -> ObjectiveName;
 
-    /// One forward pass of the objective on `batch`: the loss to back-propagate and the
-    /// step's measurements. `rng` supplies the objective's own draws (ELECTRA's samples).
-    fn step(
-        &self,
-        batch: &MaskedBatch,
-        dropout: &mut Dropout,
-        rng: &mut ChaCha8Rng,
-        device: &B::Device,
-    ) -> StepOutput<B>;
+    /// One forward pass of the objective on `batch`: the loss to back-propagate (its part of
+    /// the whole batch's, [`MaskedBatch::split`]) and the step's measurements. A generator's
+    /// replacements come from the batch's `replacement_draws`.
+    fn step(&self, batch: &MaskedBatch, dropout: &mut Dropout, device: &B::Device)
+        -> StepOutput<B>;
 
     /// Called before step `step` (also the first after a resume): where a model changes
     /// between steps (two-stage training), the model for that step.
@@ -168,16 +162,16 @@ pub(super) fn part_of_whole<B: Backend>(mean: Tensor<B, 1>, share: f64) -> Tenso
 }
 
 /// Samples one token per row of `logits` `[n, V]` from its softmax at `temperature`, by
-/// inverse CDF with one uniform draw per row (the same distribution as ELECTRA's Gumbel-max
-/// trick). No gradient. The rows are read on the host, in parallel: the row maximum, then
-/// the weights and their total, then the running sum against the row's draw.
+/// inverse CDF with the row's uniform draw from `uniforms` `[n]` (the same distribution as
+/// ELECTRA's Gumbel-max trick). No gradient. The rows are read on the host, in parallel: the
+/// row maximum, then the weights and their total, then the running sum against the row's draw.
 pub(super) fn sample_tokens<B: Backend>(
     logits: Tensor<B, 2>,
     temperature: f64,
-    rng: &mut ChaCha8Rng,
+    uniforms: &[f32],
 ) -> Vec<u32> {
     let [n, vocab] = logits.dims();
-    let uniforms: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+    assert_eq!(n, uniforms.len(), "one draw per row of logits");
     let logits = to_f32(logits.detach());
     let inverse_temperature = (1.0 / temperature) as f32;
     logits
@@ -208,7 +202,8 @@ fn sample_row(row: &[f32], inverse_temperature: f32, u: f32, weights: &mut Vec<f
 mod tests {
     use super::*;
     use burn::backend::Flex;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn a_row_draw_picks_the_first_token_whose_cumulative_weight_exceeds_it() {
@@ -232,7 +227,8 @@ mod tests {
             let rows: Vec<f32> = logits.iter().copied().cycle().take(draws * 5).collect();
             let tensor = floats::<Flex, 2>(rows, [draws, 5], &Default::default());
             let mut rng = ChaCha8Rng::seed_from_u64(7);
-            let tokens = sample_tokens(tensor, temperature, &mut rng);
+            let uniforms: Vec<f32> = (0..draws).map(|_| rng.random()).collect();
+            let tokens = sample_tokens(tensor, temperature, &uniforms);
             let weights: Vec<f64> = logits
                 .iter()
                 .map(|&x| (f64::from(x) / temperature).exp())

@@ -173,6 +173,7 @@ pub fn write_outputs(run: &Run<'_>, ctx: &StageContext<'_>) -> Result<Metrics> {
         steps,
         batch_size: params.batch_size,
         micro_batch: params.micro_batch,
+        devices: params.devices,
         match_compute: MatchedCompute {
             stage: budget.matched.as_ref().map(|m| m.stage.clone()),
             train_flops: matched_flops,

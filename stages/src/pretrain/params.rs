@@ -97,6 +97,13 @@ pub struct PretrainParams {
     /// pass over the whole batch). Changes neither the update (up to floating-point summation
     /// order) nor the FLOPs, steps or compute matching.
     pub micro_batch: Option<usize>,
+    /// Data parallelism: replicas, each on its own device of the backend (`cuda` devices 0 …
+    /// N−1), each computing its share of every step's batch; their gradients are summed and
+    /// one optimiser makes the step. On `flex` the replicas are threads sharing the CPU (for
+    /// checking the equivalence, not for speed). Changes neither the update (up to
+    /// floating-point summation order) nor the FLOPs.
+    #[serde(default = "default_devices")]
+    pub devices: usize,
     /// Peak learning rate.
     #[serde(default = "default_lr")]
     pub lr: f64,
@@ -176,6 +183,10 @@ pub struct PretrainParams {
 fn default_generator_size() -> f64 {
     0.25
 }
+fn default_devices() -> usize {
+    1
+}
+
 fn default_batch_size() -> usize {
     128
 }
@@ -333,6 +344,15 @@ impl PretrainParams {
             return Err(ParamError::new(
                 "batch_size",
                 "expected at least 1, found 0",
+            ));
+        }
+        if parsed.devices == 0 || parsed.devices > parsed.batch_size {
+            return Err(ParamError::new(
+                "devices",
+                format!(
+                    "expected 1 to batch_size ({}) replicas, found {}",
+                    parsed.batch_size, parsed.devices
+                ),
             ));
         }
         match parsed.micro_batch {
@@ -601,6 +621,7 @@ impl PretrainParams {
             encoder,
             batch_size: self.batch_size,
             micro_batch: self.micro_batch.unwrap_or(self.batch_size),
+            replicas: self.devices,
             schedule: Schedule {
                 peak: self.lr,
                 warmup: self.warmup(steps),

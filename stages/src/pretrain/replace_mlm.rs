@@ -15,7 +15,6 @@ use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use rand_chacha::ChaCha8Rng;
 
 use super::generator::{corrupt, Generator, GeneratorOptions};
 use super::masking::MaskedBatch;
@@ -216,12 +215,11 @@ impl<B: Backend> PretrainingModel<B> for ReplaceMlm<B> {
         &self,
         batch: &MaskedBatch,
         dropout: &mut Dropout,
-        rng: &mut ChaCha8Rng,
         device: &B::Device,
     ) -> StepOutput<B> {
         let samples = self
             .generator
-            .sample(self.backbone(), batch, dropout, rng, device);
+            .sample(self.backbone(), batch, dropout, device);
         let corrupted = corrupt(batch, &samples.tokens);
         let (model_loss, accuracy, states) = self.model_loss(batch, &corrupted, dropout, device);
         let mlm_loss = f64::from(to_f32(model_loss.clone().detach())[0]);
@@ -273,6 +271,7 @@ mod tests {
     use crate::tokenizer::SpecialIds;
     use burn::backend::Flex;
     use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
 
     type B = Flex;
     const SPECIAL: SpecialIds = SpecialIds::LEADING;
@@ -358,13 +357,10 @@ mod tests {
                 shape,
                 Some(sampler.clone()),
             );
-            let samples = model.generator.sample(
-                model.backbone(),
-                &masked,
-                &mut Dropout::Off,
-                &mut rng,
-                &device,
-            );
+            let samples =
+                model
+                    .generator
+                    .sample(model.backbone(), &masked, &mut Dropout::Off, &device);
             let corrupted = corrupt(&masked, &samples.tokens);
             assert!(
                 masked.masked.contains(&SPECIAL.mask),

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
 use electra_pipe_api::StageContext;
 use rand::{Rng, SeedableRng};
@@ -21,7 +20,8 @@ use super::bert::Bert;
 use super::electra::{Electra, ElectraShape};
 use super::flops::FlopsSchedule;
 use super::generator::GeneratorOptions;
-use super::masking::{mask_batch, MaskedBatch, MaskingOptions};
+use super::gradients::{DropoutDraws, Replicas};
+use super::masking::{mask_batch, MaskingOptions};
 use super::objective::{ExportedNetwork, PretrainingModel, Role};
 use super::prior::OutputPrior;
 use super::replace_mlm::{ReplaceMlm, ReplaceShape};
@@ -30,7 +30,7 @@ use super::unigram::UnigramSampler;
 use crate::error::{DataError, Result};
 use crate::model::config::EncoderConfig;
 use crate::model::export;
-use crate::model::layers::{Dropout, Init};
+use crate::model::layers::Init;
 use crate::model::safetensors::{self, NamedTensor};
 use crate::model::weights::{self, load_named, named_tensors};
 use crate::pretrain_data::{Cursor, PretrainingData};
@@ -86,10 +86,12 @@ pub struct TrainSettings {
     pub encoder: EncoderConfig,
     /// Examples per step (the effective batch).
     pub batch_size: usize,
-    /// Examples per forward and backward pass: the step's batch is split into micro-batches
-    /// of this many (the last may have fewer), whose gradients add up to the whole batch's
-    /// ([`accumulate`]). `batch_size` (or more) for one pass.
+    /// Examples per forward and backward pass: each replica's share of the step's batch is
+    /// split into micro-batches of this many (the last may have fewer), whose gradients add up
+    /// to the whole batch's ([`Replicas::gradients`]). `batch_size` (or more) for one pass.
     pub micro_batch: usize,
+    /// Data-parallel replicas, each on its own device (on `flex`, threads sharing the CPU).
+    pub replicas: usize,
     /// Learning-rate schedule (its `total` is the number of steps).
     pub schedule: Schedule,
     /// Optimiser settings.
@@ -223,6 +225,7 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
         start = saved.state.step;
         tracing::info!(step = start, "resuming from checkpoint");
     }
+    let replicas = Replicas::new(device, settings.replicas, settings.micro_batch);
     let mut metrics = StepLog::open(&ctx.checkpoint_dir.join("metrics.jsonl"), start)?;
     let mut stream = data.stream(
         settings.seed,
@@ -241,8 +244,11 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
         let mut rng = step_rng(settings.seed, step);
         let batch = stream.next_batch(settings.batch_size)?;
         let masked = mask_batch(&batch, special, vocab, &settings.masking, &mut rng);
-        let dropout_seed = rng.random();
-        let (grads, stats) = accumulate(&model, &masked, settings, dropout_seed, &mut rng, device);
+        let dropout = DropoutDraws {
+            p: settings.encoder.dropout,
+            seed: rng.random(),
+        };
+        let (grads, stats) = replicas.gradients(&model, &masked, dropout);
         let lr = settings.schedule.lr(step);
         let (updated, grad_norm) = optimizer.step(model, grads, lr);
         model = updated;
@@ -291,37 +297,6 @@ fn train_model<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
         resumed_from: start,
         tokens_per_second: tokens_seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
     })
-}
-
-/// The gradients and measurements of one step over `masked`, one micro-batch of
-/// `settings.micro_batch` rows at a time: each micro-batch's loss is its part of the whole
-/// batch's (its means are divided by the whole batch's counts, [`MaskedBatch::split`]), so
-/// the sum of their gradients is the whole batch's gradient up to floating-point summation
-/// order. Dropout masks are keyed by each row's place in the whole batch
-/// ([`Dropout::train`]), and the generator's samples are drawn from `rng` in the batch's order
-/// of masked positions, micro-batch after micro-batch: the same draws as one pass.
-fn accumulate<B: AutodiffBackend, M: PretrainingModel<B> + AutodiffModule<B>>(
-    model: &M,
-    masked: &MaskedBatch,
-    settings: &TrainSettings,
-    dropout_seed: u64,
-    rng: &mut ChaCha8Rng,
-    device: &B::Device,
-) -> (GradientsParams, StepStats) {
-    let mut accumulator = GradientsAccumulator::<M>::new();
-    let mut parts = Vec::new();
-    let mut first_row = 0;
-    for part in masked.split(settings.micro_batch) {
-        let mut dropout = Dropout::train(settings.encoder.dropout, dropout_seed, first_row);
-        first_row += part.batch_size;
-        let output = model.step(&part, &mut dropout, rng, device);
-        accumulator.accumulate(
-            model,
-            GradientsParams::from_grads(output.loss.backward(), model),
-        );
-        parts.push(output.stats);
-    }
-    (accumulator.grads(), StepStats::merge(parts))
 }
 
 /// `network`'s weights of `model` in the exported layout, with the metadata of a final model

@@ -4,9 +4,6 @@
 //! nothing about whether it was replaced, since the originals at masked positions have the
 //! same distribution: only the context gives it away.
 
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
-
 use super::masking::is_candidate;
 use crate::tokenizer::SpecialIds;
 
@@ -59,9 +56,9 @@ impl UnigramSampler {
         }
     }
 
-    /// One draw, by inverse CDF with one uniform number.
-    pub fn sample(&self, rng: &mut ChaCha8Rng) -> u32 {
-        let u: f64 = rng.random();
+    /// The token the uniform number `u` in [0, 1) draws, by inverse CDF.
+    pub fn sample(&self, u: f32) -> u32 {
+        let u = f64::from(u);
         let at = self.cdf.partition_point(|&c| c <= u);
         at.min(self.cdf.len() - 1) as u32
     }
@@ -83,7 +80,8 @@ impl UnigramSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     const SPECIAL: SpecialIds = SpecialIds::LEADING;
 
@@ -96,7 +94,7 @@ mod tests {
         let mut drawn = [0usize; 8];
         let draws = 100_000;
         for _ in 0..draws {
-            drawn[sampler.sample(&mut rng) as usize] += 1;
+            drawn[sampler.sample(rng.random()) as usize] += 1;
         }
         assert_eq!(
             (drawn[0], drawn[2], drawn[3], drawn[4], drawn[7]),

@@ -87,6 +87,10 @@ fn one() -> f64 {
     1.0
 }
 
+fn one_replica() -> usize {
+    1
+}
+
 /// The stage whose train FLOPs this run matched, if any.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchedCompute {
@@ -144,6 +148,9 @@ pub struct PretrainSummary {
     /// accumulation; records written before it existed read as none).
     #[serde(default)]
     pub micro_batch: Option<usize>,
+    /// Data-parallel replicas (records written before they existed read as 1).
+    #[serde(default = "one_replica")]
+    pub devices: usize,
     /// The stage whose compute was matched.
     pub match_compute: MatchedCompute,
     /// Peak learning rate.
@@ -292,6 +299,7 @@ pub fn test_summary(objective: ObjectiveName, digest: &str) -> PretrainSummary {
         steps: 10,
         batch_size: 2,
         micro_batch: None,
+        devices: 1,
         match_compute: MatchedCompute {
             stage: None,
             train_flops: None,
