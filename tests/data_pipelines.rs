@@ -218,6 +218,7 @@ fn the_shipped_pipelines_validate_and_plan_without_missing_data() {
         let path = entry.unwrap().path();
         let for_cuda = [
             "electra_small_paper.yaml",
+            "electra_base_paper.yaml",
             "electra_table5_paper.yaml",
             "glue_gpu_hour.yaml",
         ];

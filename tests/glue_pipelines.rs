@@ -1,8 +1,8 @@
 //! The reproduction pipelines: `glue_tiny.yaml` runs end to end on the real data (CI runs it on
 //! every submission), killed mid-pretraining and resumed, and its report is checked against its
 //! own results; a second run is all cached; `ablations_tiny.yaml` runs every Table 5 objective
-//! and ablation option into one report; `glue_small.yaml`, `electra_small_paper.yaml` and
-//! `electra_table5_paper.yaml` plan.
+//! and ablation option into one report; `glue_small.yaml`, `electra_small_paper.yaml`,
+//! `electra_base_paper.yaml` and `electra_table5_paper.yaml` plan.
 
 mod common;
 
@@ -270,6 +270,14 @@ fn the_small_and_paper_pipelines_plan() {
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         assert!(text(&out).contains("`--features cuda`"), "{}", text(&out));
     }
+
+    // ELECTRA-Base against BERT-Base on 8 GPUs each, fine-tuned on GLUE over 3 seeds.
+    let base = pipeline("electra_base_paper.yaml");
+    let out = ws.run(&["plan", base.to_str().unwrap(), "--backend", "flex"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(plan.contains("62 stages"), "{plan}");
+    assert!(plan.contains("will run  bert "), "{plan}");
 
     // Table 5 at Base size: five objectives, each fine-tuned on GLUE over 3 seeds.
     let table5 = pipeline("electra_table5_paper.yaml");

@@ -245,7 +245,8 @@ impl StageKind for Finetune {
         // v5: training batches packed (the same function, other dropout draws and rounding).
         // v6: the row kernels' sums in 16 lanes (`cpu_kernels::simd`) and the dense layers' bias
         // added inside the product (`cpu_kernels::linear`): other rounding.
-        6
+        // v7: dropout masks keyed by row (`model::layers::DropoutMasks`): other draws.
+        7
     }
 
     fn summary(&self) -> &'static str {

@@ -8,6 +8,7 @@ use electra_pipe_api::{
     Metrics, ParamError, Params, StageContext, StageError, StageKind, StagePlan,
 };
 
+use super::memory;
 use super::outputs::{
     write_outputs, Run, CONFIG_FILE, GENERATOR_FILE, METRICS_FILE, MODEL_FILE, SNAPSHOTS_DIR,
     TRANSFORMERS_DIR, TRANSFORMERS_GENERATOR_DIR,
@@ -35,7 +36,9 @@ impl StageKind for Pretrain {
         // v6: the fused kernels' row sums in 16 lanes (`cpu_kernels::simd`): other rounding.
         // v7: the dense layers' bias added inside the product (`cpu_kernels::linear`), the bias
         // gradient's column sums: other rounding.
-        7
+        // v8: dropout masks keyed by row and replacements drawn with the masks, so that
+        // micro-batches and replicas draw what one pass does: other draws.
+        8
     }
 
     fn summary(&self) -> &'static str {
@@ -103,6 +106,18 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             "steps derived to match the compute of another stage"
         );
     }
+    let share = params.batch_size.div_ceil(params.devices);
+    let micro_batch = params.micro_batch.unwrap_or(share).min(share);
+    let memory = memory::estimate(params, index.vocab_size, index.max_seq_len);
+    tracing::info!(
+        devices = params.devices,
+        micro_batch,
+        gigabytes_per_device = format!("{:.2}", memory.bytes(micro_batch) / 1e9),
+        state_gigabytes = format!("{:.2}", memory.state_bytes / 1e9),
+        activation_gigabytes_per_example =
+            format!("{:.3}", memory.activation_bytes_per_example / 1e9),
+        "device memory a step takes, estimated (pretrain::memory)"
+    );
     let pool = crate::parallel::worker_pool(ctx.cpus)?;
     tracing::info!(backend = %params.backend, steps, "training");
     let trained = pool.install(|| {

@@ -34,6 +34,7 @@ pub mod generator;
 pub mod gradients;
 pub mod kind;
 pub mod masking;
+pub mod memory;
 pub mod objective;
 pub mod outputs;
 pub mod params;

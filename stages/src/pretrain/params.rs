@@ -435,7 +435,8 @@ impl PretrainParams {
     /// objective (`objective`, the generator, its size, depth and loss weight, `lambda`,
     /// `temperature`, `replacement`), to the budget
     /// (`steps`, `match_compute`), to bookkeeping (`checkpoint_every`, `snapshots`,
-    /// `backend`) or to this cache (`data`, a path whose content the cache key already
+    /// `backend`, and `micro_batch` and `devices`, which change where the update is computed,
+    /// not the update) or to this cache (`data`, a path whose content the cache key already
     /// names). A compute-matched comparison gives both objectives the same recipe, and a
     /// report pairs a baseline with the run whose recipe it matched.
     pub fn recipe(&self) -> serde_json::Value {
@@ -459,6 +460,8 @@ impl PretrainParams {
             "checkpoint_every",
             "snapshots",
             "backend",
+            "micro_batch",
+            "devices",
         ] {
             map.remove(key);
         }
@@ -551,7 +554,7 @@ impl PretrainParams {
 
     /// The objective and its generator, for an encoder of `encoder`'s shape and a run of
     /// `steps`.
-    fn objective(&self, encoder: &EncoderConfig, steps: u64) -> Objective {
+    pub fn objective(&self, encoder: &EncoderConfig, steps: u64) -> Objective {
         let generator = self.generator_options(encoder);
         match self.objective {
             ObjectiveName::Electra | ObjectiveName::Electra15 => Objective::Electra {
