@@ -7,7 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Autodiff;
 use electra_stages::model::layers::{Dropout, Init};
 use electra_stages::pretrain::bert::Bert;
 use electra_stages::pretrain::electra::{Electra, ElectraShape};
@@ -43,7 +43,7 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 #[cfg(not(feature = "ndarray"))]
-type B = Autodiff<Flex>;
+type B = Autodiff<burn::backend::Flex>;
 #[cfg(feature = "ndarray")]
 type B = Autodiff<burn::backend::NdArray>;
 
