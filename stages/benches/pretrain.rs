@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
 use electra_pipe_api::StageKind;
 use electra_stages::corpus::Corpus;
 use electra_stages::model::config::Preset;
@@ -173,14 +174,10 @@ impl Timing<'_> {
             let started = Instant::now();
             model = self.pool.install(|| {
                 let masked = mask_batch(&batch, index.special, index.vocab_size, self.masking, rng);
-                let mut dropout_rng = ChaCha8Rng::seed_from_u64(step as u64);
-                let mut dropout = Dropout::Train {
-                    p: self.dropout,
-                    rng: &mut dropout_rng,
-                };
-                let out = model.step(&masked, &mut dropout, rng, &device);
-                let grads = out.loss.backward();
-                optimizer.step(model, &grads, 1e-4).0
+                let mut dropout = Dropout::train(self.dropout, step as u64, 0);
+                let out = model.step(&masked, &mut dropout, &device);
+                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+                optimizer.step(model, grads, 1e-4).0
             });
             if step > 0 {
                 timed += started.elapsed().as_secs_f64();
