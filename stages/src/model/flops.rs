@@ -173,13 +173,15 @@ pub fn encoder_matmul_train_flops_per_token(encoder: &EncoderConfig, seq_len: us
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::config::Preset;
 
-    const VOCAB: usize = 30522;
+    /// BERT's uncased vocabulary, the official counts' size.
+    pub(crate) const VOCAB: usize = 30522;
 
-    fn within(actual: f64, expected: f64, tolerance: f64) {
+    /// Asserts `actual` is within `tolerance` (relative) of `expected`.
+    pub(crate) fn within(actual: f64, expected: f64, tolerance: f64) {
         let error = (actual - expected).abs() / expected;
         assert!(
             error < tolerance,

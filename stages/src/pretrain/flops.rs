@@ -112,17 +112,7 @@ pub fn steps_to_match(target: f64, forward_per_example: f64, batch: usize) -> u6
 mod tests {
     use super::*;
     use crate::model::config::Preset;
-
-    const VOCAB: usize = 30522;
-
-    fn within(actual: f64, expected: f64, tolerance: f64) {
-        let error = (actual - expected).abs() / expected;
-        assert!(
-            error < tolerance,
-            "{actual:.4e} differs from {expected:.4e} by {:.3}%",
-            error * 100.0
-        );
-    }
+    use crate::model::flops::tests::{within, VOCAB};
 
     #[test]
     fn bert_small_matches_the_official_flops_per_step() {
