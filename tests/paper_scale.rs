@@ -36,8 +36,7 @@ fn paper_pipelines_name_micro_batches_that_fit_an_80_gb_device() {
         {
             pretraining += 1;
             let params = PretrainParams::parse(&instance.params).unwrap();
-            let share = params.batch_size.div_ceil(params.devices);
-            let micro_batch = params.micro_batch.unwrap_or(share).min(share);
+            let micro_batch = params.examples_per_pass();
             let estimate = memory::estimate(&params, VOCAB, seq_len);
             let bytes = estimate.bytes(micro_batch);
             eprintln!(

@@ -106,8 +106,7 @@ fn pretrain(params: &PretrainParams, ctx: &StageContext<'_>) -> Result<Metrics> 
             "steps derived to match the compute of another stage"
         );
     }
-    let share = params.batch_size.div_ceil(params.devices);
-    let micro_batch = params.micro_batch.unwrap_or(share).min(share);
+    let micro_batch = params.examples_per_pass();
     let memory = memory::estimate(params, index.vocab_size, index.max_seq_len);
     tracing::info!(
         devices = params.devices,

@@ -423,6 +423,13 @@ impl PretrainParams {
         self.model.encoder(vocab_size)
     }
 
+    /// Examples in the largest forward and backward pass of a step on one device: a replica's
+    /// share of the batch (the larger one), or the micro-batch where that is smaller.
+    pub fn examples_per_pass(&self) -> usize {
+        let share = self.batch_size.div_ceil(self.devices);
+        self.micro_batch.unwrap_or(share).min(share)
+    }
+
     /// Warm-up steps of a run of `total` steps.
     pub fn warmup(&self, total: u64) -> u64 {
         match self.warmup_fraction {
