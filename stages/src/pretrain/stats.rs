@@ -68,8 +68,13 @@ impl StepStats {
             .collect();
     }
 
-    /// The whole batch's measurements from its micro-batches'.
+    /// The whole batch's measurements from its micro-batches' (each [`StepStats::finished`]).
     pub fn merge(parts: Vec<StepStats>) -> StepStats {
+        if parts.len() == 1 {
+            // One pass over the whole batch: its figures are already the whole's (no second
+            // sort of its scored positions for the ROC-AUC).
+            return parts.into_iter().next().expect("one part");
+        }
         let mut parts = parts.into_iter();
         let mut whole = parts.next().unwrap_or_default();
         for part in parts {
